@@ -1,0 +1,39 @@
+/* The interface every backend fills in. Core validates arguments, keeps the coherence state
+ * and the statistics, and calls these for the mechanics. A backend with no device memory of
+ * its own (the host backend) leaves every device member NULL; core then keeps data on the
+ * host only and refuses device access with TWIN_ERR_UNSUPPORTED.
+ *
+ * Locking: core calls the buffer members with that buffer's lock held, and never holds two
+ * buffer locks at once. The backend must be safe for concurrent calls on different buffers. */
+#ifndef TWIN_BACKEND_H
+#define TWIN_BACKEND_H
+
+#include "../core/internal.h"
+
+struct twin_backend_ops {
+  const char *name; /* "opencl", "host" */
+
+  /* Opens ctx->device (already resolved) and stores the backend state in ctx->backend.
+   * On failure nothing is left allocated. */
+  twin_status (*open)(twin_context *ctx);
+  /* Releases ctx->backend; called once, when the last context reference drops. */
+  void (*close)(twin_context *ctx);
+  /* Waits for every queued command. May be NULL when nothing is ever queued. */
+  twin_status (*finish)(twin_context *ctx);
+
+  /* Allocates nbytes (>= 1) of device memory and returns the backend's handle for it; the
+   * memory must really exist when this returns, so a later command cannot fail for lack
+   * of memory. The handle is owned by core until dev_free. */
+  twin_status (*dev_alloc)(twin_context *ctx, size_t nbytes, void **handle);
+  /* Releases a handle from dev_alloc once queued commands using it are done. */
+  void (*dev_free)(twin_context *ctx, void *handle);
+  /* Copies n bytes from host memory to the handle at byte offset off, complete on return. */
+  twin_status (*to_device)(twin_context *ctx, void *handle, size_t off, size_t n,
+                           const void *src);
+  /* Copies n bytes at byte offset off of the handle to host memory, complete on return. */
+  twin_status (*to_host)(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
+  /* Sets n bytes at byte offset off of the handle to zero (may complete later, in order). */
+  twin_status (*dev_zero)(twin_context *ctx, void *handle, size_t off, size_t n);
+};
+
+#endif /* TWIN_BACKEND_H */

@@ -1,0 +1,58 @@
+/* The OpenCL backend: opening a device, its in-order queue, and the ops table. */
+#include "clapi.h"
+
+#include "../backend.h"
+
+static twin_status cl_open(twin_context *ctx) {
+  twin__cl_context *cl = twin__calloc(1, sizeof *cl);
+  if (!cl)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for an OpenCL context");
+  twin_status s = twin__opencl_find(&ctx->device, &cl->platform, &cl->device);
+  if (s != TWIN_OK)
+    goto fail_find;
+  cl_int err;
+  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};
+  cl->context = twin__cl.clCreateContext(props, 1, &cl->device, NULL, NULL, &err);
+  if (!cl->context) {
+    s = twin__cl_fail("clCreateContext", err);
+    goto fail_find;
+  }
+  cl->queue = twin__cl.clCreateCommandQueue(cl->context, cl->device, 0, &err);
+  if (!cl->queue) {
+    s = twin__cl_fail("clCreateCommandQueue", err);
+    goto fail_queue;
+  }
+  ctx->backend = cl;
+  return TWIN_OK;
+
+fail_queue:
+  twin__cl.clReleaseContext(cl->context);
+fail_find:
+  twin__free(cl);
+  return s;
+}
+
+static void cl_close(twin_context *ctx) {
+  twin__cl_context *cl = to_cl(ctx);
+  twin__cl.clFinish(cl->queue);
+  twin__cl.clReleaseCommandQueue(cl->queue);
+  twin__cl.clReleaseContext(cl->context);
+  twin__free(cl);
+}
+
+static twin_status cl_finish(twin_context *ctx) {
+  cl_int err = twin__cl.clFinish(to_cl(ctx)->queue);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clFinish", err);
+}
+
+const struct twin_backend_ops twin__opencl_ops = {
+    .name = "opencl",
+    .open = cl_open,
+    .close = cl_close,
+    .finish = cl_finish,
+    .dev_alloc = twin__cl_alloc,
+    .dev_free = twin__cl_free,
+    .to_device = twin__cl_to_device,
+    .to_host = twin__cl_to_host,
+    .dev_zero = twin__cl_zero,
+};

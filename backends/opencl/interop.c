@@ -1,0 +1,36 @@
+/* The public OpenCL interop calls of twin_opencl.h. */
+#include "clapi.h"
+
+#include "../../core/twin_opencl.h"
+
+twin_status twin_device_begin(twin_array *a, twin_access access, cl_mem *mem,
+                              size_t *byte_offset) {
+  void *handle;
+  twin_status s = twin__device_begin(a, access, mem ? &handle : NULL, byte_offset);
+  if (s == TWIN_OK)
+    *mem = (cl_mem)handle;
+  return s;
+}
+
+twin_status twin_device_end(twin_array *a) {
+  return twin__device_end(a);
+}
+
+static twin__cl_context *cl_of(twin_context *ctx) {
+  return ctx && ctx->device.type != TWIN_DEVICE_HOST ? to_cl(ctx) : NULL;
+}
+
+cl_context twin_context_cl_context(twin_context *ctx) {
+  twin__cl_context *cl = cl_of(ctx);
+  return cl ? cl->context : NULL;
+}
+
+cl_device_id twin_context_cl_device(twin_context *ctx) {
+  twin__cl_context *cl = cl_of(ctx);
+  return cl ? cl->device : NULL;
+}
+
+cl_command_queue twin_context_cl_queue(twin_context *ctx) {
+  twin__cl_context *cl = cl_of(ctx);
+  return cl ? cl->queue : NULL;
+}

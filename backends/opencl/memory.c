@@ -1,0 +1,43 @@
+/* Device memory of the OpenCL backend: cl_mem buffers and the transfers between them and the
+ * host mirror. */
+#include "clapi.h"
+
+twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle) {
+  if (nbytes > ctx->device.max_alloc_bytes)
+    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY, "%zu bytes exceed the device's largest "
+                      "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes", nbytes,
+                      (unsigned long long)ctx->device.max_alloc_bytes);
+  cl_int err;
+  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, CL_MEM_READ_WRITE, nbytes, NULL,
+                                       &err);
+  if (!mem)
+    return twin__cl_fail("clCreateBuffer", err);
+  *handle = mem;
+  return TWIN_OK;
+}
+
+void twin__cl_free(twin_context *ctx, void *handle) {
+  (void)ctx;
+  /* The runtime keeps the memory until queued commands that use it are done. */
+  twin__cl.clReleaseMemObject((cl_mem)handle);
+}
+
+twin_status twin__cl_to_device(twin_context *ctx, void *handle, size_t off, size_t n,
+                               const void *src) {
+  cl_int err = twin__cl.clEnqueueWriteBuffer(to_cl(ctx)->queue, (cl_mem)handle, CL_TRUE, off, n,
+                                             src, 0, NULL, NULL);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueWriteBuffer", err);
+}
+
+twin_status twin__cl_to_host(twin_context *ctx, void *handle, size_t off, size_t n, void *dst) {
+  cl_int err = twin__cl.clEnqueueReadBuffer(to_cl(ctx)->queue, (cl_mem)handle, CL_TRUE, off, n,
+                                            dst, 0, NULL, NULL);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueReadBuffer", err);
+}
+
+twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n) {
+  static const cl_uchar zero = 0;
+  cl_int err = twin__cl.clEnqueueFillBuffer(to_cl(ctx)->queue, (cl_mem)handle, &zero,
+                                            sizeof zero, off, n, 0, NULL, NULL);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueFillBuffer", err);
+}

@@ -1,0 +1,47 @@
+/* The library's host allocator hooks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void *aligned_default(size_t alignment, size_t size) {
+  void *p = NULL;
+  return posix_memalign(&p, alignment, size) == 0 ? p : NULL;
+}
+
+twin__allocator twin__host_alloc = {
+    .malloc_fn = malloc,
+    .aligned_fn = aligned_default,
+    .free_fn = free,
+};
+
+void *twin__malloc(size_t size) {
+  return twin__host_alloc.malloc_fn(size ? size : 1);
+}
+
+void *twin__calloc(size_t count, size_t size) {
+  size_t total;
+  if (twin__mul_overflows(count, size, &total))
+    return NULL;
+  void *p = twin__malloc(total);
+  if (p)
+    memset(p, 0, total);
+  return p;
+}
+
+void *twin__aligned(size_t alignment, size_t size) {
+  return twin__host_alloc.aligned_fn(alignment, size ? size : 1);
+}
+
+void twin__free(void *p) {
+  if (p)
+    twin__host_alloc.free_fn(p);
+}
+
+char *twin__strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *copy = twin__malloc(n);
+  if (copy)
+    memcpy(copy, s, n);
+  return copy;
+}

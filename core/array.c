@@ -1,0 +1,175 @@
+/* Arrays: immutable views (dtype, shape, strides, offset) onto a refcounted buffer. */
+#include <string.h>
+
+#include "internal.h"
+
+/* Checks the arguments every constructor shares and computes the element count and byte
+ * size with overflow checks. */
+static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
+                             const size_t *shape, size_t *size, size_t *nbytes) {
+  if (!ctx)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
+  if (!twin__dtype_valid(dtype))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: dtype %d is not a twin_dtype", fn,
+                      (int)dtype);
+  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
+                      TWIN_MAX_DIMS);
+  if (ndim > 0 && !shape)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: shape is NULL with ndim %d", fn, ndim);
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++)
+    if (twin__mul_overflows(n, shape[i], &n))
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn,
+                        i, shape[i]);
+  /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX. */
+  if (twin__mul_overflows(n, twin_dtype_size(dtype), nbytes) || *nbytes > PTRDIFF_MAX)
+    return twin__fail(TWIN_ERR_OVERFLOW, "%s: %zu elements of %s overflow the byte size", fn, n,
+                      twin_dtype_name(dtype));
+  *size = n;
+  return TWIN_OK;
+}
+
+/* A new array object covering buffer b contiguously; takes over the caller's reference on b. */
+static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, const size_t *shape,
+                               size_t size, twin_array **out) {
+  twin_array *a = twin__calloc(1, sizeof *a);
+  if (!a) {
+    twin__buffer_unref(b);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for an array object");
+  }
+  atomic_init(&a->refs, 1);
+  a->buf = b;
+  a->dtype = dtype;
+  a->ndim = ndim;
+  a->size = size;
+  ptrdiff_t stride = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    a->shape[i] = shape[i];
+    a->strides[i] = stride;
+    stride *= (ptrdiff_t)(shape[i] ? shape[i] : 1);
+  }
+  atomic_fetch_add_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
+  *out = a;
+  return TWIN_OK;
+}
+
+static twin_status make(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
+                        const size_t *shape, bool zero, twin_array **out) {
+  size_t size, nbytes;
+  twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
+  if (s != TWIN_OK)
+    return s;
+  if (!out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+  twin__buffer *b;
+  s = twin__buffer_new(ctx, nbytes, zero, &b);
+  if (s != TWIN_OK)
+    return s;
+  return wrap_buffer(b, dtype, ndim, shape, size, out);
+}
+
+twin_status twin_array_new(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
+                           twin_array **out) {
+  return make("twin_array_new", ctx, dtype, ndim, shape, false, out);
+}
+
+twin_status twin_array_zeros(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
+                             twin_array **out) {
+  return make("twin_array_zeros", ctx, dtype, ndim, shape, true, out);
+}
+
+twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, int ndim,
+                                 const size_t *shape, const void *data, twin_array **out) {
+  static const char fn[] = "twin_array_from_host";
+  size_t size, nbytes;
+  twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
+  if (s != TWIN_OK)
+    return s;
+  if (!data && nbytes)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: data is NULL for %zu bytes", fn, nbytes);
+  twin_array *a;
+  s = make(fn, ctx, dtype, ndim, shape, false, &a);
+  if (s != TWIN_OK)
+    return s;
+  s = twin_array_write(a, data, nbytes);
+  if (s != TWIN_OK) {
+    twin_array_unref(a);
+    return s;
+  }
+  *out = a;
+  return TWIN_OK;
+}
+
+twin_array *twin_array_ref(twin_array *a) {
+  if (a)
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+  return a;
+}
+
+void twin_array_unref(twin_array *a) {
+  if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_release) != 1)
+    return;
+  atomic_thread_fence(memory_order_acquire);
+  twin__buffer *b = a->buf;
+  atomic_fetch_sub_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
+  twin__free(a);
+  twin__buffer_unref(b);
+}
+
+twin_dtype twin_array_dtype(const twin_array *a) {
+  return a->dtype;
+}
+
+int twin_array_ndim(const twin_array *a) {
+  return a->ndim;
+}
+
+const size_t *twin_array_shape(const twin_array *a) {
+  return a->shape;
+}
+
+const ptrdiff_t *twin_array_strides(const twin_array *a) {
+  return a->strides;
+}
+
+size_t twin_array_size(const twin_array *a) {
+  return a->size;
+}
+
+size_t twin_array_nbytes(const twin_array *a) {
+  return a->size * twin_dtype_size(a->dtype);
+}
+
+twin_context *twin_array_context(const twin_array *a) {
+  return a->buf->ctx;
+}
+
+bool twin_array_is_contiguous(const twin_array *a) {
+  ptrdiff_t expect = 1;
+  for (int i = a->ndim - 1; i >= 0; i--) {
+    if (a->shape[i] != 1 && a->strides[i] != expect)
+      return a->size == 0;
+    expect *= (ptrdiff_t)a->shape[i];
+  }
+  return true;
+}
+
+void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi) {
+  size_t item = twin_dtype_size(a->dtype);
+  if (a->size == 0) {
+    *lo = *hi = a->offset * item;
+    return;
+  }
+  /* Views are proven inside their buffer when made, so this cannot overflow. */
+  ptrdiff_t first = (ptrdiff_t)a->offset, last = (ptrdiff_t)a->offset;
+  for (int i = 0; i < a->ndim; i++) {
+    ptrdiff_t span = a->strides[i] * (ptrdiff_t)(a->shape[i] - 1);
+    if (span < 0)
+      first += span;
+    else
+      last += span;
+  }
+  *lo = (size_t)first * item;
+  *hi = ((size_t)last + 1) * item;
+}

@@ -1,0 +1,64 @@
+/* Contexts: one device, its backend state and its counters. */
+#include <stdlib.h>
+
+#include "../backends/backend.h"
+#include "internal.h"
+
+static const struct twin_backend_ops *backend_for(const twin_device_info *dev) {
+#ifdef TWIN_HAVE_OPENCL
+  if (dev->type != TWIN_DEVICE_HOST)
+    return &twin__opencl_ops;
+#endif
+  (void)dev;
+  return &twin__host_ops;
+}
+
+twin_status twin_context_new(const char *spec, twin_context **out) {
+  if (!out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: out is NULL");
+  twin_device_info dev;
+  twin_status s = twin_device_resolve(spec, &dev);
+  if (s != TWIN_OK)
+    return s;
+  twin_context *ctx = twin__calloc(1, sizeof *ctx);
+  if (!ctx)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_context_new: no memory for a context");
+  atomic_init(&ctx->refs, 1);
+  ctx->device = dev;
+  ctx->ops = backend_for(&dev);
+  s = ctx->ops->open(ctx);
+  if (s != TWIN_OK) {
+    twin__free(ctx);
+    return s;
+  }
+  *out = ctx;
+  return TWIN_OK;
+}
+
+twin_context *twin_context_ref(twin_context *ctx) {
+  if (ctx)
+    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+  return ctx;
+}
+
+void twin_context_unref(twin_context *ctx) {
+  if (!ctx)
+    return;
+  /* Release ordering publishes this thread's writes; the acquire fence makes every other
+   * thread's writes visible to the one that tears down. */
+  if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_release) != 1)
+    return;
+  atomic_thread_fence(memory_order_acquire);
+  ctx->ops->close(ctx);
+  twin__free(ctx);
+}
+
+twin_status twin_context_finish(twin_context *ctx) {
+  if (!ctx)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_finish: ctx is NULL");
+  return ctx->ops->finish ? ctx->ops->finish(ctx) : TWIN_OK;
+}
+
+const twin_device_info *twin_context_device(const twin_context *ctx) {
+  return ctx ? &ctx->device : NULL;
+}

@@ -1,0 +1,59 @@
+/* Status names and the per-thread last-error message. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Large enough for a kernel build log's useful head; longer messages are cut. */
+#define MESSAGE_CAP 16384
+
+static _Thread_local char last_message[MESSAGE_CAP];
+
+const char *twin_status_name(twin_status s) {
+  switch (s) {
+#define TWIN_X_NAME(name, msg)                                                                 \
+  case name:                                                                                   \
+    return #name;
+    TWIN_STATUS_TABLE(TWIN_X_NAME)
+#undef TWIN_X_NAME
+  }
+  return "TWIN_STATUS_UNKNOWN";
+}
+
+const char *twin_status_message(twin_status s) {
+  switch (s) {
+#define TWIN_X_MESSAGE(name, msg)                                                              \
+  case name:                                                                                   \
+    return msg;
+    TWIN_STATUS_TABLE(TWIN_X_MESSAGE)
+#undef TWIN_X_MESSAGE
+  }
+  return "unknown status";
+}
+
+const char *twin_last_error(void) {
+  return last_message;
+}
+
+static void append_v(const char *fmt, va_list ap) {
+  size_t used = strlen(last_message);
+  if (used + 1 < MESSAGE_CAP)
+    vsnprintf(last_message + used, MESSAGE_CAP - used, fmt, ap);
+}
+
+twin_status twin__fail(twin_status s, const char *fmt, ...) {
+  /* The message starts with the status name so a log line is useful on its own. */
+  snprintf(last_message, MESSAGE_CAP, "%s: ", twin_status_name(s));
+  va_list ap;
+  va_start(ap, fmt);
+  append_v(fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+void twin__fail_append(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  append_v(fmt, ap);
+  va_end(ap);
+}

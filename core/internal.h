@@ -1,0 +1,154 @@
+/* Private declarations shared by core/ and backends/. Never installed.
+ * Internal non-static functions are named twin__*; static helpers carry no prefix. */
+#ifndef TWIN_INTERNAL_H
+#define TWIN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+
+#include "twin.h"
+
+#define TWIN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* ---- Errors (error.c) ---- */
+
+/* Records a message for twin_last_error() on this thread and returns s, so a failure path
+ * reads `return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "ndim is %d", ndim);`. */
+twin_status twin__fail(twin_status s, const char *fmt, ...) TWIN_PRINTF(2, 3);
+
+/* Appends text to this thread's current message (used to add a build log or a device list). */
+void twin__fail_append(const char *fmt, ...) TWIN_PRINTF(1, 2);
+
+/* ---- Host memory (alloc.c) ---- */
+
+/* Every host allocation of the library goes through this table, so tests can make the Nth
+ * allocation fail without touching the process-wide malloc that OpenCL runtimes depend on.
+ * aligned: alignment is a power of two >= sizeof(void *); memory from both is released by
+ * free_fn. */
+typedef struct twin__allocator {
+  void *(*malloc_fn)(size_t size);
+  void *(*aligned_fn)(size_t alignment, size_t size);
+  void (*free_fn)(void *p);
+} twin__allocator;
+
+extern twin__allocator twin__host_alloc;
+
+void *twin__malloc(size_t size);
+void *twin__calloc(size_t count, size_t size);
+void *twin__aligned(size_t alignment, size_t size);
+void twin__free(void *p);
+char *twin__strdup(const char *s);
+
+/* ---- Checked arithmetic ---- */
+
+static inline bool twin__mul_overflows(size_t a, size_t b, size_t *out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+static inline bool twin__add_overflows(size_t a, size_t b, size_t *out) {
+  return __builtin_add_overflow(a, b, out);
+}
+
+/* ---- Contexts (context.c, stats.c, device.c) ---- */
+
+struct twin_backend_ops;
+
+/* Counters behind twin_stats. Atomic so the array path never takes a lock for them. */
+typedef struct twin__counters {
+  atomic_size_t host_bytes, device_bytes, peak_host_bytes, peak_device_bytes;
+  atomic_size_t buffers, arrays, zero_copy_buffers;
+  atomic_uint_least64_t bytes_to_device, bytes_to_host, transfers_to_device, transfers_to_host;
+} twin__counters;
+
+struct twin_context {
+  atomic_size_t refs;
+  const struct twin_backend_ops *ops;
+  void *backend; /* the backend's own state, owned by ops->close */
+  twin_device_info device;
+  twin__counters counters;
+};
+
+/* Counter updates; `add` raises the matching peak. */
+void twin__count_host_alloc(twin_context *ctx, size_t nbytes);
+void twin__count_host_free(twin_context *ctx, size_t nbytes);
+void twin__count_device_alloc(twin_context *ctx, size_t nbytes);
+void twin__count_device_free(twin_context *ctx, size_t nbytes);
+void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes);
+
+/* Lists OpenCL devices (backends/opencl); absent from builds without OpenCL. */
+twin_status twin__opencl_list(twin_device_info **out, size_t *count);
+extern const struct twin_backend_ops twin__opencl_ops;
+extern const struct twin_backend_ops twin__host_ops;
+
+/* Fills in the host backend's device entry. */
+void twin__host_device_info(twin_device_info *out);
+
+/* ---- Buffers (buffer.c) ---- */
+
+/* One side of a buffer. `valid` with mem == NULL means the side has not been materialised
+ * yet and its content is the buffer's initial content (undefined, or zero with zero_init):
+ * allocating it is enough to make it current, no transfer needed. */
+typedef struct twin__side {
+  void *mem;  /* host pointer, or the backend's device handle */
+  bool valid; /* holds the newest data */
+} twin__side;
+
+typedef enum { TWIN__HOST = 0, TWIN__DEVICE = 1 } twin__side_id;
+
+typedef struct twin__buffer {
+  atomic_size_t refs;
+  twin_context *ctx; /* holds a reference */
+  size_t nbytes;     /* logical size; allocations are at least 1 byte */
+  pthread_mutex_t lock; /* guards everything below */
+  twin__side side[2];
+  bool zero_init; /* initial content is zero: materialise a side by zeroing it */
+  /* Open accesses through any array on this buffer, per side, to refuse a write on one side
+   * while the other side is in use. */
+  unsigned open_reads[2], open_writes[2];
+} twin__buffer;
+
+twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init,
+                             twin__buffer **out);
+twin__buffer *twin__buffer_ref(twin__buffer *b);
+void twin__buffer_unref(twin__buffer *b);
+/* With b->lock held: make `which` allocated and, when need_data, valid (moving data from the
+ * other side if it is newer). */
+twin_status twin__buffer_prepare(twin__buffer *b, twin__side_id which, bool need_data);
+
+/* ---- Arrays (array.c) ---- */
+
+struct twin_array {
+  atomic_size_t refs;
+  twin__buffer *buf; /* holds a reference */
+  twin_dtype dtype;
+  int ndim;
+  size_t size; /* product of shape */
+  size_t offset; /* of the first element, in elements from the buffer's start */
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  /* The open access on this array object, guarded by buf->lock. */
+  unsigned char access_side; /* 0 none, else 1 + twin__side_id */
+  unsigned char access_mode; /* twin_access */
+  unsigned access_count;
+};
+
+bool twin__dtype_valid(twin_dtype dtype);
+/* Byte range [*lo, *hi) of the buffer that a's elements occupy; lo == hi when a is empty. */
+void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi);
+
+/* ---- Strided host copies (strided.c) ---- */
+
+/* Copies the elements of an ndim-axis block of the given shape between two host layouts
+ * (strides in elements, may be negative or zero for the source), element size `item`. */
+void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src,
+                        const ptrdiff_t *src_strides, const size_t *shape, int ndim,
+                        size_t item);
+
+/* ---- Access (access.c) ---- */
+
+/* Generic half of twin_device_begin: returns the backend's device handle. */
+twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
+                               size_t *byte_offset);
+twin_status twin__device_end(twin_array *a);
+
+#endif /* TWIN_INTERNAL_H */

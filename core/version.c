@@ -1,0 +1,7 @@
+/* The library's version, from meson.build (the same version gives the SONAME). */
+#include "internal.h"
+#include "twin_config.h"
+
+const char *twin_version(void) {
+  return TWIN_VERSION;
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: every test on every backend (PoCL through the ICD loader, and the host
+# backend), then again under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection,
+# then a program built outside the tree against an installed copy through pkg-config.
+# Ends with one line: N passed, N failed[, N skipped].
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh || exit 1
+jobs=$(nproc)
+
+build() { # build DIR [meson options...]
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" || return 1
+  fi
+  meson compile -C "$dir" || return 1
+}
+
+# The plain run goes first so the PoCL kernel cache is warm for the sanitizer run.
+if build build; then
+  meson test -C build --print-errorlogs --num-processes "$jobs"
+fi
+
+# UBSan does not fail by default: -fno-sanitize-recover makes any finding fatal.
+if build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dc_args=-fno-sanitize-recover=undefined -Dc_link_args=-fno-sanitize-recover=undefined; then
+  meson test -C build-asan --print-errorlogs --num-processes "$jobs"
+fi
+
+install_result=0/1
+if scripts/check-install.sh; then
+  install_result=1/0
+fi
+
+python3 scripts/summary.py build build-asan "install=$install_result"

@@ -1,0 +1,81 @@
+#include "fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef TWIN_HAVE_OPENCL
+#include "backends/opencl/clapi.h"
+#endif
+
+static twin_fixture current;
+static twin__allocator default_alloc;
+
+static int group_setup(void **state) {
+  if (twin_context_new(current.spec, &current.ctx) != TWIN_OK) {
+    print_error("cannot open \"%s\": %s\n", current.spec, twin_last_error());
+    return -1;
+  }
+  current.has_device = twin_context_device(current.ctx)->type != TWIN_DEVICE_HOST;
+  *state = &current;
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  twin_context_unref(current.ctx);
+  current.ctx = NULL;
+  return 0;
+}
+
+static void restore_hooks(void) {
+  twin__host_alloc = default_alloc;
+#ifdef TWIN_HAVE_OPENCL
+  twin__cl = twin__cl_real;
+#endif
+}
+
+twin_stats fixture_stats(const twin_fixture *f) {
+  twin_stats st;
+  assert_int_equal(twin_context_stats(f->ctx, &st), TWIN_OK);
+  return st;
+}
+
+int twin_fixture_teardown(void **state) {
+  restore_hooks();
+  twin_stats st = fixture_stats(fixture(state));
+  if (st.arrays || st.buffers || st.host_bytes || st.device_bytes) {
+    print_error("leaked in the context: %zu arrays, %zu buffers, %zu host bytes, %zu device "
+                "bytes\n", st.arrays, st.buffers, st.host_bytes, st.device_bytes);
+    return -1;
+  }
+  return 0;
+}
+
+static int run_group(const char *file, const char *spec, const struct CMUnitTest *tests,
+                     size_t n) {
+  char name[256];
+  const char *base = strrchr(file, '/');
+  snprintf(name, sizeof name, "%s on %s", base ? base + 1 : file, spec);
+  printf("[ BACKEND  ] %s\n", name);
+  fflush(stdout);
+  memset(&current, 0, sizeof current);
+  current.spec = spec;
+  return _cmocka_run_group_tests(name, tests, n, group_setup, group_teardown);
+}
+
+int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n) {
+  default_alloc = twin__host_alloc;
+  const char *env = getenv("TWIN_TEST_BACKENDS");
+#ifdef TWIN_HAVE_OPENCL
+  const char *def = "host,opencl";
+#else
+  const char *def = "host";
+#endif
+  char list[256];
+  snprintf(list, sizeof list, "%s", env && *env ? env : def);
+  int failures = 0;
+  char *save = NULL;
+  for (char *spec = strtok_r(list, ",", &save); spec; spec = strtok_r(NULL, ",", &save))
+    failures += run_group(file, spec, tests, n);
+  return failures;
+}

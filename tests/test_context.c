@@ -1,0 +1,206 @@
+/* Contexts and run-time device selection. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static void test_context_ref_returns_same_and_unref_null_is_noop(void **state) {
+  twin_fixture *f = fixture(state);
+  assert_ptr_equal(twin_context_ref(f->ctx), f->ctx);
+  twin_context_unref(f->ctx);
+  twin_context_unref(NULL);
+  assert_null(twin_context_ref(NULL));
+}
+
+static void test_context_new_null_out_is_invalid(void **state) {
+  (void)state;
+  assert_status(twin_context_new("host", NULL), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "out"));
+}
+
+static void test_context_opens_what_the_spec_names(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_context *ctx;
+  assert_ok(twin_context_new(f->spec, &ctx));
+  assert_string_equal(twin_context_device(ctx)->spec, twin_context_device(f->ctx)->spec);
+  assert_ok(twin_context_finish(ctx));
+  twin_context_unref(ctx);
+}
+
+static void test_device_list_ends_with_host(void **state) {
+  (void)state;
+  twin_device_info *list;
+  size_t n;
+  assert_ok(twin_device_list(&list, &n));
+  assert_true(n >= 1);
+  assert_string_equal(list[n - 1].spec, "host");
+  assert_int_equal(list[n - 1].type, TWIN_DEVICE_HOST);
+  for (size_t i = 0; i + 1 < n; i++) {
+    assert_int_not_equal(list[i].type, TWIN_DEVICE_HOST);
+    assert_true(list[i].global_mem_bytes > 0);
+    assert_true(list[i].max_alloc_bytes > 0);
+    assert_true(list[i].name[0] != '\0');
+    char spec[32];
+    snprintf(spec, sizeof spec, "opencl:%d.%d", list[i].platform_index, list[i].device_index);
+    assert_string_equal(list[i].spec, spec);
+  }
+  twin_device_list_free(list);
+  twin_device_list_free(NULL);
+}
+
+/* The spec of the first OpenCL device, or NULL when there is none. */
+static bool first_opencl(twin_device_info *out) {
+  twin_device_info *list;
+  size_t n;
+  assert_ok(twin_device_list(&list, &n));
+  bool found = n > 1;
+  if (found)
+    *out = list[0];
+  twin_device_list_free(list);
+  return found;
+}
+
+static void test_resolve_grammar(void **state) {
+  (void)state;
+  twin_device_info d, cl;
+  assert_ok(twin_device_resolve("host", &d));
+  assert_string_equal(d.spec, "host");
+  assert_ok(twin_device_resolve("HOST", &d));
+  assert_string_equal(d.spec, "host");
+  if (!first_opencl(&cl)) {
+    assert_status(twin_device_resolve("opencl", &d), TWIN_ERR_NO_DEVICE);
+    assert_ok(twin_device_resolve("", &d));
+    assert_string_equal(d.spec, "host");
+    return;
+  }
+  assert_ok(twin_device_resolve("opencl:0.0", &d));
+  assert_int_equal(d.platform_index, 0);
+  assert_int_equal(d.device_index, 0);
+  assert_ok(twin_device_resolve("opencl", &d));
+  assert_int_not_equal(d.type, TWIN_DEVICE_HOST);
+  /* The default takes an OpenCL device over the host backend. */
+  twin_device_info def;
+  assert_ok(twin_device_resolve("", &def));
+  assert_string_equal(def.spec, d.spec);
+  if (cl.type == TWIN_DEVICE_CPU) {
+    assert_ok(twin_device_resolve("opencl:cpu", &d));
+    assert_int_equal(d.type, TWIN_DEVICE_CPU);
+  }
+  /* A case-insensitive substring of the device name selects it. */
+  char part[8] = {0};
+  memcpy(part, cl.name, strlen(cl.name) < 5 ? strlen(cl.name) : 5);
+  for (char *p = part; *p; p++)
+    *p = (char)(*p ^ 0x20 * (((*p | 0x20) >= 'a') && ((*p | 0x20) <= 'z')));
+  char spec[32];
+  snprintf(spec, sizeof spec, "opencl:%s", part);
+  assert_ok(twin_device_resolve(spec, &d));
+}
+
+static void test_resolve_pocl_by_name(void **state) {
+  (void)state;
+  twin_device_info cl, d;
+  if (!first_opencl(&cl) || !strstr(cl.platform, "Portable Computing Language"))
+    skip();
+  assert_ok(twin_device_resolve("opencl:pthread", &d));
+  assert_true(strstr(d.name, "pthread") != NULL);
+  assert_ok(twin_device_resolve("opencl:portable", &d));
+}
+
+static void test_unknown_spec_lists_devices(void **state) {
+  (void)state;
+  twin_device_info d;
+  memset(&d, 0x5a, sizeof d);
+  twin_device_info before = d;
+  const char *bad[] = {"opencl:nosuchdevice", "cuda", "opencl:", "opencl:7.7", "opencl:0.",
+                       "opencl:gpu:0"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    twin_status s = twin_device_resolve(bad[i], &d);
+    if (strcmp(bad[i], "opencl:gpu:0") == 0 && s == TWIN_OK)
+      continue; /* a device whose name contains "gpu:0" is not impossible */
+    assert_int_equal(s, TWIN_ERR_NO_DEVICE);
+    assert_non_null(strstr(twin_last_error(), bad[i]));
+    assert_non_null(strstr(twin_last_error(), "[host]"));
+    assert_memory_equal(&d, &before, sizeof d);
+  }
+  twin_context *ctx = (twin_context *)&d;
+  assert_status(twin_context_new("opencl:nosuchdevice", &ctx), TWIN_ERR_NO_DEVICE);
+  assert_ptr_equal(ctx, (twin_context *)&d);
+}
+
+static void test_twin_device_env_is_read_when_spec_is_null(void **state) {
+  (void)state;
+  twin_device_info d;
+  const char *old = getenv("TWIN_DEVICE");
+  char saved[128] = "";
+  if (old)
+    snprintf(saved, sizeof saved, "%s", old);
+  setenv("TWIN_DEVICE", "host", 1);
+  assert_ok(twin_device_resolve(NULL, &d));
+  assert_string_equal(d.spec, "host");
+  twin_context *ctx;
+  assert_ok(twin_context_new(NULL, &ctx));
+  assert_string_equal(twin_context_device(ctx)->spec, "host");
+  twin_context_unref(ctx);
+  setenv("TWIN_DEVICE", "opencl:nosuchdevice", 1);
+  assert_status(twin_device_resolve(NULL, &d), TWIN_ERR_NO_DEVICE);
+  assert_non_null(strstr(twin_last_error(), "TWIN_DEVICE"));
+  setenv("TWIN_DEVICE", "", 1);
+  twin_device_info def;
+  assert_ok(twin_device_resolve(NULL, &d));
+  assert_ok(twin_device_resolve("", &def));
+  assert_string_equal(d.spec, def.spec);
+  if (old)
+    setenv("TWIN_DEVICE", saved, 1);
+  else
+    unsetenv("TWIN_DEVICE");
+}
+
+static void test_resolve_null_out_is_invalid(void **state) {
+  (void)state;
+  assert_status(twin_device_resolve("host", NULL), TWIN_ERR_INVALID_ARGUMENT);
+  size_t n;
+  twin_device_info *list;
+  assert_status(twin_device_list(NULL, &n), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_device_list(&list, NULL), TWIN_ERR_INVALID_ARGUMENT);
+}
+
+static void test_context_lives_while_an_array_holds_it(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_context *ctx;
+  assert_ok(twin_context_new(f->spec, &ctx));
+  size_t shape[] = {16};
+  twin_array *a;
+  assert_ok(twin_array_zeros(ctx, TWIN_I32, 1, shape, &a));
+  twin_context_unref(ctx); /* the array's buffer still holds the context */
+  assert_ptr_equal(twin_array_context(a), ctx);
+  int32_t out[16] = {1};
+  assert_ok(twin_array_read(a, out, sizeof out));
+  assert_int_equal(out[0], 0);
+  twin_array_unref(a); /* the last reference: the context goes with it */
+}
+
+static void test_status_names_and_version(void **state) {
+  (void)state;
+  assert_string_equal(twin_status_name(TWIN_OK), "TWIN_OK");
+  assert_string_equal(twin_status_name(TWIN_ERR_NO_DEVICE), "TWIN_ERR_NO_DEVICE");
+  assert_string_equal(twin_status_name((twin_status)999), "TWIN_STATUS_UNKNOWN");
+  assert_true(strlen(twin_status_message(TWIN_ERR_BUSY)) > 0);
+  int major, minor, patch;
+  assert_int_equal(sscanf(twin_version(), "%d.%d.%d", &major, &minor, &patch), 3);
+}
+
+static const struct CMUnitTest tests[] = {
+    TWIN_TEST(test_context_ref_returns_same_and_unref_null_is_noop),
+    TWIN_TEST(test_context_new_null_out_is_invalid),
+    TWIN_TEST(test_context_opens_what_the_spec_names),
+    TWIN_TEST(test_device_list_ends_with_host),
+    TWIN_TEST(test_resolve_grammar),
+    TWIN_TEST(test_resolve_pocl_by_name),
+    TWIN_TEST(test_unknown_spec_lists_devices),
+    TWIN_TEST(test_twin_device_env_is_read_when_spec_is_null),
+    TWIN_TEST(test_resolve_null_out_is_invalid),
+    TWIN_TEST(test_context_lives_while_an_array_holds_it),
+    TWIN_TEST(test_status_names_and_version),
+};
+
+TWIN_TEST_MAIN(tests)
