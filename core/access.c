@@ -24,6 +24,9 @@ static twin_status check_begin(const char *fn, twin_array *a, twin_access access
                       "or TWIN_READ_WRITE", fn, (int)access);
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the pointer out-parameter is NULL", fn);
+  if ((access & TWIN_WRITE) && a->read_only)
+    return twin__fail(TWIN_ERR_READ_ONLY, "%s: the array is a broadcast view (some elements "
+                      "alias each other) and cannot be written; copy it first", fn);
   return TWIN_OK;
 }
 

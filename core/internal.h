@@ -126,6 +126,7 @@ struct twin_array {
   size_t offset; /* of the first element, in elements from the buffer's start */
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS];
+  bool read_only; /* a broadcast view (or a view of one): writes are refused */
   /* The open access on this array object, guarded by buf->lock. */
   unsigned char access_side; /* 0 none, else 1 + twin__side_id */
   unsigned char access_mode; /* twin_access */
@@ -133,6 +134,11 @@ struct twin_array {
 };
 
 bool twin__dtype_valid(twin_dtype dtype);
+/* A new view on a's buffer with the given geometry (offset in elements from the buffer's
+ * start), proven inside the buffer with overflow-checked arithmetic; it inherits read_only.
+ * fn names the public call for messages. */
+twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
+                             const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out);
 /* Byte range [*lo, *hi) of the buffer that a's elements occupy; lo == hi when a is empty. */
 void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi);
 

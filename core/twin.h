@@ -223,6 +223,20 @@ TWIN_API twin_context *twin_array_context(const twin_array *a);    /* borrowed *
 /* True when the elements are laid out in C order without gaps. */
 TWIN_API bool twin_array_is_contiguous(const twin_array *a);
 
+/* ---- Views --------------------------------------------------------------------------------
+ * A view is a new array object on the same buffer: no memory is allocated or copied on either
+ * side. It holds its own reference on the buffer, so the buffer (both memories) lives until
+ * the last view of it is unreferenced, whichever order they drop in. */
+
+/* A view of ndim axes with the given shape and strides (in elements, any sign, 0 allowed),
+ * whose first element is `offset` elements from a's first element. Every element the view can
+ * address must lie inside a's buffer, or it is TWIN_ERR_INVALID_ARGUMENT (TWIN_ERR_OVERFLOW
+ * when the arithmetic overflows); unlike NumPy's as_strided it cannot reach outside. The view
+ * is read-only when a is. Thread-safe. */
+TWIN_API twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
+                                           const ptrdiff_t *strides, ptrdiff_t offset,
+                                           twin_array **out);
+
 /* ---- Access ------------------------------------------------------------------------------- */
 
 typedef enum twin_access { TWIN_READ = 1, TWIN_WRITE = 2, TWIN_READ_WRITE = 3 } twin_access;
