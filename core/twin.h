@@ -237,6 +237,57 @@ TWIN_API twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t
                                            const ptrdiff_t *strides, ptrdiff_t offset,
                                            twin_array **out);
 
+/* Omitted slice bound, NumPy's None. */
+#define TWIN_NONE PTRDIFF_MIN
+
+/* One axis of a slice, as NumPy's start:stop:step. start and stop may be TWIN_NONE (the axis
+ * end that fits the step's sign); negative values count from the end; out-of-range values
+ * clamp as in NumPy. step may be TWIN_NONE (1) but not 0. */
+typedef struct twin_slice {
+  ptrdiff_t start, stop, step;
+} twin_slice;
+
+/* The whole axis, `:`. */
+#define TWIN_ALL ((twin_slice){TWIN_NONE, TWIN_NONE, 1})
+
+/* A view selecting per_axis[i] on each of a's ndim axes (per_axis has ndim entries; it may be
+ * NULL when ndim is 0). Step 0 is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
+TWIN_API twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis,
+                                      twin_array **out);
+
+/* A view with axis `axis` fixed at `index` (negative counts from the end) and dropped, as
+ * NumPy's a[..., index, ...]. Thread-safe. */
+TWIN_API twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index,
+                                      twin_array **out);
+
+/* A view whose axis i is a's axis perm[i]; perm has ndim entries naming every axis once, or
+ * is NULL to reverse the axes (NumPy's a.T). Thread-safe. */
+TWIN_API twin_status twin_array_transpose(twin_array *a, const int *perm, twin_array **out);
+
+/* In a reshape's shape, the one axis whose length follows from the others (NumPy's -1). */
+#define TWIN_INFER ((size_t)-1)
+
+/* A view with a new shape of the same element count, in C order, wherever a's strides allow
+ * it (NumPy's rule: every group of merged axes must be contiguous among themselves).
+ * Otherwise TWIN_ERR_NOT_VIEWABLE: make a contiguous first with twin_array_contiguous().
+ * A count mismatch is TWIN_ERR_SHAPE_MISMATCH. Thread-safe. */
+TWIN_API twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *shape,
+                                        twin_array **out);
+
+/* A read-only view of a broadcast to shape (ndim >= a's ndim) by NumPy's rules: axes align at
+ * the end, and length-1 or missing axes repeat with stride 0. Writing through it (or a view
+ * of it) is TWIN_ERR_READ_ONLY. An axis that cannot broadcast is TWIN_ERR_SHAPE_MISMATCH.
+ * Thread-safe. */
+TWIN_API twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size_t *shape,
+                                             twin_array **out);
+
+/* A view without a's length-1 axes. Thread-safe. */
+TWIN_API twin_status twin_array_squeeze(twin_array *a, twin_array **out);
+
+/* A view with a new length-1 axis inserted at position axis (-ndim-1..ndim; negative counts
+ * from the end, as in NumPy). Thread-safe. */
+TWIN_API twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out);
+
 /* ---- Access ------------------------------------------------------------------------------- */
 
 typedef enum twin_access { TWIN_READ = 1, TWIN_WRITE = 2, TWIN_READ_WRITE = 3 } twin_access;

@@ -75,3 +75,252 @@ twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: offset %td overflows", fn, offset);
   return twin__array_view(fn, a, ndim, shape, strides, start, out);
 }
+
+/* NumPy's PySlice_AdjustIndices: clamps start and stop into the axis and returns the number
+ * of elements the slice selects. */
+static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrdiff_t step) {
+  ptrdiff_t len = (ptrdiff_t)len_u;
+  if (*start == TWIN_NONE)
+    *start = step < 0 ? len - 1 : 0;
+  else if (*start < 0 && (*start += len) < 0)
+    *start = step < 0 ? -1 : 0;
+  else if (*start >= len)
+    *start = step < 0 ? len - 1 : len;
+  if (*stop == TWIN_NONE)
+    *stop = step < 0 ? -1 : len;
+  else if (*stop < 0 && (*stop += len) < 0)
+    *stop = step < 0 ? -1 : 0;
+  else if (*stop >= len)
+    *stop = step < 0 ? len - 1 : len;
+  if (step < 0)
+    return *stop < *start ? (size_t)((*start - *stop - 1) / (-step) + 1) : 0;
+  return *start < *stop ? (size_t)((*stop - *start - 1) / step + 1) : 0;
+}
+
+twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis, twin_array **out) {
+  static const char fn[] = "twin_array_slice";
+  if (!a || !out || (a->ndim > 0 && !per_axis))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                      !a ? "a" : !out ? "out" : "per_axis");
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
+  for (int i = 0; i < a->ndim; i++) {
+    ptrdiff_t start = per_axis[i].start, stop = per_axis[i].stop, step = per_axis[i].step;
+    if (step == TWIN_NONE)
+      step = 1;
+    if (step == 0)
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
+    shape[i] = adjust_slice(a->shape[i], &start, &stop, step);
+    /* The axis length fits ptrdiff_t, so these products fit too (the base is valid). */
+    strides[i] = a->strides[i] * step;
+    if (shape[i] > 0)
+      offset += a->strides[i] * start;
+  }
+  return twin__array_view(fn, a, a->ndim, shape, strides, offset, out);
+}
+
+twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index, twin_array **out) {
+  static const char fn[] = "twin_array_index";
+  if (!a || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
+  if (axis < 0 || axis >= a->ndim)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: axis %d is outside 0..%d", fn, axis,
+                      a->ndim - 1);
+  ptrdiff_t len = (ptrdiff_t)a->shape[axis], i = index < 0 ? index + len : index;
+  if (i < 0 || i >= len)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: index %td is out of range for axis %d "
+                      "of length %td", fn, index, axis, len);
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  for (int k = 0, j = 0; k < a->ndim; k++)
+    if (k != axis) {
+      shape[j] = a->shape[k];
+      strides[j++] = a->strides[k];
+    }
+  return twin__array_view(fn, a, a->ndim - 1, shape, strides,
+                          (ptrdiff_t)a->offset + i * a->strides[axis], out);
+}
+
+twin_status twin_array_transpose(twin_array *a, const int *perm, twin_array **out) {
+  static const char fn[] = "twin_array_transpose";
+  if (!a || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  bool seen[TWIN_MAX_DIMS] = {false};
+  for (int i = 0; i < a->ndim; i++) {
+    int p = perm ? perm[i] : a->ndim - 1 - i;
+    if (p < 0 || p >= a->ndim || seen[p])
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: perm[%d] = %d is %s; perm must order "
+                        "the axes 0..%d once each", fn, i, p,
+                        p < 0 || p >= a->ndim ? "out of range" : "repeated", a->ndim - 1);
+    seen[p] = true;
+    shape[i] = a->shape[p];
+    strides[i] = a->strides[p];
+  }
+  return twin__array_view(fn, a, a->ndim, shape, strides, (ptrdiff_t)a->offset, out);
+}
+
+/* Resolves one TWIN_INFER entry and checks the element count matches a's. */
+static twin_status reshape_shape(const char *fn, const twin_array *a, int ndim,
+                                 const size_t *in, size_t *shape) {
+  size_t known = 1;
+  int infer = -1;
+  for (int i = 0; i < ndim; i++) {
+    shape[i] = in[i];
+    if (in[i] == TWIN_INFER) {
+      if (infer >= 0)
+        return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: TWIN_INFER appears twice (axes %d "
+                          "and %d)", fn, infer, i);
+      infer = i;
+    } else if (twin__mul_overflows(known, in[i], &known)) {
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: the new shape's element count overflows", fn);
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || a->size % known != 0)
+      return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: cannot infer axis %d: %zu elements do "
+                        "not divide by %zu", fn, infer, a->size, known);
+    shape[infer] = a->size / known;
+    known = a->size;
+  }
+  if (known != a->size)
+    return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: the new shape has %zu elements, the array "
+                      "%zu", fn, known, a->size);
+  return TWIN_OK;
+}
+
+/* NumPy's _attempt_nocopy_reshape (C order): groups old and new axes whose products match;
+ * each group of old axes must be contiguous among themselves. False when no view exists. */
+static bool nocopy_strides(const twin_array *a, int ndim, const size_t *shape,
+                           ptrdiff_t *strides) {
+  size_t old_shape[TWIN_MAX_DIMS];
+  ptrdiff_t old_strides[TWIN_MAX_DIMS];
+  int old_nd = 0;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != 1) {
+      old_shape[old_nd] = a->shape[i];
+      old_strides[old_nd++] = a->strides[i];
+    }
+  int ni = 0, oi = 0, nj = 1, oj = 1;
+  while (ni < ndim && oi < old_nd) {
+    size_t np = shape[ni], op = old_shape[oi];
+    while (np != op) {
+      if (np < op)
+        np *= shape[nj++];
+      else
+        op *= old_shape[oj++];
+    }
+    for (int k = oi; k < oj - 1; k++)
+      if (old_strides[k] != (ptrdiff_t)old_shape[k + 1] * old_strides[k + 1])
+        return false;
+    strides[nj - 1] = old_strides[oj - 1];
+    for (int k = nj - 1; k > ni; k--)
+      strides[k - 1] = strides[k] * (ptrdiff_t)shape[k];
+    ni = nj++;
+    oi = oj++;
+  }
+  ptrdiff_t last = ni >= 1 ? strides[ni - 1] : 1;
+  for (int k = ni; k < ndim; k++)
+    strides[k] = last;
+  return true;
+}
+
+twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *shape, twin_array **out) {
+  static const char fn[] = "twin_array_reshape";
+  if (!a || !out || (ndim > 0 && !shape))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                      !a ? "a" : !out ? "out" : "shape");
+  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
+                      TWIN_MAX_DIMS);
+  size_t new_shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  twin_status s = reshape_shape(fn, a, ndim, shape, new_shape);
+  if (s != TWIN_OK)
+    return s;
+  if (a->size == 0 || !nocopy_strides(a, ndim, new_shape, strides)) {
+    if (a->size != 0)
+      return twin__fail(TWIN_ERR_NOT_VIEWABLE, "%s: the array's strides do not allow this shape "
+                        "as a view; make it contiguous first (twin_array_contiguous)", fn);
+    /* No elements: C-order strides where they fit, 0 where they would overflow. */
+    ptrdiff_t stride = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+      strides[i] = stride;
+      size_t len = new_shape[i] ? new_shape[i] : 1;
+      if (len > PTRDIFF_MAX || __builtin_mul_overflow(stride, (ptrdiff_t)len, &stride))
+        stride = 0;
+    }
+  }
+  return twin__array_view(fn, a, ndim, new_shape, strides, (ptrdiff_t)a->offset, out);
+}
+
+twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size_t *shape,
+                                    twin_array **out) {
+  static const char fn[] = "twin_array_broadcast_to";
+  if (!a || !out || (ndim > 0 && !shape))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                      !a ? "a" : !out ? "out" : "shape");
+  if (ndim < a->ndim || ndim > TWIN_MAX_DIMS)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim %d is outside %d..%d", fn, ndim,
+                      a->ndim, TWIN_MAX_DIMS);
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  int lead = ndim - a->ndim;
+  for (int i = 0; i < ndim; i++) {
+    int k = i - lead; /* the matching axis of a, aligned at the trailing end */
+    if (k < 0 || (a->shape[k] == 1 && shape[i] != 1))
+      strides[i] = 0;
+    else if (a->shape[k] == shape[i])
+      strides[i] = a->strides[k];
+    else
+      return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: axis %d of length %zu cannot broadcast "
+                        "to %zu", fn, k, a->shape[k], shape[i]);
+  }
+  twin_array *v;
+  twin_status s = twin__array_view(fn, a, ndim, shape, strides, (ptrdiff_t)a->offset, &v);
+  if (s == TWIN_OK) {
+    v->read_only = true; /* elements alias each other, as in NumPy */
+    *out = v;
+  }
+  return s;
+}
+
+twin_status twin_array_squeeze(twin_array *a, twin_array **out) {
+  static const char fn[] = "twin_array_squeeze";
+  if (!a || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] != 1) {
+      shape[n] = a->shape[i];
+      strides[n++] = a->strides[i];
+    }
+  return twin__array_view(fn, a, n, shape, strides, (ptrdiff_t)a->offset, out);
+}
+
+twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out) {
+  static const char fn[] = "twin_array_expand_dims";
+  if (!a || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
+  if (a->ndim == TWIN_MAX_DIMS)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the array already has %d axes", fn,
+                      TWIN_MAX_DIMS);
+  int at = axis < 0 ? axis + a->ndim + 1 : axis;
+  if (at < 0 || at > a->ndim)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: axis %d is outside %d..%d", fn, axis,
+                      -a->ndim - 1, a->ndim);
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  for (int i = 0, k = 0; i <= a->ndim; i++) {
+    if (i == at) {
+      shape[i] = 1;
+      strides[i] = 0; /* a length-1 axis's stride addresses nothing more */
+      continue;
+    }
+    shape[i] = a->shape[k];
+    strides[i] = a->strides[k++];
+  }
+  return twin__array_view(fn, a, a->ndim + 1, shape, strides, (ptrdiff_t)a->offset, out);
+}

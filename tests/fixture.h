@@ -17,6 +17,7 @@ typedef struct twin_fixture {
   twin_context *ctx;
   const char *spec;  /* the spec the group opened, e.g. "host" or "opencl" */
   bool has_device;   /* the context has device memory (an OpenCL device) */
+  twin_stats leaked; /* what earlier failed cases left alive, not counted again */
 } twin_fixture;
 
 /* The fixture of the running case: `twin_fixture *f = fixture(state);`. */

@@ -1,0 +1,411 @@
+/* View constructors: every one shares the buffer, proves its extent, and fails cleanly. */
+#include <string.h>
+
+#include "fixture.h"
+#ifdef TWIN_HAVE_OPENCL
+#include "core/twin_opencl.h"
+#endif
+
+#define S(a, b, c) ((twin_slice){(a), (b), (c)})
+#define N TWIN_NONE
+
+/* An i32 array of the given shape holding 0, 1, 2, ... in C order. */
+static twin_array *arange(twin_fixture *f, int ndim, const size_t *shape) {
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++)
+    n *= shape[i];
+  int32_t *data = test_malloc(n * sizeof *data + 1);
+  for (size_t i = 0; i < n; i++)
+    data[i] = (int32_t)i;
+  twin_array *a;
+  assert_ok(twin_array_from_host(f->ctx, TWIN_I32, ndim, shape, data, &a));
+  test_free(data);
+  return a;
+}
+
+/* Reads a (any layout, at most 64 elements) in C order into out and returns the count. */
+static size_t read_all(twin_array *a, int32_t *out) {
+  size_t n = twin_array_size(a);
+  assert_true(n <= 64);
+  assert_ok(twin_array_read(a, out, n * sizeof *out));
+  return n;
+}
+
+static void expect_1d(twin_array *base, twin_slice sl, const int32_t *want, size_t n) {
+  twin_array *v;
+  int32_t got[64];
+  assert_ok(twin_array_slice(base, &sl, &v));
+  assert_int_equal(twin_array_ndim(v), 1);
+  assert_int_equal(read_all(v, got), n);
+  assert_memory_equal(got, want, n * sizeof *got);
+  twin_array_unref(v);
+}
+
+static void test_slice_follows_numpy_rules(void **state) {
+  size_t shape[] = {10};
+  twin_array *a = arange(fixture(state), 1, shape);
+  expect_1d(a, S(2, 8, 2), (int32_t[]){2, 4, 6}, 3);
+  expect_1d(a, S(N, N, -1), (int32_t[]){9, 8, 7, 6, 5, 4, 3, 2, 1, 0}, 10);
+  expect_1d(a, S(-3, N, 1), (int32_t[]){7, 8, 9}, 3);
+  expect_1d(a, S(8, 2, -2), (int32_t[]){8, 6, 4}, 3);
+  expect_1d(a, S(100, N, 1), NULL, 0);
+  expect_1d(a, S(-100, 3, 1), (int32_t[]){0, 1, 2}, 3);
+  expect_1d(a, S(N, N, -3), (int32_t[]){9, 6, 3, 0}, 4);
+  expect_1d(a, S(5, 5, 1), NULL, 0);
+  expect_1d(a, S(N, -100, -1), (int32_t[]){9, 8, 7, 6, 5, 4, 3, 2, 1, 0}, 10);
+  expect_1d(a, S(100, -100, -4), (int32_t[]){9, 5, 1}, 3);
+  expect_1d(a, S(3, N, N), (int32_t[]){3, 4, 5, 6, 7, 8, 9}, 7);
+  twin_array_unref(a);
+}
+
+static void test_slice_2d_has_strides_and_shape(void **state) {
+  size_t shape[] = {4, 6};
+  twin_array *a = arange(fixture(state), 2, shape), *v;
+  twin_slice sl[] = {S(1, 4, 2), S(N, N, -2)};
+  assert_ok(twin_array_slice(a, sl, &v));
+  assert_int_equal(twin_array_shape(v)[0], 2);
+  assert_int_equal(twin_array_shape(v)[1], 3);
+  assert_int_equal(twin_array_strides(v)[0], 12);
+  assert_int_equal(twin_array_strides(v)[1], -2);
+  assert_false(twin_array_is_contiguous(v));
+  int32_t got[6];
+  read_all(v, got);
+  assert_memory_equal(got, ((int32_t[]){11, 9, 7, 23, 21, 19}), sizeof got);
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
+static void test_slice_step_zero_is_invalid(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {4};
+  twin_array *a = arange(f, 1, shape), *v = (twin_array *)f;
+  twin_stats before = fixture_stats(f);
+  twin_slice sl = S(0, 4, 0);
+  assert_status(twin_array_slice(a, &sl, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "step is 0"));
+  assert_ptr_equal(v, (twin_array *)f);
+  assert_int_equal(fixture_stats(f).arrays, before.arrays);
+  assert_status(twin_array_slice(a, NULL, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_slice(NULL, &sl, &v), TWIN_ERR_INVALID_ARGUMENT);
+  twin_array_unref(a);
+}
+
+static void test_index_drops_the_axis(void **state) {
+  size_t shape[] = {3, 4};
+  twin_array *a = arange(fixture(state), 2, shape), *row, *col, *elem;
+  int32_t got[4];
+  assert_ok(twin_array_index(a, 0, 1, &row));
+  assert_int_equal(read_all(row, got), 4);
+  assert_memory_equal(got, ((int32_t[]){4, 5, 6, 7}), 4 * sizeof *got);
+  assert_ok(twin_array_index(a, 1, -1, &col));
+  assert_int_equal(read_all(col, got), 3);
+  assert_memory_equal(got, ((int32_t[]){3, 7, 11}), 3 * sizeof *got);
+  assert_ok(twin_array_index(col, 0, 2, &elem));
+  assert_int_equal(twin_array_ndim(elem), 0);
+  assert_int_equal(read_all(elem, got), 1);
+  assert_int_equal(got[0], 11);
+  assert_status(twin_array_index(a, 0, 3, &elem), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_index(a, 0, -4, &elem), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_index(a, 2, 0, &elem), TWIN_ERR_INVALID_ARGUMENT);
+  twin_array_unref(elem);
+  twin_array_unref(col);
+  twin_array_unref(row);
+  twin_array_unref(a);
+}
+
+static void test_transpose_permutes_axes(void **state) {
+  size_t shape[] = {2, 3, 4};
+  twin_array *a = arange(fixture(state), 3, shape), *t, *r;
+  int perm[] = {1, 2, 0};
+  assert_ok(twin_array_transpose(a, perm, &t));
+  assert_int_equal(twin_array_shape(t)[0], 3);
+  assert_int_equal(twin_array_shape(t)[1], 4);
+  assert_int_equal(twin_array_shape(t)[2], 2);
+  assert_int_equal(twin_array_strides(t)[2], 12);
+  int32_t got[24];
+  read_all(t, got);
+  assert_int_equal(got[1], 12); /* t[0][0][1] = a[1][0][0] */
+  assert_int_equal(got[2], 1);  /* t[0][1][0] = a[0][0][1] */
+  assert_ok(twin_array_transpose(a, NULL, &r));
+  assert_int_equal(twin_array_shape(r)[0], 4);
+  assert_int_equal(twin_array_strides(r)[0], 1);
+  twin_array_unref(r);
+  twin_array_unref(t);
+  twin_array_unref(a);
+}
+
+static void test_transpose_bad_permutation_is_invalid(void **state) {
+  size_t shape[] = {2, 3};
+  twin_array *a = arange(fixture(state), 2, shape), *t = NULL;
+  int repeated[] = {0, 0}, out_of_range[] = {0, 2}, negative[] = {-1, 0};
+  assert_status(twin_array_transpose(a, repeated, &t), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "repeated"));
+  assert_status(twin_array_transpose(a, out_of_range, &t), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_transpose(a, negative, &t), TWIN_ERR_INVALID_ARGUMENT);
+  assert_null(t);
+  twin_array_unref(a);
+}
+
+static void test_reshape_is_a_view_where_strides_allow(void **state) {
+  size_t shape[] = {4, 6};
+  twin_array *a = arange(fixture(state), 2, shape), *r, *v, *w;
+  size_t flat[] = {TWIN_INFER};
+  assert_ok(twin_array_reshape(a, 1, flat, &r));
+  assert_int_equal(twin_array_shape(r)[0], 24);
+  twin_array_unref(r);
+  /* Every other row: rows stay contiguous, so splitting the row axis is a view. */
+  twin_slice sl[] = {S(N, N, 2), TWIN_ALL};
+  assert_ok(twin_array_slice(a, sl, &v));
+  size_t split[] = {2, 2, 3};
+  assert_ok(twin_array_reshape(v, 3, split, &w));
+  int32_t got[12];
+  read_all(w, got);
+  assert_memory_equal(got, ((int32_t[]){0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17}),
+                      sizeof got);
+  twin_array_unref(w);
+  /* Flattening across the gap between rows cannot be a view. */
+  size_t flat12[] = {12};
+  w = NULL;
+  assert_status(twin_array_reshape(v, 1, flat12, &w), TWIN_ERR_NOT_VIEWABLE);
+  assert_non_null(strstr(twin_last_error(), "contiguous"));
+  assert_null(w);
+  size_t wrong[] = {5, 5};
+  assert_status(twin_array_reshape(a, 2, wrong, &w), TWIN_ERR_SHAPE_MISMATCH);
+  size_t two_infer[] = {TWIN_INFER, TWIN_INFER};
+  assert_status(twin_array_reshape(a, 2, two_infer, &w), TWIN_ERR_INVALID_ARGUMENT);
+  size_t bad_infer[] = {7, TWIN_INFER};
+  assert_status(twin_array_reshape(a, 2, bad_infer, &w), TWIN_ERR_SHAPE_MISMATCH);
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
+static void test_reshape_of_transpose_follows_numpy(void **state) {
+  size_t shape[] = {2, 3};
+  twin_array *a = arange(fixture(state), 2, shape), *t, *r;
+  assert_ok(twin_array_transpose(a, NULL, &t));
+  size_t flat[] = {6};
+  assert_status(twin_array_reshape(t, 1, flat, &r), TWIN_ERR_NOT_VIEWABLE);
+  size_t add_ones[] = {3, 1, 2, 1};
+  assert_ok(twin_array_reshape(t, 4, add_ones, &r));
+  int32_t got[6];
+  read_all(r, got);
+  assert_memory_equal(got, ((int32_t[]){0, 3, 1, 4, 2, 5}), sizeof got);
+  twin_array_unref(r);
+  twin_array_unref(t);
+  twin_array_unref(a);
+}
+
+static void test_broadcast_to_repeats_and_is_read_only(void **state) {
+  size_t shape[] = {3, 1};
+  twin_array *a = arange(fixture(state), 2, shape), *b, *s;
+  size_t to[] = {2, 3, 4};
+  assert_ok(twin_array_broadcast_to(a, 3, to, &b));
+  assert_int_equal(twin_array_strides(b)[0], 0);
+  assert_int_equal(twin_array_strides(b)[2], 0);
+  int32_t got[24];
+  read_all(b, got);
+  assert_int_equal(got[0], 0);
+  assert_int_equal(got[3], 0);
+  assert_int_equal(got[4], 1);
+  assert_int_equal(got[12 + 11], 2);
+  void *p;
+  assert_status(twin_host_begin(b, TWIN_WRITE, &p), TWIN_ERR_READ_ONLY);
+  assert_status(twin_host_begin(b, TWIN_READ_WRITE, &p), TWIN_ERR_READ_ONLY);
+  assert_status(twin_array_write(b, got, sizeof got), TWIN_ERR_READ_ONLY);
+  /* A view of a broadcast view stays read-only. */
+  twin_slice sl[] = {TWIN_ALL, S(0, 1, 1), TWIN_ALL};
+  assert_ok(twin_array_slice(b, sl, &s));
+  assert_status(twin_host_begin(s, TWIN_WRITE, &p), TWIN_ERR_READ_ONLY);
+#ifdef TWIN_HAVE_OPENCL
+  if (fixture(state)->has_device) {
+    cl_mem mem;
+    size_t off;
+    assert_status(twin_device_begin(b, TWIN_WRITE, &mem, &off), TWIN_ERR_READ_ONLY);
+  }
+#endif
+  size_t bad[] = {2, 4}, fewer[] = {3};
+  assert_status(twin_array_broadcast_to(a, 2, bad, &s), TWIN_ERR_SHAPE_MISMATCH);
+  twin_array_unref(s);
+  assert_status(twin_array_broadcast_to(a, 1, fewer, &s), TWIN_ERR_INVALID_ARGUMENT);
+  twin_array_unref(b);
+  twin_array_unref(a);
+}
+
+static void test_squeeze_and_expand_dims(void **state) {
+  size_t shape[] = {1, 3, 1, 2};
+  twin_array *a = arange(fixture(state), 4, shape), *s, *e, *e2;
+  assert_ok(twin_array_squeeze(a, &s));
+  assert_int_equal(twin_array_ndim(s), 2);
+  assert_int_equal(twin_array_shape(s)[0], 3);
+  assert_int_equal(twin_array_strides(s)[0], 2);
+  assert_ok(twin_array_expand_dims(s, -1, &e));
+  assert_int_equal(twin_array_ndim(e), 3);
+  assert_int_equal(twin_array_shape(e)[2], 1);
+  assert_ok(twin_array_expand_dims(s, 0, &e2));
+  assert_int_equal(twin_array_shape(e2)[0], 1);
+  assert_true(twin_array_is_contiguous(e2));
+  int32_t got[6];
+  read_all(e2, got);
+  assert_memory_equal(got, ((int32_t[]){0, 1, 2, 3, 4, 5}), sizeof got);
+  twin_array *bad = NULL;
+  assert_status(twin_array_expand_dims(s, 3, &bad), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_expand_dims(s, -4, &bad), TWIN_ERR_INVALID_ARGUMENT);
+  assert_null(bad);
+  twin_array_unref(e2);
+  twin_array_unref(e);
+  twin_array_unref(s);
+  twin_array_unref(a);
+}
+
+static void test_as_strided_outside_buffer_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {10};
+  twin_array *a = arange(f, 1, shape), *v = NULL;
+  size_t s5[] = {5}, s3[] = {3};
+  ptrdiff_t st2[] = {2}, st3[] = {3}, neg[] = {-1}, zero[] = {0};
+  assert_ok(twin_array_as_strided(a, 1, s5, st2, 0, &v));
+  twin_array_unref(v);
+  v = NULL;
+  assert_status(twin_array_as_strided(a, 1, s5, st2, 2, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "outside"));
+  assert_status(twin_array_as_strided(a, 1, s5, st3, 0, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_as_strided(a, 1, s3, neg, 1, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_as_strided(a, 1, s3, zero, 10, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_as_strided(a, 1, s3, zero, -1, &v), TWIN_ERR_INVALID_ARGUMENT);
+  size_t huge[] = {SIZE_MAX / 2};
+  ptrdiff_t big[] = {PTRDIFF_MAX / 2};
+  assert_status(twin_array_as_strided(a, 1, huge, big, 0, &v), TWIN_ERR_OVERFLOW);
+  assert_null(v);
+  /* Negative strides inside the buffer are fine. */
+  assert_ok(twin_array_as_strided(a, 1, s3, neg, 9, &v));
+  int32_t got[3];
+  read_all(v, got);
+  assert_memory_equal(got, ((int32_t[]){9, 8, 7}), sizeof got);
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
+static void test_view_keeps_buffer_alive_after_base_drops(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {64, 64};
+  twin_array *a = arange(f, 2, shape), *col;
+  twin_slice sl[] = {TWIN_ALL, S(5, 6, 1)};
+  twin_stats before = fixture_stats(f);
+  assert_ok(twin_array_slice(a, sl, &col));
+  twin_stats after = fixture_stats(f);
+  /* A view allocates no buffer memory on either side. */
+  assert_int_equal(after.host_bytes, before.host_bytes);
+  assert_int_equal(after.device_bytes, before.device_bytes);
+  assert_int_equal(after.buffers, before.buffers);
+  assert_int_equal(after.arrays, before.arrays + 1);
+  twin_array_unref(a);
+  after = fixture_stats(f);
+  assert_int_equal(after.host_bytes, 64 * 64 * 4);
+  assert_int_equal(after.buffers, 1);
+  int32_t got[64];
+  read_all(col, got);
+  for (int i = 0; i < 64; i++)
+    assert_int_equal(got[i], i * 64 + 5);
+  twin_array_unref(col);
+  after = fixture_stats(f);
+  assert_int_equal(after.host_bytes, 0);
+  assert_int_equal(after.device_bytes, 0);
+  assert_int_equal(after.buffers, 0);
+}
+
+static void test_view_dropped_first_leaves_base_intact(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {8};
+  twin_array *a = arange(f, 1, shape), *v;
+  twin_slice sl = S(2, 6, 1);
+  assert_ok(twin_array_slice(a, &sl, &v));
+  twin_array_unref(v);
+  assert_int_equal(fixture_stats(f).buffers, 1);
+  int32_t got[8];
+  read_all(a, got);
+  assert_int_equal(got[7], 7);
+  twin_array_unref(a);
+}
+
+#ifdef TWIN_HAVE_OPENCL
+/* Reads element k of a 1-D view on the device side through its cl_mem. */
+static int32_t device_element(twin_fixture *f, twin_array *v, size_t k) {
+  cl_mem mem;
+  size_t off;
+  int32_t x;
+  assert_ok(twin_device_begin(v, TWIN_READ, &mem, &off));
+  off += (size_t)((ptrdiff_t)k * twin_array_strides(v)[0]) * sizeof x;
+  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
+                                       sizeof x, &x, 0, NULL, NULL), CL_SUCCESS);
+  assert_ok(twin_device_end(v));
+  return x;
+}
+
+static void test_host_write_through_view_is_seen_on_device_through_another(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+  size_t shape[] = {4, 4};
+  twin_array *a = arange(f, 2, shape), *row, *col;
+  assert_ok(twin_array_index(a, 0, 2, &row)); /* a[2, :] */
+  assert_ok(twin_array_index(a, 1, 1, &col)); /* a[:, 1], crosses the row at a[2, 1] */
+  int32_t *p;
+  assert_ok(twin_host_begin(row, TWIN_READ_WRITE, (void **)&p));
+  p[1] = -42;
+  assert_ok(twin_host_end(row));
+  assert_int_equal(device_element(f, col, 2), -42);
+  assert_int_equal(device_element(f, col, 3), 13);
+  twin_array_unref(col);
+  twin_array_unref(row);
+  twin_array_unref(a);
+}
+
+static void test_device_write_through_view_is_seen_on_host_through_another(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+  size_t shape[] = {4, 4};
+  twin_array *a = arange(f, 2, shape), *rev, *diag;
+  twin_slice sl[] = {S(N, N, -1), S(N, N, -1)};
+  assert_ok(twin_array_slice(a, sl, &rev)); /* a[::-1, ::-1] */
+  cl_mem mem;
+  size_t off;
+  int32_t v = 777;
+  assert_ok(twin_device_begin(rev, TWIN_READ_WRITE, &mem, &off));
+  /* rev[0][0] is a[3][3], the first element of the view. */
+  assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
+                                        sizeof v, &v, 0, NULL, NULL), CL_SUCCESS);
+  assert_ok(twin_device_end(rev));
+  size_t dshape[] = {4};
+  ptrdiff_t dstride[] = {5};
+  assert_ok(twin_array_as_strided(a, 1, dshape, dstride, 0, &diag));
+  int32_t got[4];
+  read_all(diag, got);
+  assert_memory_equal(got, ((int32_t[]){0, 5, 10, 777}), sizeof got);
+  twin_array_unref(diag);
+  twin_array_unref(rev);
+  twin_array_unref(a);
+}
+#endif
+
+static const struct CMUnitTest tests[] = {
+    TWIN_TEST(test_slice_follows_numpy_rules),
+    TWIN_TEST(test_slice_2d_has_strides_and_shape),
+    TWIN_TEST(test_slice_step_zero_is_invalid),
+    TWIN_TEST(test_index_drops_the_axis),
+    TWIN_TEST(test_transpose_permutes_axes),
+    TWIN_TEST(test_transpose_bad_permutation_is_invalid),
+    TWIN_TEST(test_reshape_is_a_view_where_strides_allow),
+    TWIN_TEST(test_reshape_of_transpose_follows_numpy),
+    TWIN_TEST(test_broadcast_to_repeats_and_is_read_only),
+    TWIN_TEST(test_squeeze_and_expand_dims),
+    TWIN_TEST(test_as_strided_outside_buffer_is_refused),
+    TWIN_TEST(test_view_keeps_buffer_alive_after_base_drops),
+    TWIN_TEST(test_view_dropped_first_leaves_base_intact),
+#ifdef TWIN_HAVE_OPENCL
+    TWIN_TEST(test_host_write_through_view_is_seen_on_device_through_another),
+    TWIN_TEST(test_device_write_through_view_is_seen_on_host_through_another),
+#endif
+};
+
+TWIN_TEST_MAIN(tests)
