@@ -83,6 +83,27 @@ extern const struct twin_backend_ops twin__host_ops;
 /* Fills in the host backend's device entry. */
 void twin__host_device_info(twin_device_info *out);
 
+/* ---- Byte-range sets (ranges.c) ---- */
+
+#define TWIN__RANGES_CAP 16
+
+typedef struct twin__range {
+  size_t lo, hi;
+} twin__range;
+
+/* Disjoint, sorted, non-touching ranges; zero-initialised is empty. */
+typedef struct twin__ranges {
+  unsigned count;
+  twin__range r[TWIN__RANGES_CAP];
+} twin__ranges;
+
+/* Adds [lo, hi), merging with overlapping or touching ranges; when full, over-estimates. */
+void twin__ranges_add(twin__ranges *set, size_t lo, size_t hi);
+/* Removes [lo, hi); when a split would overflow the set, the range stays (over-estimate). */
+void twin__ranges_remove(twin__ranges *set, size_t lo, size_t hi);
+/* Bytes of the set inside [lo, hi). */
+size_t twin__ranges_overlap(const twin__ranges *set, size_t lo, size_t hi);
+
 /* ---- Buffers (buffer.c) ---- */
 
 /* One side of a buffer. `valid` with mem == NULL means the side has not been materialised
