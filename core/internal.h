@@ -83,26 +83,33 @@ extern const struct twin_backend_ops twin__host_ops;
 /* Fills in the host backend's device entry. */
 void twin__host_device_info(twin_device_info *out);
 
-/* ---- Byte-range sets (ranges.c) ---- */
+typedef enum { TWIN__HOST = 0, TWIN__DEVICE = 1 } twin__side_id;
 
-#define TWIN__RANGES_CAP 16
+/* ---- Dirty maps (dirty.c) ---- */
 
-typedef struct twin__range {
-  size_t lo, hi;
-} twin__range;
+/* Segments a buffer may track before it moves the smallest to make room. */
+#define TWIN__DIRTY_CAP 32
 
-/* Disjoint, sorted, non-touching ranges; zero-initialised is empty. */
-typedef struct twin__ranges {
+typedef struct twin__segment {
+  size_t lo, hi;          /* bytes [lo, hi) of the buffer */
+  twin__side_id newer;    /* the side holding the newer data there */
+} twin__segment;
+
+/* Sorted, disjoint segments; touching segments of one side are merged. Zero-initialised is
+ * clean. Two slots beyond the cap absorb one operation's splits before the buffer resolves. */
+typedef struct twin__dirty {
   unsigned count;
-  twin__range r[TWIN__RANGES_CAP];
-} twin__ranges;
+  twin__segment s[TWIN__DIRTY_CAP + 2];
+} twin__dirty;
 
-/* Adds [lo, hi), merging with overlapping or touching ranges; when full, over-estimates. */
-void twin__ranges_add(twin__ranges *set, size_t lo, size_t hi);
-/* Removes [lo, hi); when a split would overflow the set, the range stays (over-estimate). */
-void twin__ranges_remove(twin__ranges *set, size_t lo, size_t hi);
-/* Bytes of the set inside [lo, hi). */
-size_t twin__ranges_overlap(const twin__ranges *set, size_t lo, size_t hi);
+/* Records that `newer` holds the newer data in [lo, hi). */
+void twin__dirty_mark(twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
+/* Records that both sides agree in [lo, hi). */
+void twin__dirty_clear(twin__dirty *d, size_t lo, size_t hi);
+/* Index of the smallest segment (count must be > 0). */
+unsigned twin__dirty_smallest(const twin__dirty *d);
+/* Bytes in [lo, hi) where `newer` holds the newer data. */
+size_t twin__dirty_bytes(const twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
 
 /* ---- Buffers (buffer.c) ---- */
 
@@ -114,7 +121,6 @@ typedef struct twin__side {
   bool valid; /* holds the newest data */
 } twin__side;
 
-typedef enum { TWIN__HOST = 0, TWIN__DEVICE = 1 } twin__side_id;
 
 typedef struct twin__buffer {
   atomic_size_t refs;
