@@ -34,6 +34,18 @@ struct twin_backend_ops {
   twin_status (*to_host)(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
   /* Sets n bytes at byte offset off of the handle to zero (may complete later, in order). */
   twin_status (*dev_zero)(twin_context *ctx, void *handle, size_t off, size_t n);
+
+  /* Zero-copy (NULL when the backend cannot share host memory): wraps nbytes of host memory
+   * from twin__alloc_block as device memory used in place. From success on, the handle owns
+   * the block and frees it with twin__free once the runtime is done with it. */
+  twin_status (*dev_wrap)(twin_context *ctx, void *host, size_t nbytes, void **handle);
+  /* Maps bytes [off, off + n) of a wrapped handle for host access, waiting for queued commands
+   * that use it; *ptr is the host address of byte off. invalidate: the caller overwrites all
+   * of it, so its content need not be made current. */
+  twin_status (*map)(twin_context *ctx, void *handle, size_t off, size_t n, twin_access access,
+                     bool invalidate, void **ptr);
+  /* Ends a mapping from map; device commands queued later see the host's writes. */
+  twin_status (*unmap)(twin_context *ctx, void *handle, void *ptr);
 };
 
 #endif /* TWIN_BACKEND_H */

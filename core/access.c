@@ -1,5 +1,6 @@
-/* The access protocol: begin makes an array's data valid on one side, end records a write.
- * Coherence is whole-buffer for now: a side is valid or stale as a whole. */
+/* The access protocol: begin brings an array's byte extent up to date on one side (moving
+ * only the parts the other side holds newer) and, for a write, marks that extent newer on
+ * this side; end closes it. On a zero-copy buffer a host access maps the extent instead. */
 #include <string.h>
 
 #include "../backends/backend.h"
@@ -9,10 +10,10 @@ static const char *side_name(twin__side_id side) {
   return side == TWIN__HOST ? "host" : "device";
 }
 
-/* True when the array's elements are exactly its whole buffer, so a write-only access
- * overwrites everything and the stale side need not be brought up to date first. */
-static bool covers_buffer(const twin_array *a) {
-  return a->offset == 0 && twin_array_nbytes(a) == a->buf->nbytes && twin_array_is_contiguous(a);
+/* True when a write-only access overwrites every byte of the array's extent, so the extent
+ * need not be brought up to date first (a strided view has gaps it would not overwrite). */
+static bool covers_extent(const twin_array *a) {
+  return twin_array_is_contiguous(a);
 }
 
 static twin_status check_begin(const char *fn, twin_array *a, twin_access access,
@@ -45,67 +46,119 @@ static twin_status check_open_state(const char *fn, const twin_array *a, twin__s
   }
   twin__side_id other = !side;
   if (b->open_writes[other])
-    return twin__fail(TWIN_ERR_BUSY, "%s: a %s write access to this buffer is open", fn,
-                      side_name(other));
+    return twin__fail(TWIN_ERR_BUSY, "%s: a %s write access to this buffer is still open, "
+                      "begun at %s:%d", fn, side_name(other), b->write_site[other].file,
+                      b->write_site[other].line);
   if ((access & TWIN_WRITE) && b->open_reads[other])
     return twin__fail(TWIN_ERR_BUSY, "%s: cannot write while a %s read access to this buffer "
                       "is open", fn, side_name(other));
   return TWIN_OK;
 }
 
-/* Opens `access` on `side` for array a, preparing the data; on success the buffer's memory
- * for that side is in b->side[side].mem. */
-static twin_status begin(const char *fn, twin_array *a, twin__side_id side, twin_access access) {
+/* Maps a zero-copy buffer's bytes [lo, hi) for host access by array a. */
+static twin_status map_extent(twin_array *a, twin_access access, size_t lo, size_t hi) {
   twin__buffer *b = a->buf;
-  pthread_mutex_lock(&b->lock);
+  twin_context *ctx = b->ctx;
+  if (lo == hi) {
+    a->mapped = (char *)b->mem[TWIN__HOST] + lo; /* nothing to map for no elements */
+    return TWIN_OK;
+  }
+  bool invalidate = access == TWIN_WRITE && covers_extent(a);
+  return ctx->ops->map(ctx, b->mem[TWIN__DEVICE], lo, hi - lo, access, invalidate, &a->mapped);
+}
+
+/* Opens `access` on `side` for array a with the buffer locked: brings the extent up to date,
+ * maps it on a zero-copy host access, and records the access. */
+static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side,
+                               twin_access access, twin__site site) {
+  twin__buffer *b = a->buf;
   twin_status s = check_open_state(fn, a, side, access);
   if (s == TWIN_OK)
-    s = twin__buffer_prepare(b, side, (access & TWIN_READ) || !covers_buffer(a));
-  if (s == TWIN_OK) {
-    if (access & TWIN_WRITE) {
-      /* The other side cannot be in use (checked above), so it is stale from now on. */
-      b->side[side].valid = true;
-      b->side[!side].valid = false;
-      b->open_writes[side]++;
-    } else {
-      b->open_reads[side]++;
-    }
-    a->access_side = (unsigned char)(side + 1);
-    a->access_mode = (unsigned char)access;
-    a->access_count++;
+    s = twin__buffer_reserve(b);
+  size_t lo, hi;
+  twin__array_extent(a, &lo, &hi);
+  bool need_data = (access & TWIN_READ) || !covers_extent(a);
+  if (s == TWIN_OK)
+    s = twin__buffer_sync(b, side, lo, need_data ? hi : lo);
+  if (s == TWIN_OK && side == TWIN__HOST && b->zero_copy && a->access_count == 0)
+    s = map_extent(a, access, lo, hi);
+  if (s != TWIN_OK)
+    return s;
+  if (access & TWIN_WRITE) {
+    /* The other side has no open access (checked above), so it is older from now on. */
+    twin__buffer_wrote(b, side, lo, hi);
+    b->open_writes[side]++;
+    b->write_site[side] = site;
+  } else {
+    b->open_reads[side]++;
   }
-  pthread_mutex_unlock(&b->lock);
+  a->access_side = (unsigned char)(side + 1);
+  a->access_mode = (unsigned char)access;
+  a->access_count++;
+  return TWIN_OK;
+}
+
+static twin_status begin(const char *fn, twin_array *a, twin__side_id side, twin_access access,
+                         twin__site site) {
+  pthread_mutex_lock(&a->buf->lock);
+  twin_status s = open_locked(fn, a, side, access, site);
+  pthread_mutex_unlock(&a->buf->lock);
   return s;
+}
+
+/* Closes the access with the buffer locked; the last close of a zero-copy host access
+ * unmaps it. */
+static twin_status close_locked(const char *fn, twin_array *a, twin__side_id side) {
+  twin__buffer *b = a->buf;
+  if (a->access_side != side + 1)
+    return twin__fail(TWIN_ERR_BAD_STATE, "%s: this array has no %s access open", fn,
+                      side_name(side));
+  if (side == TWIN__HOST && b->zero_copy && a->access_count == 1 && a->size > 0) {
+    twin_context *ctx = b->ctx;
+    twin_status s = ctx->ops->unmap(ctx, b->mem[TWIN__DEVICE], a->mapped);
+    if (s != TWIN_OK)
+      return s; /* still open: the caller may retry the end */
+  }
+  if (a->access_mode & TWIN_WRITE)
+    b->open_writes[side]--;
+  else
+    b->open_reads[side]--;
+  if (--a->access_count == 0) {
+    a->access_side = 0;
+    a->mapped = NULL;
+  }
+  return TWIN_OK;
 }
 
 static twin_status end(const char *fn, twin_array *a, twin__side_id side) {
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
-  twin__buffer *b = a->buf;
-  twin_status s = TWIN_OK;
-  pthread_mutex_lock(&b->lock);
-  if (a->access_side != side + 1) {
-    s = twin__fail(TWIN_ERR_BAD_STATE, "%s: this array has no %s access open", fn,
-                   side_name(side));
-  } else {
-    if (a->access_mode & TWIN_WRITE)
-      b->open_writes[side]--;
-    else
-      b->open_reads[side]--;
-    if (--a->access_count == 0)
-      a->access_side = 0;
-  }
-  pthread_mutex_unlock(&b->lock);
+  pthread_mutex_lock(&a->buf->lock);
+  twin_status s = close_locked(fn, a, side);
+  pthread_mutex_unlock(&a->buf->lock);
   return s;
 }
 
-twin_status twin_host_begin(twin_array *a, twin_access access, void **ptr) {
-  twin_status s = check_begin("twin_host_begin", a, access, ptr);
+twin_status twin_host_begin_at(twin_array *a, twin_access access, void **ptr, const char *file,
+                               int line) {
+  static const char fn[] = "twin_host_begin";
+  twin_status s = check_begin(fn, a, access, ptr);
   if (s == TWIN_OK)
-    s = begin("twin_host_begin", a, TWIN__HOST, access);
-  if (s == TWIN_OK)
-    *ptr = (char *)a->buf->side[TWIN__HOST].mem + a->offset * twin_dtype_size(a->dtype);
-  return s;
+    s = begin(fn, a, TWIN__HOST, access, (twin__site){file, line});
+  if (s != TWIN_OK)
+    return s;
+  size_t first = a->offset * twin_dtype_size(a->dtype), lo, hi;
+  if (a->buf->zero_copy) {
+    twin__array_extent(a, &lo, &hi);
+    *ptr = (char *)a->mapped + (first - lo);
+  } else {
+    *ptr = (char *)a->buf->mem[TWIN__HOST] + first;
+  }
+  return TWIN_OK;
+}
+
+twin_status(twin_host_begin)(twin_array *a, twin_access access, void **ptr) {
+  return twin_host_begin_at(a, access, ptr, "(unknown)", 0);
 }
 
 twin_status twin_host_end(twin_array *a) {
@@ -113,7 +166,7 @@ twin_status twin_host_end(twin_array *a) {
 }
 
 twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
-                               size_t *byte_offset) {
+                               size_t *byte_offset, const char *file, int line) {
   static const char fn[] = "twin_device_begin";
   twin_status s = check_begin(fn, a, access, handle);
   if (s != TWIN_OK)
@@ -127,9 +180,9 @@ twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
   if (a->dtype == TWIN_F64 && !ctx->device.fp64)
     return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: device \"%s\" has no fp64 support for an f64 "
                       "array", fn, ctx->device.name);
-  s = begin(fn, a, TWIN__DEVICE, access);
+  s = begin(fn, a, TWIN__DEVICE, access, (twin__site){file, line});
   if (s == TWIN_OK) {
-    *handle = a->buf->side[TWIN__DEVICE].mem;
+    *handle = a->buf->mem[TWIN__DEVICE];
     *byte_offset = a->offset * twin_dtype_size(a->dtype);
   }
   return s;
@@ -163,7 +216,7 @@ twin_status twin_array_read(twin_array *a, void *dst, size_t dst_bytes) {
   twin_status s = check_packed("twin_array_read", a, dst, dst_bytes);
   void *src;
   if (s == TWIN_OK)
-    s = twin_host_begin(a, TWIN_READ, &src);
+    s = twin_host_begin_at(a, TWIN_READ, &src, "twin_array_read", 0);
   if (s != TWIN_OK)
     return s;
   ptrdiff_t packed[TWIN_MAX_DIMS];
@@ -176,7 +229,7 @@ twin_status twin_array_write(twin_array *a, const void *src, size_t src_bytes) {
   twin_status s = check_packed("twin_array_write", a, src, src_bytes);
   void *dst;
   if (s == TWIN_OK)
-    s = twin_host_begin(a, TWIN_WRITE, &dst);
+    s = twin_host_begin_at(a, TWIN_WRITE, &dst, "twin_array_write", 0);
   if (s != TWIN_OK)
     return s;
   ptrdiff_t packed[TWIN_MAX_DIMS];

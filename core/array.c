@@ -145,6 +145,10 @@ twin_context *twin_array_context(const twin_array *a) {
   return a->buf->ctx;
 }
 
+bool twin_array_is_zero_copy(const twin_array *a) {
+  return a->buf->zero_copy;
+}
+
 bool twin_array_is_contiguous(const twin_array *a) {
   ptrdiff_t expect = 1;
   for (int i = a->ndim - 1; i >= 0; i--) {

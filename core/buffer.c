@@ -1,13 +1,10 @@
-/* Buffers: the storage behind arrays, a host mirror and a device allocation of one byte
- * size, each made lazily, both freed together when the last array viewing them drops. */
+/* Buffers: the storage behind arrays, released with both of its memories in the call that
+ * drops the last array viewing it, and the coherence between its host and device sides. */
 #include <assert.h>
 #include <string.h>
 
 #include "../backends/backend.h"
 #include "internal.h"
-
-/* Host mirrors are cache-line aligned so every dtype and vector load is aligned. */
-#define HOST_ALIGNMENT 64
 
 static size_t alloc_size(const twin__buffer *b) {
   return b->nbytes ? b->nbytes : 1;
@@ -30,10 +27,10 @@ twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init,
   b->ctx = twin_context_ref(ctx);
   b->nbytes = nbytes;
   b->zero_init = zero_init;
-  /* Nothing is allocated yet, so every side that exists holds the initial content. */
-  b->side[TWIN__HOST].valid = true;
-  b->side[TWIN__DEVICE].valid = has_device(b);
+  b->zero_copy = ctx->zero_copy;
   atomic_fetch_add_explicit(&ctx->counters.buffers, 1, memory_order_relaxed);
+  if (b->zero_copy)
+    atomic_fetch_add_explicit(&ctx->counters.zero_copy_buffers, 1, memory_order_relaxed);
   *out = b;
   return TWIN_OK;
 }
@@ -43,20 +40,23 @@ twin__buffer *twin__buffer_ref(twin__buffer *b) {
   return b;
 }
 
-/* Frees one side's memory, if any; its validity is left to the caller. */
+/* Frees one side's memory, if any. A zero-copy buffer's host block belongs to its device
+ * handle, which frees it once the runtime is done with it. */
 static void release_side(twin__buffer *b, twin__side_id which) {
   twin_context *ctx = b->ctx;
-  void *mem = b->side[which].mem;
+  void *mem = b->mem[which];
   if (!mem)
     return;
   if (which == TWIN__HOST) {
-    twin__free(mem);
+    if (!b->zero_copy)
+      twin__free(mem);
     twin__count_host_free(ctx, alloc_size(b));
   } else {
     ctx->ops->dev_free(ctx, mem);
-    twin__count_device_free(ctx, alloc_size(b));
+    if (!b->zero_copy)
+      twin__count_device_free(ctx, alloc_size(b));
   }
-  b->side[which].mem = NULL;
+  b->mem[which] = NULL;
 }
 
 void twin__buffer_unref(twin__buffer *b) {
@@ -64,76 +64,118 @@ void twin__buffer_unref(twin__buffer *b) {
     return;
   atomic_thread_fence(memory_order_acquire);
   twin_context *ctx = b->ctx;
+  release_side(b, TWIN__DEVICE); /* first: a zero-copy handle owns the host block */
   release_side(b, TWIN__HOST);
-  release_side(b, TWIN__DEVICE);
   pthread_mutex_destroy(&b->lock);
   atomic_fetch_sub_explicit(&ctx->counters.buffers, 1, memory_order_relaxed);
+  if (b->zero_copy)
+    atomic_fetch_sub_explicit(&ctx->counters.zero_copy_buffers, 1, memory_order_relaxed);
   twin__free(b);
   twin_context_unref(ctx);
 }
 
-/* Allocates a missing side; a side that is valid but was never materialised gets the
- * buffer's initial content (zeros when zero_init, else whatever the memory holds). */
+/* The one allocation of a zero-copy buffer: a host block the device uses in place. */
+static twin_status materialise_shared(twin__buffer *b) {
+  twin_context *ctx = b->ctx;
+  size_t n = alloc_size(b);
+  void *host = twin__alloc_block(n);
+  if (!host)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %zu-byte buffer", n);
+  if (b->zero_init)
+    memset(host, 0, n);
+  twin_status s = ctx->ops->dev_wrap(ctx, host, n, &b->mem[TWIN__DEVICE]);
+  if (s != TWIN_OK) {
+    twin__free(host);
+    return s;
+  }
+  b->mem[TWIN__HOST] = host;
+  twin__count_host_alloc(ctx, n);
+  return TWIN_OK;
+}
+
+/* Allocates one side of a two-copy buffer; zeroed when the initial content is zero. */
 static twin_status materialise(twin__buffer *b, twin__side_id which) {
   twin_context *ctx = b->ctx;
-  twin__side *side = &b->side[which];
   size_t n = alloc_size(b);
+  if (b->zero_copy)
+    return materialise_shared(b);
   if (which == TWIN__HOST) {
-    side->mem = twin__aligned(HOST_ALIGNMENT, n);
-    if (!side->mem)
+    void *host = twin__alloc_block(n);
+    if (!host)
       return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %zu-byte buffer", n);
-    if (side->valid && b->zero_init)
-      memset(side->mem, 0, n);
+    if (b->zero_init)
+      memset(host, 0, n);
+    b->mem[TWIN__HOST] = host;
     twin__count_host_alloc(ctx, n);
     return TWIN_OK;
   }
-  twin_status s = ctx->ops->dev_alloc(ctx, n, &side->mem);
+  void *dev;
+  twin_status s = ctx->ops->dev_alloc(ctx, n, &dev);
+  if (s == TWIN_OK && b->zero_init && (s = ctx->ops->dev_zero(ctx, dev, 0, n)) != TWIN_OK)
+    ctx->ops->dev_free(ctx, dev);
   if (s != TWIN_OK)
     return s;
-  if (side->valid && b->zero_init) {
-    s = ctx->ops->dev_zero(ctx, side->mem, 0, n);
-    if (s != TWIN_OK) {
-      ctx->ops->dev_free(ctx, side->mem);
-      side->mem = NULL;
-      return s;
-    }
-  }
+  b->mem[TWIN__DEVICE] = dev;
   twin__count_device_alloc(ctx, n);
   return TWIN_OK;
 }
 
-/* Copies the whole buffer from the other side, which is valid, into `which`. */
-static twin_status pull(twin__buffer *b, twin__side_id which) {
+/* Copies bytes [lo, hi) from the other side into `to`; both sides are allocated. */
+static twin_status move(twin__buffer *b, twin__side_id to, size_t lo, size_t hi) {
   twin_context *ctx = b->ctx;
-  void *host = b->side[TWIN__HOST].mem, *dev = b->side[TWIN__DEVICE].mem;
-  size_t n = b->nbytes;
-  if (n == 0)
-    return TWIN_OK;
-  twin_status s = which == TWIN__DEVICE ? ctx->ops->to_device(ctx, dev, 0, n, host)
-                                        : ctx->ops->to_host(ctx, dev, 0, n, host);
+  char *host = b->mem[TWIN__HOST];
+  void *dev = b->mem[TWIN__DEVICE];
+  twin_status s = to == TWIN__DEVICE ? ctx->ops->to_device(ctx, dev, lo, hi - lo, host + lo)
+                                     : ctx->ops->to_host(ctx, dev, lo, hi - lo, host + lo);
   if (s == TWIN_OK)
-    twin__count_transfer(ctx, which == TWIN__DEVICE, n);
+    twin__count_transfer(ctx, to == TWIN__DEVICE, hi - lo);
   return s;
 }
 
-twin_status twin__buffer_prepare(twin__buffer *b, twin__side_id which, bool need_data) {
-  twin__side *side = &b->side[which];
-  bool was_missing = side->mem == NULL;
-  if (was_missing) {
-    twin_status s = materialise(b, which);
+static twin_status ensure(twin__buffer *b, twin__side_id which) {
+  return b->mem[which] ? TWIN_OK : materialise(b, which);
+}
+
+twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, size_t hi) {
+  bool was_missing = b->mem[which] == NULL;
+  twin_status s = ensure(b, which);
+  if (s != TWIN_OK || b->zero_copy)
+    return s;
+  /* Move each part of [lo, hi) where the other side is newer, then mark it clean. Walking a
+   * copy keeps the loop simple while the map changes under it. */
+  twin__dirty d = b->dirty;
+  bool moved = false;
+  for (unsigned i = 0; i < d.count && s == TWIN_OK; i++) {
+    size_t a = d.s[i].lo > lo ? d.s[i].lo : lo, z = d.s[i].hi < hi ? d.s[i].hi : hi;
+    if (a >= z || d.s[i].newer == which)
+      continue;
+    assert(b->mem[!which]); /* a side is newer only after it was written, so it exists */
+    s = move(b, which, a, z);
+    if (s == TWIN_OK) {
+      twin__dirty_clear(&b->dirty, a, z);
+      moved = true;
+    }
+  }
+  if (s != TWIN_OK && was_missing && !moved)
+    release_side(b, which); /* nothing moved yet: leave the buffer as it was */
+  return s;
+}
+
+twin_status twin__buffer_reserve(twin__buffer *b) {
+  while (b->dirty.count > TWIN__DIRTY_CAP) {
+    /* Too fragmented: make the smallest dirty segment agree on both sides and forget it. */
+    twin__segment seg = b->dirty.s[twin__dirty_smallest(&b->dirty)];
+    twin_status s = ensure(b, !seg.newer);
+    if (s == TWIN_OK)
+      s = move(b, !seg.newer, seg.lo, seg.hi);
     if (s != TWIN_OK)
       return s;
+    twin__dirty_clear(&b->dirty, seg.lo, seg.hi);
   }
-  if (side->valid || !need_data)
-    return TWIN_OK;
-  /* A side goes stale only when the other is written, and writing materialises it. */
-  assert(b->side[!which].valid && b->side[!which].mem);
-  twin_status s = pull(b, which);
-  if (s != TWIN_OK) {
-    if (was_missing)
-      release_side(b, which); /* leave the buffer as it was */
-    return s;
-  }
-  side->valid = true;
   return TWIN_OK;
+}
+
+void twin__buffer_wrote(twin__buffer *b, twin__side_id which, size_t lo, size_t hi) {
+  if (!b->zero_copy && has_device(b))
+    twin__dirty_mark(&b->dirty, lo, hi, which);
 }

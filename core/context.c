@@ -1,5 +1,6 @@
 /* Contexts: one device, its backend state and its counters. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "../backends/backend.h"
 #include "internal.h"
@@ -13,11 +14,33 @@ static const struct twin_backend_ops *backend_for(const twin_device_info *dev) {
   return &twin__host_ops;
 }
 
-twin_status twin_context_new(const char *spec, twin_context **out) {
+/* The coherence the options and TWIN_COHERENCE ask for. */
+static twin_status coherence_of(const twin_context_options *opt, twin_coherence *out) {
+  *out = opt ? opt->coherence : TWIN_COHERENCE_AUTO;
+  if (*out == TWIN_COHERENCE_COPY)
+    return TWIN_OK;
+  if (*out != TWIN_COHERENCE_AUTO)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: coherence %d is not a "
+                      "twin_coherence", (int)*out);
+  const char *env = getenv("TWIN_COHERENCE");
+  if (!env || !*env || strcmp(env, "auto") == 0)
+    return TWIN_OK;
+  if (strcmp(env, "copy") == 0) {
+    *out = TWIN_COHERENCE_COPY;
+    return TWIN_OK;
+  }
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "TWIN_COHERENCE is \"%s\"; use \"auto\" or "
+                    "\"copy\"", env);
+}
+
+twin_status twin_context_new_with(const twin_context_options *options, twin_context **out) {
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: out is NULL");
+  twin_coherence coherence;
+  twin_status s = coherence_of(options, &coherence);
   twin_device_info dev;
-  twin_status s = twin_device_resolve(spec, &dev);
+  if (s == TWIN_OK)
+    s = twin_device_resolve(options ? options->device : NULL, &dev);
   if (s != TWIN_OK)
     return s;
   twin_context *ctx = twin__calloc(1, sizeof *ctx);
@@ -26,6 +49,8 @@ twin_status twin_context_new(const char *spec, twin_context **out) {
   atomic_init(&ctx->refs, 1);
   ctx->device = dev;
   ctx->ops = backend_for(&dev);
+  ctx->zero_copy = coherence == TWIN_COHERENCE_AUTO && dev.host_unified_memory &&
+                   ctx->ops->dev_wrap != NULL;
   s = ctx->ops->open(ctx);
   if (s != TWIN_OK) {
     twin__free(ctx);
@@ -33,6 +58,15 @@ twin_status twin_context_new(const char *spec, twin_context **out) {
   }
   *out = ctx;
   return TWIN_OK;
+}
+
+twin_status twin_context_new(const char *spec, twin_context **out) {
+  twin_context_options options = {.device = spec};
+  return twin_context_new_with(&options, out);
+}
+
+bool twin_context_is_zero_copy(const twin_context *ctx) {
+  return ctx && ctx->zero_copy;
 }
 
 twin_context *twin_context_ref(twin_context *ctx) {

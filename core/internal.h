@@ -39,6 +39,10 @@ void *twin__calloc(size_t count, size_t size);
 void *twin__aligned(size_t alignment, size_t size);
 void twin__free(void *p);
 char *twin__strdup(const char *s);
+/* A buffer's memory block, released with twin__free: 128-byte aligned (OpenCL's base address
+ * alignment), page-aligned from 4 KiB, and 2 MiB-aligned and advised for transparent huge
+ * pages from 2 MiB, so zero-copy wrapping and first touch are cheap. */
+void *twin__alloc_block(size_t size);
 
 /* ---- Checked arithmetic ---- */
 
@@ -62,6 +66,7 @@ typedef struct twin__counters {
 
 struct twin_context {
   atomic_size_t refs;
+  bool zero_copy; /* buffers share one allocation between host and device */
   const struct twin_backend_ops *ops;
   void *backend; /* the backend's own state, owned by ops->close */
   twin_device_info device;
@@ -113,34 +118,45 @@ size_t twin__dirty_bytes(const twin__dirty *d, size_t lo, size_t hi, twin__side_
 
 /* ---- Buffers (buffer.c) ---- */
 
-/* One side of a buffer. `valid` with mem == NULL means the side has not been materialised
- * yet and its content is the buffer's initial content (undefined, or zero with zero_init):
- * allocating it is enough to make it current, no transfer needed. */
-typedef struct twin__side {
-  void *mem;  /* host pointer, or the backend's device handle */
-  bool valid; /* holds the newest data */
-} twin__side;
+/* Where an access was begun, for messages about accesses still open. */
+typedef struct twin__site {
+  const char *file;
+  int line;
+} twin__site;
 
-
+/* The storage behind arrays. Two kinds, fixed at creation:
+ * - zero-copy (the device shares host memory and coherence is automatic): one host block,
+ *   wrapped as the device memory; host access maps it, nothing is ever copied;
+ * - two copies: a host mirror and a device allocation, each made at its first use, with a
+ *   dirty map of where one side is newer. A side that was never allocated holds the buffer's
+ *   initial content (undefined, or zeros with zero_init) wherever the map is clean. */
 typedef struct twin__buffer {
   atomic_size_t refs;
   twin_context *ctx; /* holds a reference */
   size_t nbytes;     /* logical size; allocations are at least 1 byte */
+  bool zero_copy;    /* fixed at creation */
   pthread_mutex_t lock; /* guards everything below */
-  twin__side side[2];
-  bool zero_init; /* initial content is zero: materialise a side by zeroing it */
+  void *mem[2];      /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
+  twin__dirty dirty; /* two-copy buffers only */
+  bool zero_init;    /* initial content is zero: a side is zeroed when it is allocated */
   /* Open accesses through any array on this buffer, per side, to refuse a write on one side
-   * while the other side is in use. */
+   * while the other side is in use, and where the latest write access was begun. */
   unsigned open_reads[2], open_writes[2];
+  twin__site write_site[2];
 } twin__buffer;
 
 twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init,
                              twin__buffer **out);
 twin__buffer *twin__buffer_ref(twin__buffer *b);
 void twin__buffer_unref(twin__buffer *b);
-/* With b->lock held: make `which` allocated and, when need_data, valid (moving data from the
- * other side if it is newer). */
-twin_status twin__buffer_prepare(twin__buffer *b, twin__side_id which, bool need_data);
+/* With b->lock held: allocates `which` if needed and brings bytes [lo, hi) of it up to date,
+ * moving only the parts where the other side is newer. */
+twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
+/* With b->lock held: makes room in the dirty map for one twin__buffer_wrote (moving the
+ * smallest dirty segments when it is full). Call before a write access is granted. */
+twin_status twin__buffer_reserve(twin__buffer *b);
+/* With b->lock held: records that bytes [lo, hi) are being written on `which`. */
+void twin__buffer_wrote(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
 
 /* ---- Arrays (array.c) ---- */
 
@@ -158,6 +174,7 @@ struct twin_array {
   unsigned char access_side; /* 0 none, else 1 + twin__side_id */
   unsigned char access_mode; /* twin_access */
   unsigned access_count;
+  void *mapped; /* zero-copy host access: the mapped address of the extent's first byte */
 };
 
 bool twin__dtype_valid(twin_dtype dtype);
@@ -181,7 +198,7 @@ void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src
 
 /* Generic half of twin_device_begin: returns the backend's device handle. */
 twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
-                               size_t *byte_offset);
+                               size_t *byte_offset, const char *file, int line);
 twin_status twin__device_end(twin_array *a);
 
 #endif /* TWIN_INTERNAL_H */

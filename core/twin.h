@@ -150,6 +150,29 @@ typedef struct twin_context twin_context;
  * buffer holds one more, so a context lives until its last array is gone. Thread-safe. */
 TWIN_API twin_status twin_context_new(const char *spec, twin_context **out);
 
+/* How a context keeps host and device data coherent. */
+typedef enum twin_coherence {
+  /* TWIN_COHERENCE from the environment ("auto" or "copy"); unset means zero-copy where the
+   * device shares host memory (CL_DEVICE_HOST_UNIFIED_MEMORY), two copies elsewhere. */
+  TWIN_COHERENCE_AUTO = 0,
+  /* Separate host and device copies even where the device shares host memory, moving only
+   * stale byte ranges: the discrete-GPU path, testable on any machine. */
+  TWIN_COHERENCE_COPY = 1,
+} twin_coherence;
+
+typedef struct twin_context_options {
+  const char *device;       /* device spec as for twin_context_new; NULL reads TWIN_DEVICE */
+  twin_coherence coherence;
+} twin_context_options;
+
+/* twin_context_new with options; options NULL means all defaults. An unknown TWIN_COHERENCE
+ * value is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
+TWIN_API twin_status twin_context_new_with(const twin_context_options *options,
+                                           twin_context **out);
+
+/* True when the context's buffers are one allocation shared by host and device. */
+TWIN_API bool twin_context_is_zero_copy(const twin_context *ctx);
+
 /* Takes one more reference on ctx and returns ctx. Thread-safe. */
 TWIN_API twin_context *twin_context_ref(twin_context *ctx);
 
@@ -171,7 +194,8 @@ typedef struct twin_stats {
   size_t peak_device_bytes;  /* highest device_bytes since the context was made */
   size_t buffers;            /* live buffers */
   size_t arrays;             /* live arrays (views included) */
-  size_t zero_copy_buffers;  /* live buffers whose host and device memory are one */
+  size_t zero_copy_buffers;  /* live buffers whose host and device memory are one; their
+                                memory counts once, in host_bytes */
   size_t held_by_views_bytes;
   uint64_t bytes_to_device, bytes_to_host;             /* bytes moved each way */
   uint64_t transfers_to_device, transfers_to_host;     /* transfer commands each way */
@@ -220,6 +244,9 @@ TWIN_API const ptrdiff_t *twin_array_strides(const twin_array *a); /* in element
 TWIN_API size_t twin_array_size(const twin_array *a);              /* number of elements */
 TWIN_API size_t twin_array_nbytes(const twin_array *a);            /* size * element bytes */
 TWIN_API twin_context *twin_array_context(const twin_array *a);    /* borrowed */
+/* True when a's buffer is one allocation that host and device share (nothing is ever copied
+ * between them). Thread-safe. */
+TWIN_API bool twin_array_is_zero_copy(const twin_array *a);
 /* True when the elements are laid out in C order without gaps. */
 TWIN_API bool twin_array_is_contiguous(const twin_array *a);
 
@@ -294,13 +321,21 @@ typedef enum twin_access { TWIN_READ = 1, TWIN_WRITE = 2, TWIN_READ_WRITE = 3 } 
 
 /* Opens host access to a's elements and stores in *ptr the address of its first element
  * (index 0 on every axis; the element at index i is at ptr + sum(i[k] * strides[k]) elements).
- * With TWIN_READ the data is made valid on the host first, moving it from the device only if
- * the device holds a newer copy. TWIN_WRITE alone promises to overwrite every element of a and
- * moves nothing when a covers its whole buffer. The pointer is valid until twin_host_end(a).
+ * With TWIN_READ the array's byte extent is brought up to date on the host first, moving only
+ * the parts the device holds newer. TWIN_WRITE alone promises to overwrite every element of a
+ * and moves nothing when a is contiguous. On a zero-copy buffer nothing is ever moved: the
+ * extent is mapped. The pointer is valid only until twin_host_end(a).
  * Several TWIN_READ accesses to one array object may be open at once (each closed by its own
  * end); an access that writes is exclusive: any other begin on the same array object while it
  * is open is TWIN_ERR_BUSY. Thread-safe. */
 TWIN_API twin_status twin_host_begin(twin_array *a, twin_access access, void **ptr);
+
+/* twin_host_begin recording the caller's file and line, which messages about an access left
+ * open name (TWIN_ERR_BUSY). The macro below makes every twin_host_begin call record them;
+ * the plain function stays callable (e.g. from other languages, or as (twin_host_begin)). */
+TWIN_API twin_status twin_host_begin_at(twin_array *a, twin_access access, void **ptr,
+                                        const char *file, int line);
+#define twin_host_begin(a, access, ptr) twin_host_begin_at((a), (access), (ptr), __FILE__, __LINE__)
 
 /* Closes host access. After a write, the device copy is stale and moves at its next use.
  * Without an open host access it is TWIN_ERR_BAD_STATE. Thread-safe. */

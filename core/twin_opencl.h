@@ -16,14 +16,21 @@ extern "C" {
 #endif
 
 /* Opens device access to a and stores its buffer's cl_mem in *mem and the byte offset of a's
- * first element within that cl_mem in *byte_offset. With TWIN_READ the data is made valid on
- * the device first, moving it from the host only if the host holds a newer copy; TWIN_WRITE
- * alone over a whole buffer moves nothing. *mem is borrowed: valid until twin_device_end(a),
+ * first element within that cl_mem in *byte_offset. With TWIN_READ the array's byte extent is
+ * brought up to date on the device first, moving only the parts the host holds newer;
+ * TWIN_WRITE alone over a contiguous array moves nothing. *mem is borrowed: valid until twin_device_end(a),
  * not to be released. Commands the caller enqueues on twin_context_cl_queue() between begin
  * and end are ordered correctly with twin's own. On the host backend this is
  * TWIN_ERR_UNSUPPORTED. The same open rules as twin_host_begin apply. Thread-safe. */
 TWIN_API twin_status twin_device_begin(twin_array *a, twin_access access, cl_mem *mem,
                                        size_t *byte_offset);
+
+/* twin_device_begin recording the caller's file and line for messages (see
+ * twin_host_begin_at); the macro makes every twin_device_begin call record them. */
+TWIN_API twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_mem *mem,
+                                          size_t *byte_offset, const char *file, int line);
+#define twin_device_begin(a, access, mem, byte_offset)                                         \
+  twin_device_begin_at((a), (access), (mem), (byte_offset), __FILE__, __LINE__)
 
 /* Closes device access. After a write, the host copy is stale and moves at its next use.
  * Without an open device access it is TWIN_ERR_BAD_STATE. Thread-safe. */

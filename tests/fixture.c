@@ -11,12 +11,27 @@
 static twin_fixture current;
 static twin__allocator default_alloc;
 
+/* A spec ending in "+copy" asks for TWIN_COHERENCE_COPY, so the two-copy path runs on a
+ * device that shares host memory too. */
+twin_status fixture_open(const char *spec, twin_context **out) {
+  char device[128];
+  snprintf(device, sizeof device, "%s", spec);
+  char *plus = strstr(device, "+copy");
+  twin_context_options options = {.device = device};
+  if (plus) {
+    *plus = '\0';
+    options.coherence = TWIN_COHERENCE_COPY;
+  }
+  return twin_context_new_with(&options, out);
+}
+
 static int group_setup(void **state) {
-  if (twin_context_new(current.spec, &current.ctx) != TWIN_OK) {
+  if (fixture_open(current.spec, &current.ctx) != TWIN_OK) {
     print_error("cannot open \"%s\": %s\n", current.spec, twin_last_error());
     return -1;
   }
   current.has_device = twin_context_device(current.ctx)->type != TWIN_DEVICE_HOST;
+  current.zero_copy = twin_context_is_zero_copy(current.ctx);
   *state = &current;
   return 0;
 }
@@ -70,7 +85,7 @@ int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n) {
   default_alloc = twin__host_alloc;
   const char *env = getenv("TWIN_TEST_BACKENDS");
 #ifdef TWIN_HAVE_OPENCL
-  const char *def = "host,opencl";
+  const char *def = "host,opencl,opencl+copy";
 #else
   const char *def = "host";
 #endif

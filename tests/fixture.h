@@ -17,6 +17,7 @@ typedef struct twin_fixture {
   twin_context *ctx;
   const char *spec;  /* the spec the group opened, e.g. "host" or "opencl" */
   bool has_device;   /* the context has device memory (an OpenCL device) */
+  bool zero_copy;    /* host and device share each buffer: no byte is ever transferred */
   twin_stats leaked; /* what earlier failed cases left alive, not counted again */
 } twin_fixture;
 
@@ -30,8 +31,10 @@ int twin_fixture_teardown(void **state);
 /* Register a case that uses the fixture. */
 #define TWIN_TEST(fn) cmocka_unit_test_teardown(fn, twin_fixture_teardown)
 
-/* Runs the cases once per backend: TWIN_TEST_BACKENDS (comma-separated device specs) or, by
- * default, "host" and, in builds with OpenCL, "opencl". Returns the number of failures. */
+/* Runs the cases once per backend: TWIN_TEST_BACKENDS (comma-separated device specs, a
+ * "+copy" suffix forcing TWIN_COHERENCE_COPY) or, by default, "host" and, in builds with
+ * OpenCL, "opencl" (zero-copy where the device shares host memory) and "opencl+copy".
+ * Returns the number of failures. */
 int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n);
 
 #define TWIN_TEST_MAIN(tests)                                                                  \
@@ -49,6 +52,9 @@ int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n);
     assert_int_equal(s_, (expected));                                                         \
   } while (0)
 #define assert_ok(expr) assert_status(expr, TWIN_OK)
+
+/* Opens a new context the way the group opened its own (spec as in TWIN_TEST_BACKENDS). */
+twin_status fixture_open(const char *spec, twin_context **out);
 
 /* Counts of live objects and bytes in f->ctx. */
 twin_stats fixture_stats(const twin_fixture *f);

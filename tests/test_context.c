@@ -21,8 +21,9 @@ static void test_context_new_null_out_is_invalid(void **state) {
 static void test_context_opens_what_the_spec_names(void **state) {
   twin_fixture *f = fixture(state);
   twin_context *ctx;
-  assert_ok(twin_context_new(f->spec, &ctx));
+  assert_ok(fixture_open(f->spec, &ctx));
   assert_string_equal(twin_context_device(ctx)->spec, twin_context_device(f->ctx)->spec);
+  assert_int_equal(twin_context_is_zero_copy(ctx), f->zero_copy);
   assert_ok(twin_context_finish(ctx));
   twin_context_unref(ctx);
 }
@@ -167,7 +168,7 @@ static void test_resolve_null_out_is_invalid(void **state) {
 static void test_context_lives_while_an_array_holds_it(void **state) {
   twin_fixture *f = fixture(state);
   twin_context *ctx;
-  assert_ok(twin_context_new(f->spec, &ctx));
+  assert_ok(fixture_open(f->spec, &ctx));
   size_t shape[] = {16};
   twin_array *a;
   assert_ok(twin_array_zeros(ctx, TWIN_I32, 1, shape, &a));

@@ -21,6 +21,7 @@
   X(clFinish)                                                                                  \
   X(clCreateBuffer)                                                                            \
   X(clReleaseMemObject)                                                                        \
+  X(clSetMemObjectDestructorCallback)                                                          \
   X(clEnqueueWriteBuffer)                                                                      \
   X(clEnqueueReadBuffer)                                                                       \
   X(clEnqueueFillBuffer)                                                                       \
@@ -75,6 +76,10 @@ twin_status twin__cl_to_device(twin_context *ctx, void *handle, size_t off, size
                                const void *src);
 twin_status twin__cl_to_host(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
 twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n);
+twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle);
+twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n,
+                         twin_access access, bool invalidate, void **ptr);
+twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr);
 
 static inline twin__cl_context *to_cl(const twin_context *ctx) {
   return (twin__cl_context *)ctx->backend;

@@ -55,4 +55,7 @@ const struct twin_backend_ops twin__opencl_ops = {
     .to_device = twin__cl_to_device,
     .to_host = twin__cl_to_host,
     .dev_zero = twin__cl_zero,
+    .dev_wrap = twin__cl_wrap,
+    .map = twin__cl_map,
+    .unmap = twin__cl_unmap,
 };

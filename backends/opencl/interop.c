@@ -3,13 +3,18 @@
 
 #include "../../core/twin_opencl.h"
 
-twin_status twin_device_begin(twin_array *a, twin_access access, cl_mem *mem,
-                              size_t *byte_offset) {
+twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_mem *mem,
+                                 size_t *byte_offset, const char *file, int line) {
   void *handle;
-  twin_status s = twin__device_begin(a, access, mem ? &handle : NULL, byte_offset);
+  twin_status s = twin__device_begin(a, access, mem ? &handle : NULL, byte_offset, file, line);
   if (s == TWIN_OK)
     *mem = (cl_mem)handle;
   return s;
+}
+
+twin_status(twin_device_begin)(twin_array *a, twin_access access, cl_mem *mem,
+                               size_t *byte_offset) {
+  return twin_device_begin_at(a, access, mem, byte_offset, "(unknown)", 0);
 }
 
 twin_status twin_device_end(twin_array *a) {

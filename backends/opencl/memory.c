@@ -41,3 +41,55 @@ twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n)
                                             sizeof zero, off, n, 0, NULL, NULL);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueFillBuffer", err);
 }
+
+/* Frees a zero-copy buffer's host block once the runtime no longer uses the cl_mem. */
+static void CL_CALLBACK free_wrapped(cl_mem mem, void *host) {
+  (void)mem;
+  twin__free(host);
+}
+
+twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle) {
+  if (nbytes > ctx->device.max_alloc_bytes)
+    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY, "%zu bytes exceed the device's largest "
+                      "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes", nbytes,
+                      (unsigned long long)ctx->device.max_alloc_bytes);
+  cl_int err;
+  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context,
+                                       CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host,
+                                       &err);
+  if (!mem)
+    return twin__cl_fail("clCreateBuffer(CL_MEM_USE_HOST_PTR)", err);
+  err = twin__cl.clSetMemObjectDestructorCallback(mem, free_wrapped, host);
+  if (err != CL_SUCCESS) {
+    twin__cl.clReleaseMemObject(mem); /* the caller still owns host and frees it */
+    return twin__cl_fail("clSetMemObjectDestructorCallback", err);
+  }
+  *handle = mem;
+  return TWIN_OK;
+}
+
+twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n,
+                         twin_access access, bool invalidate, void **ptr) {
+  cl_map_flags flags = invalidate ? CL_MAP_WRITE_INVALIDATE_REGION
+                                  : ((access & TWIN_READ) ? CL_MAP_READ : 0) |
+                                        ((access & TWIN_WRITE) ? CL_MAP_WRITE : 0);
+  cl_int err;
+  void *p = twin__cl.clEnqueueMapBuffer(to_cl(ctx)->queue, (cl_mem)handle, CL_TRUE, flags, off,
+                                        n, 0, NULL, NULL, &err);
+  if (!p)
+    return twin__cl_fail("clEnqueueMapBuffer", err);
+  *ptr = p;
+  return TWIN_OK;
+}
+
+twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr) {
+  cl_event done;
+  cl_int err = twin__cl.clEnqueueUnmapMemObject(to_cl(ctx)->queue, (cl_mem)handle, ptr, 0, NULL,
+                                                &done);
+  if (err != CL_SUCCESS)
+    return twin__cl_fail("clEnqueueUnmapMemObject", err);
+  /* Wait, so the host pointer is no longer in use when twin_host_end returns. */
+  err = twin__cl.clWaitForEvents(1, &done);
+  twin__cl.clReleaseEvent(done);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clWaitForEvents(unmap)", err);
+}
