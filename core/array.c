@@ -86,6 +86,8 @@ twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, int ndim,
   twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
   if (s != TWIN_OK)
     return s;
+  if (!out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
   if (!data && nbytes)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: data is NULL for %zu bytes", fn, nbytes);
   twin_array *a;

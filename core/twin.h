@@ -117,7 +117,7 @@ typedef struct twin_device_info {
   int platform_index;   /* P and D of "opencl:P.D"; -1 for the host backend */
   int device_index;
   uint64_t global_mem_bytes;    /* CL_DEVICE_GLOBAL_MEM_SIZE; physical memory for the host */
-  uint64_t max_alloc_bytes;     /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; SIZE_MAX for the host */
+  uint64_t max_alloc_bytes;     /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; PTRDIFF_MAX for the host */
   bool host_unified_memory;     /* the device shares host memory (true for the host backend) */
   bool fp64;                    /* f64 arrays can be used on the device */
 } twin_device_info;

@@ -1,4 +1,729 @@
+/* Failure paths: host allocation failures injected through twin__host_alloc, OpenCL failures
+ * injected through the twin__cl dispatch table (never process-wide: PoCL needs its malloc),
+ * status names, and the per-thread last-error message. Every injected failure must give a
+ * clean status and message, leave nothing alive and leave existing arrays intact. */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "fixture.h"
-static void test_placeholder_errors(void **state) { (void)state; }
-static const struct CMUnitTest tests[] = { TWIN_TEST(test_placeholder_errors) };
+
+#ifdef TWIN_HAVE_OPENCL
+#include "backends/opencl/clapi.h"
+#include "core/twin_opencl.h"
+#endif
+
+/* ---- helpers ---- */
+
+/* A fresh i32 array of n elements (n <= 256) holding seed*1000 + i. */
+static twin_array *make_i32(twin_context *ctx, size_t n, int seed) {
+  int32_t data[256];
+  for (size_t i = 0; i < n; i++)
+    data[i] = seed * 1000 + (int32_t)i;
+  twin_array *a;
+  assert_ok(twin_array_from_host(ctx, TWIN_I32, 1, &n, data, &a));
+  return a;
+}
+
+/* Asserts that a (i32) reads back as seed*1000 + i. */
+static void expect_i32(twin_array *a, int seed) {
+  int32_t got[256];
+  size_t n = twin_array_size(a);
+  assert_ok(twin_array_read(a, got, n * sizeof *got));
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(got[i], seed * 1000 + (int32_t)i);
+}
+
+/* Asserts that the live objects and memory of f->ctx are those of `base`. */
+static void expect_same_live(const twin_fixture *f, const twin_stats *base) {
+  twin_stats st = fixture_stats(f);
+  assert_int_equal(st.arrays, base->arrays);
+  assert_int_equal(st.buffers, base->buffers);
+  assert_int_equal(st.host_bytes, base->host_bytes);
+  assert_int_equal(st.device_bytes, base->device_bytes);
+}
+
+/* Sets this thread's last error to a known message that no failure below produces. */
+static void mark_last_error(void) {
+  assert_status(twin_array_new(NULL, TWIN_I8, 0, NULL, NULL), TWIN_ERR_INVALID_ARGUMENT);
+  assert_null(strstr(twin_last_error(), "MEMORY"));
+}
+
+/* ---- host allocator injection ---- */
+
+static twin__allocator real_alloc;
+static int alloc_calls, alloc_fail_at; /* fail call number alloc_fail_at; 0: never */
+static long alloc_live;                /* allocations minus frees while installed */
+
+static bool alloc_should_fail(void) {
+  return ++alloc_calls == alloc_fail_at;
+}
+
+static void *failing_malloc(size_t n) {
+  if (alloc_should_fail())
+    return NULL;
+  void *p = real_alloc.malloc_fn(n);
+  alloc_live += p != NULL;
+  return p;
+}
+
+static void *failing_aligned(size_t alignment, size_t n) {
+  if (alloc_should_fail())
+    return NULL;
+  void *p = real_alloc.aligned_fn(alignment, n);
+  alloc_live += p != NULL;
+  return p;
+}
+
+static void counting_free(void *p) {
+  alloc_live--;
+  real_alloc.free_fn(p);
+}
+
+/* Routes the library's host allocations through the wrappers; fail_at 0 fails none. */
+static void install_alloc(int fail_at) {
+  real_alloc = twin__host_alloc;
+  alloc_calls = 0;
+  alloc_fail_at = fail_at;
+  alloc_live = 0;
+  twin__host_alloc.malloc_fn = failing_malloc;
+  twin__host_alloc.aligned_fn = failing_aligned;
+  twin__host_alloc.free_fn = counting_free;
+}
+
+static void restore_alloc(void) {
+  twin__host_alloc = real_alloc;
+}
+
+typedef struct host_work {
+  twin_array *a, *odd, *z;
+  int32_t odd_values[8];
+} host_work;
+
+/* Builds an array from host data, a view of it, a zeros array written on the host, and reads
+ * the view back packed; stops at the first failure. */
+static twin_status host_workload(twin_fixture *f, host_work *w) {
+  int32_t src[16];
+  for (int i = 0; i < 16; i++)
+    src[i] = -i;
+  const size_t shape[] = {16}, vshape[] = {8}, zshape[] = {32};
+  const ptrdiff_t vstrides[] = {2};
+  twin_status s = twin_array_from_host(f->ctx, TWIN_I32, 1, shape, src, &w->a);
+  if (s == TWIN_OK)
+    s = twin_array_as_strided(w->a, 1, vshape, vstrides, 1, &w->odd);
+  if (s == TWIN_OK)
+    s = twin_array_zeros(f->ctx, TWIN_F32, 1, zshape, &w->z);
+  void *p;
+  if (s == TWIN_OK)
+    s = twin_host_begin(w->z, TWIN_READ_WRITE, &p);
+  if (s == TWIN_OK) {
+    ((float *)p)[31] = 2.5f;
+    s = twin_host_end(w->z);
+  }
+  if (s == TWIN_OK)
+    s = twin_array_read(w->odd, w->odd_values, sizeof w->odd_values);
+  return s;
+}
+
+/* Checks what a (partial) workload made is intact, then drops it. */
+static void check_and_drop_host_work(host_work *w, bool complete) {
+  if (w->a) {
+    int32_t got[16];
+    assert_ok(twin_array_read(w->a, got, sizeof got));
+    for (int i = 0; i < 16; i++)
+      assert_int_equal(got[i], -i);
+  }
+  if (complete) {
+    for (int i = 0; i < 8; i++)
+      assert_int_equal(w->odd_values[i], -(2 * i + 1));
+    float z[32];
+    assert_ok(twin_array_read(w->z, z, sizeof z));
+    for (int i = 0; i < 31; i++)
+      assert_true(z[i] == 0.0f);
+    assert_true(z[31] == 2.5f);
+  }
+  twin_array_unref(w->odd);
+  twin_array_unref(w->z);
+  twin_array_unref(w->a);
+}
+
+static void test_host_alloc_failure_sweep(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *keep = make_i32(f->ctx, 50, 7);
+#ifdef TWIN_HAVE_OPENCL
+  if (f->has_device) {
+    cl_mem mem;
+    size_t off;
+    assert_ok(twin_device_begin(keep, TWIN_READ, &mem, &off)); /* both sides current */
+    assert_ok(twin_device_end(keep));
+  }
+#endif
+  twin_stats base = fixture_stats(f);
+  int failures = 0;
+  for (int n = 1;; n++) {
+    assert_true(n < 100);
+    host_work w = {0};
+    mark_last_error();
+    install_alloc(n);
+    twin_status s = host_workload(f, &w);
+    restore_alloc();
+    if (s == TWIN_OK) {
+      assert_int_equal(alloc_calls, n - 1); /* it passed because no call was the Nth */
+      check_and_drop_host_work(&w, true);
+      break;
+    }
+    failures++;
+    assert_int_equal(s, TWIN_ERR_OUT_OF_HOST_MEMORY);
+    assert_int_equal(alloc_calls, n); /* the first failure stopped the workload */
+    assert_non_null(strstr(twin_last_error(), "TWIN_ERR_OUT_OF_HOST_MEMORY"));
+    check_and_drop_host_work(&w, false);
+    expect_same_live(f, &base);
+    expect_i32(keep, 7);
+  }
+  /* Buffer and array objects for two arrays, a view object and two host mirrors. */
+  assert_true(failures >= 7);
+  expect_same_live(f, &base);
+  expect_i32(keep, 7);
+  twin_array_unref(keep);
+}
+
+static void test_failed_allocation_leaves_no_host_memory_behind(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_stats base = fixture_stats(f);
+  const size_t shape[] = {1000};
+  twin_array *a = (twin_array *)&base;
+  /* The third allocation of from_host is the host mirror. */
+  install_alloc(3);
+  double data[1000] = {0};
+  assert_status(twin_array_from_host(f->ctx, TWIN_F64, 1, shape, data, &a),
+                TWIN_ERR_OUT_OF_HOST_MEMORY);
+  restore_alloc();
+  assert_int_equal(alloc_live, 0); /* the buffer and array objects were freed again */
+  assert_ptr_equal(a, (twin_array *)&base);
+  assert_non_null(strstr(twin_last_error(), "8000"));
+  expect_same_live(f, &base);
+}
+
+/* ---- OpenCL injection ---- */
+
+#ifdef TWIN_HAVE_OPENCL
+
+static int cl_calls, cl_fail_at; /* fail call number cl_fail_at of the wrapped functions */
+static cl_int cl_fail_code;
+static const char *cl_failed; /* the function made to fail last */
+static int cl_release_context_calls;
+
+static bool cl_should_fail(const char *name) {
+  if (++cl_calls != cl_fail_at)
+    return false;
+  cl_failed = name;
+  return true;
+}
+
+static void cl_inject(int fail_at, cl_int code) {
+  cl_calls = 0;
+  cl_fail_at = fail_at;
+  cl_fail_code = code;
+  cl_failed = NULL;
+}
+
+static cl_mem CL_API_CALL fail_create_buffer(cl_context c, cl_mem_flags flags, size_t n,
+                                             void *host, cl_int *err) {
+  if (cl_should_fail("clCreateBuffer")) {
+    if (err)
+      *err = cl_fail_code;
+    return NULL;
+  }
+  return twin__cl_real.clCreateBuffer(c, flags, n, host, err);
+}
+
+static cl_int CL_API_CALL fail_write_buffer(cl_command_queue q, cl_mem m, cl_bool block,
+                                            size_t off, size_t n, const void *p, cl_uint ne,
+                                            const cl_event *wait, cl_event *ev) {
+  if (cl_should_fail("clEnqueueWriteBuffer"))
+    return cl_fail_code;
+  return twin__cl_real.clEnqueueWriteBuffer(q, m, block, off, n, p, ne, wait, ev);
+}
+
+static cl_int CL_API_CALL fail_read_buffer(cl_command_queue q, cl_mem m, cl_bool block,
+                                           size_t off, size_t n, void *p, cl_uint ne,
+                                           const cl_event *wait, cl_event *ev) {
+  if (cl_should_fail("clEnqueueReadBuffer"))
+    return cl_fail_code;
+  return twin__cl_real.clEnqueueReadBuffer(q, m, block, off, n, p, ne, wait, ev);
+}
+
+static cl_int CL_API_CALL fail_fill_buffer(cl_command_queue q, cl_mem m, const void *pattern,
+                                           size_t pattern_size, size_t off, size_t n,
+                                           cl_uint ne, const cl_event *wait, cl_event *ev) {
+  if (cl_should_fail("clEnqueueFillBuffer"))
+    return cl_fail_code;
+  return twin__cl_real.clEnqueueFillBuffer(q, m, pattern, pattern_size, off, n, ne, wait, ev);
+}
+
+static cl_context CL_API_CALL fail_create_context(const cl_context_properties *props,
+                                                  cl_uint nd, const cl_device_id *devs,
+                                                  void(CL_CALLBACK *notify)(const char *,
+                                                                            const void *,
+                                                                            size_t, void *),
+                                                  void *user, cl_int *err) {
+  if (cl_should_fail("clCreateContext")) {
+    if (err)
+      *err = cl_fail_code;
+    return NULL;
+  }
+  return twin__cl_real.clCreateContext(props, nd, devs, notify, user, err);
+}
+
+static cl_command_queue CL_API_CALL fail_create_queue(cl_context c, cl_device_id d,
+                                                      cl_command_queue_properties props,
+                                                      cl_int *err) {
+  if (cl_should_fail("clCreateCommandQueue")) {
+    if (err)
+      *err = cl_fail_code;
+    return NULL;
+  }
+  return twin__cl_real.clCreateCommandQueue(c, d, props, err);
+}
+
+static cl_int CL_API_CALL counting_release_context(cl_context c) {
+  cl_release_context_calls++;
+  return twin__cl_real.clReleaseContext(c);
+}
+
+static void cl_read_i32(twin_fixture *f, cl_mem mem, size_t off, int32_t *dst, size_t n) {
+  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
+                                       n * sizeof *dst, dst, 0, NULL, NULL), CL_SUCCESS);
+}
+
+/* Asserts the device side of a (i32) holds seed*1000 + i, read straight from its cl_mem. */
+static void expect_device_i32(twin_fixture *f, twin_array *a, int seed) {
+  int32_t got[256];
+  size_t n = twin_array_size(a);
+  cl_mem mem;
+  size_t off;
+  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
+  cl_read_i32(f, mem, off, got, n);
+  assert_ok(twin_device_end(a));
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(got[i], seed * 1000 + (int32_t)i);
+}
+
+/* Overwrites a (i32) on the device with seed*1000 + i through the real OpenCL entry points. */
+static void device_fill_i32(twin_fixture *f, twin_array *a, int seed) {
+  int32_t data[256];
+  size_t n = twin_array_size(a);
+  for (size_t i = 0; i < n; i++)
+    data[i] = seed * 1000 + (int32_t)i;
+  cl_mem mem;
+  size_t off;
+  assert_ok(twin_device_begin(a, TWIN_WRITE, &mem, &off));
+  assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
+                                        n * sizeof *data, data, 0, NULL, NULL), CL_SUCCESS);
+  assert_ok(twin_device_end(a));
+}
+
+#endif /* TWIN_HAVE_OPENCL */
+
+static void test_clCreateBuffer_failure_is_out_of_device_memory(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_array *a = make_i32(f->ctx, 100, 1);
+  twin_stats base = fixture_stats(f);
+  twin__cl.clCreateBuffer = fail_create_buffer;
+  cl_inject(1, CL_MEM_OBJECT_ALLOCATION_FAILURE);
+  cl_mem mem = (cl_mem)&base;
+  size_t off = 77;
+  assert_status(twin_device_begin(a, TWIN_READ, &mem, &off), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  assert_non_null(strstr(twin_last_error(), "clCreateBuffer"));
+  assert_non_null(strstr(twin_last_error(), "CL_MEM_OBJECT_ALLOCATION_FAILURE"));
+  assert_ptr_equal(mem, (cl_mem)&base);
+  assert_int_equal(off, 77);
+  twin__cl = twin__cl_real;
+  expect_same_live(f, &base);
+  assert_int_equal(fixture_stats(f).bytes_to_device, base.bytes_to_device);
+  assert_status(twin_device_end(a), TWIN_ERR_BAD_STATE); /* nothing was left open */
+  expect_device_i32(f, a, 1); /* the retry works */
+  assert_int_equal(fixture_stats(f).device_bytes, base.device_bytes + 400);
+  twin_array_unref(a);
+#endif
+}
+
+static void test_failed_upload_keeps_data_and_retries(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_array *a = make_i32(f->ctx, 100, 1);
+  twin_stats base = fixture_stats(f);
+  cl_mem mem;
+  size_t off;
+  /* The first upload, into device memory made for it. */
+  twin__cl.clEnqueueWriteBuffer = fail_write_buffer;
+  cl_inject(1, CL_OUT_OF_RESOURCES);
+  assert_status(twin_device_begin(a, TWIN_READ, &mem, &off), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  assert_non_null(strstr(twin_last_error(), "clEnqueueWriteBuffer"));
+  assert_non_null(strstr(twin_last_error(), "CL_OUT_OF_RESOURCES"));
+  twin__cl = twin__cl_real;
+  expect_same_live(f, &base); /* the device memory made for it went again */
+  expect_i32(a, 1);
+  expect_device_i32(f, a, 1);
+  twin_stats after = fixture_stats(f);
+  assert_int_equal(after.bytes_to_device - base.bytes_to_device, 400);
+  assert_int_equal(after.transfers_to_device - base.transfers_to_device, 1);
+  /* An update of a device copy that exists but is stale. */
+  const int32_t fresh[100] = {[0] = -5, [99] = -6};
+  assert_ok(twin_array_write(a, fresh, sizeof fresh));
+  twin__cl.clEnqueueWriteBuffer = fail_write_buffer;
+  cl_inject(1, CL_OUT_OF_RESOURCES);
+  assert_status(twin_device_begin(a, TWIN_READ, &mem, &off), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  twin__cl = twin__cl_real;
+  assert_status(twin_device_end(a), TWIN_ERR_BAD_STATE);
+  int32_t got[100];
+  assert_ok(twin_array_read(a, got, sizeof got));
+  assert_memory_equal(got, fresh, sizeof got);
+  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off)); /* moved again, this time whole */
+  cl_read_i32(f, mem, off, got, 100);
+  assert_ok(twin_device_end(a));
+  assert_memory_equal(got, fresh, sizeof got);
+  assert_int_equal(fixture_stats(f).bytes_to_device - after.bytes_to_device, 400);
+  twin_array_unref(a);
+#endif
+}
+
+static void test_failed_download_keeps_host_data(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_array *a = make_i32(f->ctx, 100, 1);
+  device_fill_i32(f, a, 2); /* the device now holds the newest copy */
+  twin_stats base = fixture_stats(f);
+  int32_t got[100];
+  memset(got, 0x5a, sizeof got);
+  int32_t untouched[100];
+  memcpy(untouched, got, sizeof got);
+  twin__cl.clEnqueueReadBuffer = fail_read_buffer;
+  cl_inject(1, CL_OUT_OF_RESOURCES);
+  assert_status(twin_array_read(a, got, sizeof got), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  assert_non_null(strstr(twin_last_error(), "clEnqueueReadBuffer"));
+  assert_memory_equal(got, untouched, sizeof got);
+  void *p = NULL;
+  cl_inject(1, CL_INVALID_COMMAND_QUEUE);
+  assert_status(twin_host_begin(a, TWIN_READ, &p), TWIN_ERR_OPENCL);
+  assert_non_null(strstr(twin_last_error(), "CL_INVALID_COMMAND_QUEUE"));
+  assert_null(p);
+  twin__cl = twin__cl_real;
+  assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
+  twin_stats st = fixture_stats(f);
+  assert_int_equal(st.bytes_to_host, base.bytes_to_host);
+  expect_i32(a, 2); /* the failed reads did not mark the old host copy current */
+  assert_int_equal(fixture_stats(f).bytes_to_host - base.bytes_to_host, 400);
+  /* A host mirror made for a failed download is freed again. */
+  const size_t n = 64;
+  twin_array *b;
+  assert_ok(twin_array_new(f->ctx, TWIN_I32, 1, &n, &b));
+  device_fill_i32(f, b, 3);
+  base = fixture_stats(f);
+  twin__cl.clEnqueueReadBuffer = fail_read_buffer;
+  cl_inject(1, CL_OUT_OF_RESOURCES);
+  assert_status(twin_array_read(b, got, 256), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  twin__cl = twin__cl_real;
+  expect_same_live(f, &base);
+  expect_i32(b, 3);
+  twin_array_unref(b);
+  twin_array_unref(a);
+#endif
+}
+
+static void test_failed_fill_of_zeros_retries(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  const size_t n = 40;
+  twin_array *z;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 1, &n, &z));
+  twin_stats base = fixture_stats(f);
+  twin__cl.clEnqueueFillBuffer = fail_fill_buffer;
+  cl_inject(1, CL_OUT_OF_RESOURCES);
+  cl_mem mem;
+  size_t off;
+  assert_status(twin_device_begin(z, TWIN_READ, &mem, &off), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  assert_non_null(strstr(twin_last_error(), "clEnqueueFillBuffer"));
+  twin__cl = twin__cl_real;
+  expect_same_live(f, &base);
+  assert_ok(twin_device_begin(z, TWIN_READ, &mem, &off)); /* the retry zeroes it */
+  int32_t got[40], zero[40] = {0};
+  memset(got, 0x5a, sizeof got);
+  cl_read_i32(f, mem, off, got, 40);
+  assert_ok(twin_device_end(z));
+  assert_memory_equal(got, zero, sizeof got);
+  twin_stats st = fixture_stats(f);
+  assert_int_equal(st.device_bytes - base.device_bytes, 160);
+  assert_int_equal(st.bytes_to_device, base.bytes_to_device);
+  twin_array_unref(z);
+#endif
+}
+
+static void test_device_alloc_beyond_the_device_limit_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  uint64_t limit = twin_context_device(f->ctx)->max_alloc_bytes;
+  if (limit >= PTRDIFF_MAX)
+    skip();
+  const size_t shape[] = {(size_t)limit + 1};
+  twin_stats base = fixture_stats(f);
+  twin_array *a;
+  assert_ok(twin_array_new(f->ctx, TWIN_U8, 1, shape, &a)); /* lazy: nothing allocated yet */
+  cl_mem mem = NULL;
+  size_t off;
+  assert_status(twin_device_begin(a, TWIN_WRITE, &mem, &off), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  assert_non_null(strstr(twin_last_error(), "CL_DEVICE_MAX_MEM_ALLOC_SIZE"));
+  assert_null(mem);
+  twin_stats st = fixture_stats(f);
+  assert_int_equal(st.device_bytes, base.device_bytes);
+  assert_int_equal(st.host_bytes, base.host_bytes);
+  twin_array_unref(a);
+#endif
+}
+
+static void test_context_new_fails_cleanly_when_clCreateContext_fails(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_context *ctx = (twin_context *)&ctx;
+  install_alloc(0);
+  twin__cl.clCreateContext = fail_create_context;
+  cl_inject(1, CL_DEVICE_NOT_AVAILABLE);
+  assert_status(twin_context_new(f->spec, &ctx), TWIN_ERR_OPENCL);
+  twin__cl = twin__cl_real;
+  restore_alloc();
+  assert_non_null(strstr(twin_last_error(), "clCreateContext"));
+  assert_non_null(strstr(twin_last_error(), "CL_DEVICE_NOT_AVAILABLE"));
+  assert_ptr_equal(ctx, (twin_context *)&ctx);
+  assert_true(alloc_calls > 0);
+  assert_int_equal(alloc_live, 0);
+#endif
+}
+
+static void test_context_new_fails_cleanly_when_clCreateCommandQueue_fails(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_context *ctx = (twin_context *)&ctx;
+  install_alloc(0);
+  twin__cl.clCreateCommandQueue = fail_create_queue;
+  twin__cl.clReleaseContext = counting_release_context;
+  cl_release_context_calls = 0;
+  cl_inject(1, CL_OUT_OF_HOST_MEMORY);
+  assert_status(twin_context_new(f->spec, &ctx), TWIN_ERR_OUT_OF_HOST_MEMORY);
+  twin__cl = twin__cl_real;
+  restore_alloc();
+  assert_non_null(strstr(twin_last_error(), "clCreateCommandQueue"));
+  assert_ptr_equal(ctx, (twin_context *)&ctx);
+  assert_int_equal(cl_release_context_calls, 1); /* the cl_context made first is released */
+  assert_int_equal(alloc_live, 0);
+  assert_ok(twin_context_new(f->spec, &ctx)); /* and a retry works */
+  twin_context_unref(ctx);
+#endif
+}
+
+#ifdef TWIN_HAVE_OPENCL
+typedef struct cl_work {
+  twin_array *a, *z;
+  int a_seed; /* what a holds by now */
+} cl_work;
+
+/* Uploads an array, makes zeros on the device, overwrites the first array on the device and
+ * downloads it; stops at the first failure. Uses clCreateBuffer (twice), clEnqueueWriteBuffer,
+ * clEnqueueFillBuffer and clEnqueueReadBuffer. */
+static twin_status cl_workload(twin_fixture *f, cl_work *w) {
+  int32_t src[64], dev[64], got[64];
+  for (int i = 0; i < 64; i++) {
+    src[i] = 1000 + i;
+    dev[i] = 2000 + i;
+  }
+  const size_t shape[] = {64}, zshape[] = {32};
+  cl_mem mem;
+  size_t off;
+  twin_status s = twin_array_from_host(f->ctx, TWIN_I32, 1, shape, src, &w->a);
+  if (s != TWIN_OK)
+    return s;
+  w->a_seed = 1;
+  if ((s = twin_device_begin(w->a, TWIN_READ, &mem, &off)) != TWIN_OK)
+    return s;
+  assert_ok(twin_device_end(w->a));
+  if ((s = twin_array_zeros(f->ctx, TWIN_F32, 1, zshape, &w->z)) != TWIN_OK)
+    return s;
+  if ((s = twin_device_begin(w->z, TWIN_READ, &mem, &off)) != TWIN_OK)
+    return s;
+  assert_ok(twin_device_end(w->z));
+  if ((s = twin_device_begin(w->a, TWIN_READ_WRITE, &mem, &off)) != TWIN_OK)
+    return s;
+  assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
+                                        sizeof dev, dev, 0, NULL, NULL), CL_SUCCESS);
+  assert_ok(twin_device_end(w->a));
+  w->a_seed = 2;
+  if ((s = twin_array_read(w->a, got, sizeof got)) != TWIN_OK)
+    return s;
+  assert_memory_equal(got, dev, sizeof got);
+  return TWIN_OK;
+}
+
+static void check_and_drop_cl_work(twin_fixture *f, cl_work *w) {
+  if (w->a) {
+    expect_i32(w->a, w->a_seed);
+    expect_device_i32(f, w->a, w->a_seed);
+  }
+  if (w->z) {
+    int32_t zero[32] = {0}, got[32];
+    cl_mem mem;
+    size_t off;
+    assert_ok(twin_device_begin(w->z, TWIN_READ, &mem, &off));
+    cl_read_i32(f, mem, off, got, 32);
+    assert_ok(twin_device_end(w->z));
+    assert_memory_equal(got, zero, sizeof got);
+    assert_ok(twin_array_read(w->z, got, sizeof got));
+    assert_memory_equal(got, zero, sizeof got);
+  }
+  twin_array_unref(w->a);
+  twin_array_unref(w->z);
+}
+#endif
+
+static void test_opencl_failure_sweep(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_array *keep = make_i32(f->ctx, 50, 7);
+  expect_device_i32(f, keep, 7); /* both sides current */
+  twin_stats base = fixture_stats(f);
+  bool failed[4] = {false};
+  static const char *names[4] = {"clCreateBuffer", "clEnqueueWriteBuffer",
+                                 "clEnqueueFillBuffer", "clEnqueueReadBuffer"};
+  int failures = 0;
+  for (int n = 1;; n++) {
+    assert_true(n < 50);
+    cl_work w = {0};
+    mark_last_error();
+    twin__cl.clCreateBuffer = fail_create_buffer;
+    twin__cl.clEnqueueWriteBuffer = fail_write_buffer;
+    twin__cl.clEnqueueReadBuffer = fail_read_buffer;
+    twin__cl.clEnqueueFillBuffer = fail_fill_buffer;
+    cl_inject(n, CL_OUT_OF_RESOURCES);
+    twin_status s = cl_workload(f, &w);
+    twin__cl = twin__cl_real;
+    if (s == TWIN_OK) {
+      assert_int_equal(cl_calls, n - 1);
+      check_and_drop_cl_work(f, &w);
+      break;
+    }
+    failures++;
+    assert_int_equal(s, TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+    assert_non_null(cl_failed);
+    assert_non_null(strstr(twin_last_error(), cl_failed));
+    assert_non_null(strstr(twin_last_error(), "CL_OUT_OF_RESOURCES"));
+    for (int k = 0; k < 4; k++)
+      failed[k] |= strcmp(cl_failed, names[k]) == 0;
+    check_and_drop_cl_work(f, &w);
+    expect_same_live(f, &base);
+    expect_i32(keep, 7);
+    expect_device_i32(f, keep, 7);
+  }
+  assert_int_equal(failures, 5);
+  for (int k = 0; k < 4; k++)
+    assert_true(failed[k]);
+  expect_same_live(f, &base);
+  twin_array_unref(keep);
+#endif
+}
+
+/* ---- status names and the last error ---- */
+
+static void test_status_name_and_message_follow_the_table(void **state) {
+  (void)state;
+  int count = 0;
+#define CHECK_STATUS(name, msg)                                                                \
+  assert_string_equal(twin_status_name(name), #name);                                         \
+  assert_string_equal(twin_status_message(name), msg);                                        \
+  assert_int_equal(name, count++);
+  TWIN_STATUS_TABLE(CHECK_STATUS)
+#undef CHECK_STATUS
+  assert_int_equal(count, 14);
+  assert_string_equal(twin_status_name((twin_status)count), "TWIN_STATUS_UNKNOWN");
+  assert_string_equal(twin_status_name((twin_status)-1), "TWIN_STATUS_UNKNOWN");
+}
+
+static void test_last_error_starts_with_the_status_name(void **state) {
+  twin_fixture *f = fixture(state);
+  const size_t shape[] = {2};
+  twin_array *a;
+  assert_status(twin_array_new(f->ctx, (twin_dtype)42, 1, shape, &a), TWIN_ERR_INVALID_ARGUMENT);
+  const char *msg = twin_last_error();
+  assert_int_equal(strncmp(msg, "TWIN_ERR_INVALID_ARGUMENT: ", 27), 0);
+  assert_non_null(strstr(msg, "twin_array_new"));
+  assert_non_null(strstr(msg, "42"));
+  assert_ok(twin_array_new(f->ctx, TWIN_I8, 1, shape, &a));
+  assert_ptr_equal(twin_last_error(), msg); /* success leaves the message alone */
+  assert_non_null(strstr(msg, "42"));
+  twin_array_unref(a);
+}
+
+typedef struct thread_result {
+  char before[256], after[256];
+  twin_status status;
+} thread_result;
+
+static void *fail_on_another_thread(void *arg) {
+  thread_result *r = arg;
+  snprintf(r->before, sizeof r->before, "%s", twin_last_error());
+  const size_t shape[] = {1};
+  twin_array *a;
+  r->status = twin_array_new(NULL, TWIN_U8, 1, shape, &a);
+  snprintf(r->after, sizeof r->after, "%s", twin_last_error());
+  return NULL;
+}
+
+static void test_last_error_is_per_thread(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a;
+  assert_status(twin_array_new(f->ctx, TWIN_I8, 9, NULL, &a), TWIN_ERR_INVALID_ARGUMENT);
+  char mine[256];
+  snprintf(mine, sizeof mine, "%s", twin_last_error());
+  assert_non_null(strstr(mine, "ndim"));
+  thread_result r;
+  memset(&r, 0, sizeof r);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, fail_on_another_thread, &r), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_string_equal(r.before, ""); /* a new thread starts with no message */
+  assert_int_equal(r.status, TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(r.after, "ctx is NULL"));
+  assert_string_equal(twin_last_error(), mine);
+}
+
+static const struct CMUnitTest tests[] = {
+    TWIN_TEST(test_host_alloc_failure_sweep),
+    TWIN_TEST(test_failed_allocation_leaves_no_host_memory_behind),
+    TWIN_TEST(test_clCreateBuffer_failure_is_out_of_device_memory),
+    TWIN_TEST(test_failed_upload_keeps_data_and_retries),
+    TWIN_TEST(test_failed_download_keeps_host_data),
+    TWIN_TEST(test_failed_fill_of_zeros_retries),
+    TWIN_TEST(test_device_alloc_beyond_the_device_limit_is_refused),
+    TWIN_TEST(test_context_new_fails_cleanly_when_clCreateContext_fails),
+    TWIN_TEST(test_context_new_fails_cleanly_when_clCreateCommandQueue_fails),
+    TWIN_TEST(test_opencl_failure_sweep),
+    TWIN_TEST(test_status_name_and_message_follow_the_table),
+    TWIN_TEST(test_last_error_starts_with_the_status_name),
+    TWIN_TEST(test_last_error_is_per_thread),
+};
+
 TWIN_TEST_MAIN(tests)
