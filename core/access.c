@@ -113,11 +113,12 @@ static twin_status close_locked(const char *fn, twin_array *a, twin__side_id sid
   if (a->access_side != side + 1)
     return twin__fail(TWIN_ERR_BAD_STATE, "%s: this array has no %s access open", fn,
                       side_name(side));
+  twin_status s = TWIN_OK;
   if (side == TWIN__HOST && b->zero_copy && a->access_count == 1 && a->size > 0) {
+    /* A failed unmap still closes the access: the caller gives the pointer up either way,
+     * and an access that can never be closed would wedge the array. */
     twin_context *ctx = b->ctx;
-    twin_status s = ctx->ops->unmap(ctx, b->mem[TWIN__DEVICE], a->mapped);
-    if (s != TWIN_OK)
-      return s; /* still open: the caller may retry the end */
+    s = ctx->ops->unmap(ctx, b->mem[TWIN__DEVICE], a->mapped);
   }
   if (a->access_mode & TWIN_WRITE)
     b->open_writes[side]--;
@@ -127,7 +128,7 @@ static twin_status close_locked(const char *fn, twin_array *a, twin__side_id sid
     a->access_side = 0;
     a->mapped = NULL;
   }
-  return TWIN_OK;
+  return s;
 }
 
 static twin_status end(const char *fn, twin_array *a, twin__side_id side) {

@@ -261,6 +261,32 @@ static cl_int CL_API_CALL fail_fill_buffer(cl_command_queue q, cl_mem m, const v
   return twin__cl_real.clEnqueueFillBuffer(q, m, pattern, pattern_size, off, n, ne, wait, ev);
 }
 
+static cl_int CL_API_CALL fail_destructor(cl_mem m, void(CL_CALLBACK *fn)(cl_mem, void *),
+                                           void *user) {
+  if (cl_should_fail("clSetMemObjectDestructorCallback"))
+    return cl_fail_code;
+  return twin__cl_real.clSetMemObjectDestructorCallback(m, fn, user);
+}
+
+static void *CL_API_CALL fail_map(cl_command_queue q, cl_mem m, cl_bool block, cl_map_flags fl,
+                                  size_t off, size_t n, cl_uint ne, const cl_event *wait,
+                                  cl_event *ev, cl_int *err) {
+  if (cl_should_fail("clEnqueueMapBuffer")) {
+    if (err)
+      *err = cl_fail_code;
+    return NULL;
+  }
+  return twin__cl_real.clEnqueueMapBuffer(q, m, block, fl, off, n, ne, wait, ev, err);
+}
+
+/* Reports a failure after really unmapping: a mapping the runtime still holds would keep its
+ * cl_mem alive in PoCL and read as a leak of twin's, while what is tested is twin's answer. */
+static cl_int CL_API_CALL fail_unmap(cl_command_queue q, cl_mem m, void *p, cl_uint ne,
+                                     const cl_event *wait, cl_event *ev) {
+  cl_int real = twin__cl_real.clEnqueueUnmapMemObject(q, m, p, ne, wait, ev);
+  return cl_should_fail("clEnqueueUnmapMemObject") ? cl_fail_code : real;
+}
+
 static cl_context CL_API_CALL fail_create_context(const cl_context_properties *props,
                                                   cl_uint nd, const cl_device_id *devs,
                                                   void(CL_CALLBACK *notify)(const char *,
@@ -327,8 +353,8 @@ static void device_fill_i32(twin_fixture *f, twin_array *a, int seed) {
 
 static void test_clCreateBuffer_failure_is_out_of_device_memory(void **state) {
   twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
+  if (!f->has_device || f->zero_copy)
+    skip(); /* two-copy mechanics; zero-copy has its own cases */
 #ifdef TWIN_HAVE_OPENCL
   twin_array *a = make_i32(f->ctx, 100, 1);
   twin_stats base = fixture_stats(f);
@@ -353,8 +379,8 @@ static void test_clCreateBuffer_failure_is_out_of_device_memory(void **state) {
 
 static void test_failed_upload_keeps_data_and_retries(void **state) {
   twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
+  if (!f->has_device || f->zero_copy)
+    skip(); /* two-copy mechanics; zero-copy has its own cases */
 #ifdef TWIN_HAVE_OPENCL
   twin_array *a = make_i32(f->ctx, 100, 1);
   twin_stats base = fixture_stats(f);
@@ -395,8 +421,8 @@ static void test_failed_upload_keeps_data_and_retries(void **state) {
 
 static void test_failed_download_keeps_host_data(void **state) {
   twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
+  if (!f->has_device || f->zero_copy)
+    skip(); /* two-copy mechanics; zero-copy has its own cases */
 #ifdef TWIN_HAVE_OPENCL
   twin_array *a = make_i32(f->ctx, 100, 1);
   device_fill_i32(f, a, 2); /* the device now holds the newest copy */
@@ -440,8 +466,8 @@ static void test_failed_download_keeps_host_data(void **state) {
 
 static void test_failed_fill_of_zeros_retries(void **state) {
   twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
+  if (!f->has_device || f->zero_copy)
+    skip(); /* two-copy mechanics; zero-copy has its own cases */
 #ifdef TWIN_HAVE_OPENCL
   const size_t n = 40;
   twin_array *z;
@@ -501,7 +527,7 @@ static void test_context_new_fails_cleanly_when_clCreateContext_fails(void **sta
   install_alloc(0);
   twin__cl.clCreateContext = fail_create_context;
   cl_inject(1, CL_DEVICE_NOT_AVAILABLE);
-  assert_status(twin_context_new(f->spec, &ctx), TWIN_ERR_OPENCL);
+  assert_status(fixture_open(f->spec, &ctx), TWIN_ERR_OPENCL);
   twin__cl = twin__cl_real;
   restore_alloc();
   assert_non_null(strstr(twin_last_error(), "clCreateContext"));
@@ -523,14 +549,14 @@ static void test_context_new_fails_cleanly_when_clCreateCommandQueue_fails(void 
   twin__cl.clReleaseContext = counting_release_context;
   cl_release_context_calls = 0;
   cl_inject(1, CL_OUT_OF_HOST_MEMORY);
-  assert_status(twin_context_new(f->spec, &ctx), TWIN_ERR_OUT_OF_HOST_MEMORY);
+  assert_status(fixture_open(f->spec, &ctx), TWIN_ERR_OUT_OF_HOST_MEMORY);
   twin__cl = twin__cl_real;
   restore_alloc();
   assert_non_null(strstr(twin_last_error(), "clCreateCommandQueue"));
   assert_ptr_equal(ctx, (twin_context *)&ctx);
   assert_int_equal(cl_release_context_calls, 1); /* the cl_context made first is released */
   assert_int_equal(alloc_live, 0);
-  assert_ok(twin_context_new(f->spec, &ctx)); /* and a retry works */
+  assert_ok(fixture_open(f->spec, &ctx)); /* and a retry works */
   twin_context_unref(ctx);
 #endif
 }
@@ -606,9 +632,16 @@ static void test_opencl_failure_sweep(void **state) {
   twin_array *keep = make_i32(f->ctx, 50, 7);
   expect_device_i32(f, keep, 7); /* both sides current */
   twin_stats base = fixture_stats(f);
-  bool failed[4] = {false};
-  static const char *names[4] = {"clCreateBuffer", "clEnqueueWriteBuffer",
-                                 "clEnqueueFillBuffer", "clEnqueueReadBuffer"};
+  /* Zero-copy buffers wrap host memory and map it; two-copy buffers allocate and transfer. */
+  enum { NAMES = 7 };
+  static const char *names[NAMES] = {"clCreateBuffer", "clEnqueueWriteBuffer",
+                                     "clEnqueueFillBuffer", "clEnqueueReadBuffer",
+                                     "clSetMemObjectDestructorCallback", "clEnqueueMapBuffer",
+                                     "clEnqueueUnmapMemObject"};
+  static const bool used_two_copies[NAMES] = {true, true, true, true, false, false, false};
+  static const bool used_zero_copy[NAMES] = {true, false, false, false, true, true, true};
+  const bool *used = f->zero_copy ? used_zero_copy : used_two_copies;
+  bool failed[NAMES] = {false};
   int failures = 0;
   for (int n = 1;; n++) {
     assert_true(n < 50);
@@ -618,6 +651,9 @@ static void test_opencl_failure_sweep(void **state) {
     twin__cl.clEnqueueWriteBuffer = fail_write_buffer;
     twin__cl.clEnqueueReadBuffer = fail_read_buffer;
     twin__cl.clEnqueueFillBuffer = fail_fill_buffer;
+    twin__cl.clSetMemObjectDestructorCallback = fail_destructor;
+    twin__cl.clEnqueueMapBuffer = fail_map;
+    twin__cl.clEnqueueUnmapMemObject = fail_unmap;
     cl_inject(n, CL_OUT_OF_RESOURCES);
     twin_status s = cl_workload(f, &w);
     twin__cl = twin__cl_real;
@@ -631,18 +667,78 @@ static void test_opencl_failure_sweep(void **state) {
     assert_non_null(cl_failed);
     assert_non_null(strstr(twin_last_error(), cl_failed));
     assert_non_null(strstr(twin_last_error(), "CL_OUT_OF_RESOURCES"));
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < NAMES; k++)
       failed[k] |= strcmp(cl_failed, names[k]) == 0;
     check_and_drop_cl_work(f, &w);
     expect_same_live(f, &base);
     expect_i32(keep, 7);
     expect_device_i32(f, keep, 7);
   }
-  assert_int_equal(failures, 5);
-  for (int k = 0; k < 4; k++)
-    assert_true(failed[k]);
+  /* Two copies: 2 allocations, upload, fill, download. Zero-copy: 2 wraps (create and
+   * destructor each), and a map and an unmap for each of the 2 host accesses. */
+  assert_int_equal(failures, f->zero_copy ? 8 : 5);
+  for (int k = 0; k < NAMES; k++)
+    assert_int_equal(failed[k], used[k]);
   expect_same_live(f, &base);
   twin_array_unref(keep);
+#endif
+}
+
+static void test_zero_copy_wrap_failure_frees_the_host_block(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->zero_copy)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_stats base = fixture_stats(f);
+  const size_t shape[] = {100};
+  twin_array *a;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 1, shape, &a));
+  void *p;
+  for (int which = 0; which < 2; which++) {
+    if (which == 0)
+      twin__cl.clCreateBuffer = fail_create_buffer;
+    else
+      twin__cl.clSetMemObjectDestructorCallback = fail_destructor;
+    cl_inject(1, CL_MEM_OBJECT_ALLOCATION_FAILURE);
+    assert_status(twin_host_begin(a, TWIN_READ, &p), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+    twin__cl = twin__cl_real;
+    /* The host block went with the failed wrap: nothing is held, and no access is open. */
+    twin_stats st = fixture_stats(f);
+    assert_int_equal(st.host_bytes, base.host_bytes);
+    assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
+  }
+  {
+    int32_t got[100], zero[100] = {0};
+    assert_ok(twin_array_read(a, got, sizeof got));
+    assert_memory_equal(got, zero, sizeof got);
+  }
+  twin_array_unref(a);
+  expect_same_live(f, &base);
+#endif
+}
+
+static void test_zero_copy_map_failure_leaves_no_access_open(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->zero_copy)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_array *a = make_i32(f->ctx, 10, 3);
+  void *p;
+  twin__cl.clEnqueueMapBuffer = fail_map;
+  cl_inject(1, CL_MAP_FAILURE);
+  assert_status(twin_host_begin(a, TWIN_READ_WRITE, &p), TWIN_ERR_OPENCL);
+  assert_non_null(strstr(twin_last_error(), "CL_MAP_FAILURE"));
+  twin__cl = twin__cl_real;
+  assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
+  /* A failed unmap still closes the access: the pointer is given up either way. */
+  assert_ok(twin_host_begin(a, TWIN_READ, &p));
+  twin__cl.clEnqueueUnmapMemObject = fail_unmap;
+  cl_inject(1, CL_OUT_OF_RESOURCES);
+  assert_status(twin_host_end(a), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  twin__cl = twin__cl_real;
+  assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
+  expect_i32(a, 3);
+  twin_array_unref(a);
 #endif
 }
 
@@ -721,6 +817,8 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_context_new_fails_cleanly_when_clCreateContext_fails),
     TWIN_TEST(test_context_new_fails_cleanly_when_clCreateCommandQueue_fails),
     TWIN_TEST(test_opencl_failure_sweep),
+    TWIN_TEST(test_zero_copy_wrap_failure_frees_the_host_block),
+    TWIN_TEST(test_zero_copy_map_failure_leaves_no_access_open),
     TWIN_TEST(test_status_name_and_message_follow_the_table),
     TWIN_TEST(test_last_error_starts_with_the_status_name),
     TWIN_TEST(test_last_error_is_per_thread),
