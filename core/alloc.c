@@ -1,5 +1,6 @@
 /* The library's host allocator hooks. */
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <string.h>
 
@@ -60,4 +61,9 @@ void *twin__alloc_block(size_t size) {
     madvise(p, size & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
 #endif
   return p;
+}
+
+void twin__spin_lock(atomic_flag *lock) {
+  while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire))
+    sched_yield(); /* held for a few instructions; yield rather than burn the core */
 }

@@ -30,32 +30,59 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
   return TWIN_OK;
 }
 
+void twin__array_attach(twin_array *a) {
+  twin__buffer *b = a->buf;
+  atomic_init(&a->refs, 1);
+  twin__spin_lock(&b->views_lock);
+  a->next = b->views;
+  if (b->views)
+    b->views->prev = a;
+  b->views = a;
+  twin__spin_unlock(&b->views_lock);
+  atomic_fetch_add_explicit(&b->view_bytes, twin_array_nbytes(a), memory_order_relaxed);
+  atomic_fetch_add_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
+}
+
+static void detach(twin_array *a) {
+  twin__buffer *b = a->buf;
+  twin__spin_lock(&b->views_lock);
+  if (a->prev)
+    a->prev->next = a->next;
+  else
+    b->views = a->next;
+  if (a->next)
+    a->next->prev = a->prev;
+  twin__spin_unlock(&b->views_lock);
+  atomic_fetch_sub_explicit(&b->view_bytes, twin_array_nbytes(a), memory_order_relaxed);
+  atomic_fetch_sub_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
+}
+
 /* A new array object covering buffer b contiguously; takes over the caller's reference on b. */
 static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, const size_t *shape,
-                               size_t size, twin_array **out) {
+                               size_t size, twin__site site, twin_array **out) {
   twin_array *a = twin__calloc(1, sizeof *a);
   if (!a) {
     twin__buffer_unref(b);
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for an array object");
   }
-  atomic_init(&a->refs, 1);
   a->buf = b;
   a->dtype = dtype;
   a->ndim = ndim;
   a->size = size;
+  a->site = site;
   ptrdiff_t stride = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     a->shape[i] = shape[i];
     a->strides[i] = stride;
     stride *= (ptrdiff_t)(shape[i] ? shape[i] : 1);
   }
-  atomic_fetch_add_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
+  twin__array_attach(a);
   *out = a;
   return TWIN_OK;
 }
 
 static twin_status make(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
-                        const size_t *shape, bool zero, twin_array **out) {
+                        const size_t *shape, bool zero, twin__site site, twin_array **out) {
   size_t size, nbytes;
   twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
   if (s != TWIN_OK)
@@ -63,24 +90,36 @@ static twin_status make(const char *fn, twin_context *ctx, twin_dtype dtype, int
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
   twin__buffer *b;
-  s = twin__buffer_new(ctx, nbytes, zero, &b);
+  s = twin__buffer_new(ctx, nbytes, zero, site, &b);
   if (s != TWIN_OK)
     return s;
-  return wrap_buffer(b, dtype, ndim, shape, size, out);
+  return wrap_buffer(b, dtype, ndim, shape, size, site, out);
 }
 
-twin_status twin_array_new(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
-                           twin_array **out) {
-  return make("twin_array_new", ctx, dtype, ndim, shape, false, out);
+twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
+                              twin_array **out, const char *file, int line) {
+  return make("twin_array_new", ctx, dtype, ndim, shape, false, (twin__site){file, line}, out);
 }
 
-twin_status twin_array_zeros(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
-                             twin_array **out) {
-  return make("twin_array_zeros", ctx, dtype, ndim, shape, true, out);
+twin_status(twin_array_new)(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
+                            twin_array **out) {
+  return twin_array_new_at(ctx, dtype, ndim, shape, out, NULL, 0);
 }
 
-twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, int ndim,
-                                 const size_t *shape, const void *data, twin_array **out) {
+twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim,
+                                const size_t *shape, twin_array **out, const char *file,
+                                int line) {
+  return make("twin_array_zeros", ctx, dtype, ndim, shape, true, (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_zeros)(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
+                              twin_array **out) {
+  return twin_array_zeros_at(ctx, dtype, ndim, shape, out, NULL, 0);
+}
+
+twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndim,
+                                    const size_t *shape, const void *data, twin_array **out,
+                                    const char *file, int line) {
   static const char fn[] = "twin_array_from_host";
   size_t size, nbytes;
   twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
@@ -91,7 +130,7 @@ twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, int ndim,
   if (!data && nbytes)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: data is NULL for %zu bytes", fn, nbytes);
   twin_array *a;
-  s = make(fn, ctx, dtype, ndim, shape, false, &a);
+  s = make(fn, ctx, dtype, ndim, shape, false, (twin__site){file, line}, &a);
   if (s != TWIN_OK)
     return s;
   s = twin_array_write(a, data, nbytes);
@@ -101,6 +140,11 @@ twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, int ndim,
   }
   *out = a;
   return TWIN_OK;
+}
+
+twin_status(twin_array_from_host)(twin_context *ctx, twin_dtype dtype, int ndim,
+                                  const size_t *shape, const void *data, twin_array **out) {
+  return twin_array_from_host_at(ctx, dtype, ndim, shape, data, out, NULL, 0);
 }
 
 twin_array *twin_array_ref(twin_array *a) {
@@ -114,7 +158,7 @@ void twin_array_unref(twin_array *a) {
     return;
   atomic_thread_fence(memory_order_acquire);
   twin__buffer *b = a->buf;
-  atomic_fetch_sub_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
+  detach(a);
   twin__free(a);
   twin__buffer_unref(b);
 }
@@ -178,4 +222,21 @@ void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi) {
   }
   *lo = (size_t)first * item;
   *hi = ((size_t)last + 1) * item;
+}
+
+twin_status twin_array_set_owner(twin_array *a, const char *owner) {
+  if (!a)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_set_owner: a is NULL");
+  size_t n = owner ? strlen(owner) : 0;
+  if (n >= TWIN__OWNER_MAX)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_set_owner: owner \"%s\" is %zu "
+                      "characters; at most %d fit", owner, n, TWIN__OWNER_MAX - 1);
+  memset(a->owner, 0, sizeof a->owner);
+  if (n)
+    memcpy(a->owner, owner, n);
+  return TWIN_OK;
+}
+
+const char *twin_array_owner(const twin_array *a) {
+  return a->owner;
 }

@@ -14,7 +14,30 @@ static bool has_device(const twin__buffer *b) {
   return b->ctx->ops->dev_alloc != NULL;
 }
 
-twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init,
+/* Links b into its context's list of live buffers, which the report and trim walk. */
+static void link_buffer(twin__buffer *b) {
+  twin_context *ctx = b->ctx;
+  pthread_mutex_lock(&ctx->lock);
+  b->next = ctx->buffers;
+  if (ctx->buffers)
+    ctx->buffers->prev = b;
+  ctx->buffers = b;
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+static void unlink_buffer(twin__buffer *b) {
+  twin_context *ctx = b->ctx;
+  pthread_mutex_lock(&ctx->lock);
+  if (b->prev)
+    b->prev->next = b->next;
+  else
+    ctx->buffers = b->next;
+  if (b->next)
+    b->next->prev = b->prev;
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, twin__site site,
                              twin__buffer **out) {
   twin__buffer *b = twin__calloc(1, sizeof *b);
   if (!b)
@@ -23,11 +46,14 @@ twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init,
     twin__free(b);
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a buffer");
   }
+  atomic_flag_clear(&b->views_lock);
   atomic_init(&b->refs, 1);
-  b->ctx = twin_context_ref(ctx);
+  b->ctx = twin__context_hold(ctx);
   b->nbytes = nbytes;
   b->zero_init = zero_init;
   b->zero_copy = ctx->zero_copy;
+  b->site = site;
+  link_buffer(b);
   atomic_fetch_add_explicit(&ctx->counters.buffers, 1, memory_order_relaxed);
   if (b->zero_copy)
     atomic_fetch_add_explicit(&ctx->counters.zero_copy_buffers, 1, memory_order_relaxed);
@@ -64,6 +90,7 @@ void twin__buffer_unref(twin__buffer *b) {
     return;
   atomic_thread_fence(memory_order_acquire);
   twin_context *ctx = b->ctx;
+  unlink_buffer(b);
   release_side(b, TWIN__DEVICE); /* first: a zero-copy handle owns the host block */
   release_side(b, TWIN__HOST);
   pthread_mutex_destroy(&b->lock);
@@ -71,7 +98,7 @@ void twin__buffer_unref(twin__buffer *b) {
   if (b->zero_copy)
     atomic_fetch_sub_explicit(&ctx->counters.zero_copy_buffers, 1, memory_order_relaxed);
   twin__free(b);
-  twin_context_unref(ctx);
+  twin__context_release(ctx);
 }
 
 /* The one allocation of a zero-copy buffer: a host block the device uses in place. */

@@ -47,12 +47,18 @@ twin_status twin_context_new_with(const twin_context_options *options, twin_cont
   if (!ctx)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_context_new: no memory for a context");
   atomic_init(&ctx->refs, 1);
+  atomic_init(&ctx->user_refs, 1);
+  if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+    twin__free(ctx);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a context");
+  }
   ctx->device = dev;
   ctx->ops = backend_for(&dev);
   ctx->zero_copy = coherence == TWIN_COHERENCE_AUTO && dev.host_unified_memory &&
                    ctx->ops->dev_wrap != NULL;
   s = ctx->ops->open(ctx);
   if (s != TWIN_OK) {
+    pthread_mutex_destroy(&ctx->lock);
     twin__free(ctx);
     return s;
   }
@@ -69,22 +75,40 @@ bool twin_context_is_zero_copy(const twin_context *ctx) {
   return ctx && ctx->zero_copy;
 }
 
-twin_context *twin_context_ref(twin_context *ctx) {
-  if (ctx)
-    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+twin_context *twin__context_hold(twin_context *ctx) {
+  atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
   return ctx;
 }
 
-void twin_context_unref(twin_context *ctx) {
-  if (!ctx)
-    return;
+void twin__context_release(twin_context *ctx) {
   /* Release ordering publishes this thread's writes; the acquire fence makes every other
    * thread's writes visible to the one that tears down. */
   if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_release) != 1)
     return;
   atomic_thread_fence(memory_order_acquire);
   ctx->ops->close(ctx);
+  pthread_mutex_destroy(&ctx->lock);
   twin__free(ctx);
+}
+
+twin_context *twin_context_ref(twin_context *ctx) {
+  if (ctx) {
+    atomic_fetch_add_explicit(&ctx->user_refs, 1, memory_order_relaxed);
+    twin__context_hold(ctx);
+  }
+  return ctx;
+}
+
+void twin_context_unref(twin_context *ctx) {
+  if (!ctx)
+    return;
+  /* The application lets go while arrays still hold memory: say what, once. The context
+   * itself lives on until the last of those buffers is gone. */
+  if (atomic_fetch_sub_explicit(&ctx->user_refs, 1, memory_order_acq_rel) == 1 &&
+      atomic_load_explicit(&ctx->counters.buffers, memory_order_relaxed) > 0 &&
+      !atomic_exchange(&ctx->leak_reported, true))
+    twin__report_leak(ctx);
+  twin__context_release(ctx);
 }
 
 twin_status twin_context_finish(twin_context *ctx) {

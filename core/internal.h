@@ -44,6 +44,13 @@ char *twin__strdup(const char *s);
  * pages from 2 MiB, so zero-copy wrapping and first touch are cheap. */
 void *twin__alloc_block(size_t size);
 
+/* ---- Spinlocks, for a few instructions of list surgery on the view path ---- */
+
+void twin__spin_lock(atomic_flag *lock);
+static inline void twin__spin_unlock(atomic_flag *lock) {
+  atomic_flag_clear_explicit(lock, memory_order_release);
+}
+
 /* ---- Checked arithmetic ---- */
 
 static inline bool twin__mul_overflows(size_t a, size_t b, size_t *out) {
@@ -52,6 +59,12 @@ static inline bool twin__mul_overflows(size_t a, size_t b, size_t *out) {
 static inline bool twin__add_overflows(size_t a, size_t b, size_t *out) {
   return __builtin_add_overflow(a, b, out);
 }
+
+/* A source location: where an object was made or an access begun (file NULL: unknown). */
+typedef struct twin__site {
+  const char *file;
+  int line;
+} twin__site;
 
 /* ---- Contexts (context.c, stats.c, device.c) ---- */
 
@@ -64,14 +77,32 @@ typedef struct twin__counters {
   atomic_uint_least64_t bytes_to_device, bytes_to_host, transfers_to_device, transfers_to_host;
 } twin__counters;
 
+struct twin__buffer;
+
 struct twin_context {
-  atomic_size_t refs;
+  atomic_size_t refs;      /* the application's references plus one per live buffer */
+  atomic_size_t user_refs; /* the application's references only */
   bool zero_copy; /* buffers share one allocation between host and device */
+  size_t host_limit, device_limit; /* budgets in bytes; 0: none */
+  pthread_mutex_t lock;             /* guards the list of live buffers */
+  struct twin__buffer *buffers;     /* live buffers, newest first */
+  atomic_bool leak_reported;        /* the live report was printed at the last user unref */
+  twin_leak_fn leak_fn;             /* replaces printing the leak report, when set */
+  void *leak_user;
   const struct twin_backend_ops *ops;
   void *backend; /* the backend's own state, owned by ops->close */
   twin_device_info device;
   twin__counters counters;
 };
+
+/* A buffer's reference on its context, apart from the application's own (user_refs). */
+twin_context *twin__context_hold(twin_context *ctx);
+void twin__context_release(twin_context *ctx);
+
+/* The leak report at the application's last context reference (report.c). */
+void twin__report_leak(twin_context *ctx);
+/* Bytes of live buffers whose live views cover less than a quarter of them (report.c). */
+size_t twin__held_by_views(twin_context *ctx);
 
 /* Counter updates; `add` raises the matching peak. */
 void twin__count_host_alloc(twin_context *ctx, size_t nbytes);
@@ -118,12 +149,6 @@ size_t twin__dirty_bytes(const twin__dirty *d, size_t lo, size_t hi, twin__side_
 
 /* ---- Buffers (buffer.c) ---- */
 
-/* Where an access was begun, for messages about accesses still open. */
-typedef struct twin__site {
-  const char *file;
-  int line;
-} twin__site;
-
 /* The storage behind arrays. Two kinds, fixed at creation:
  * - zero-copy (the device shares host memory and coherence is automatic): one host block,
  *   wrapped as the device memory; host access maps it, nothing is ever copied;
@@ -133,6 +158,14 @@ typedef struct twin__site {
 typedef struct twin__buffer {
   atomic_size_t refs;
   twin_context *ctx; /* holds a reference */
+  struct twin__buffer *prev, *next; /* in ctx->buffers, under ctx->lock */
+  twin__site site;   /* where the array that made it was made */
+  /* Live views: their summed element bytes, kept atomically, and the list (for the report)
+   * under views_lock, a spinlock held only to link or unlink one view, never across a
+   * transfer, so making a view costs two uncontended atomic operations more. */
+  atomic_size_t view_bytes;
+  atomic_flag views_lock;
+  struct twin_array *views;
   size_t nbytes;     /* logical size; allocations are at least 1 byte */
   bool zero_copy;    /* fixed at creation */
   pthread_mutex_t lock; /* guards everything below */
@@ -145,7 +178,7 @@ typedef struct twin__buffer {
   twin__site write_site[2];
 } twin__buffer;
 
-twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init,
+twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, twin__site site,
                              twin__buffer **out);
 twin__buffer *twin__buffer_ref(twin__buffer *b);
 void twin__buffer_unref(twin__buffer *b);
@@ -160,9 +193,14 @@ void twin__buffer_wrote(twin__buffer *b, twin__side_id which, size_t lo, size_t 
 
 /* ---- Arrays (array.c) ---- */
 
+#define TWIN__OWNER_MAX 32
+
 struct twin_array {
   atomic_size_t refs;
   twin__buffer *buf; /* holds a reference */
+  struct twin_array *prev, *next; /* in buf->views, under buf->views_lock */
+  twin__site site;   /* where it was made */
+  char owner[TWIN__OWNER_MAX]; /* the application's label, inherited by views */
   twin_dtype dtype;
   int ndim;
   size_t size; /* product of shape */
@@ -182,7 +220,10 @@ bool twin__dtype_valid(twin_dtype dtype);
  * start), proven inside the buffer with overflow-checked arithmetic; it inherits read_only.
  * fn names the public call for messages. */
 twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
-                             const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out);
+                             const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
+                             twin_array **out);
+/* Registers a new array object with its buffer (view list, counters) and sets its refcount. */
+void twin__array_attach(twin_array *a);
 /* Byte range [*lo, *hi) of the buffer that a's elements occupy; lo == hi when a is empty. */
 void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi);
 

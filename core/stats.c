@@ -55,7 +55,7 @@ twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
       .buffers = LOAD(buffers),
       .arrays = LOAD(arrays),
       .zero_copy_buffers = LOAD(zero_copy_buffers),
-      .held_by_views_bytes = 0,
+      .held_by_views_bytes = twin__held_by_views(ctx),
       .bytes_to_device = LOAD(bytes_to_device),
       .bytes_to_host = LOAD(bytes_to_host),
       .transfers_to_device = LOAD(transfers_to_device),

@@ -196,7 +196,8 @@ typedef struct twin_stats {
   size_t arrays;             /* live arrays (views included) */
   size_t zero_copy_buffers;  /* live buffers whose host and device memory are one; their
                                 memory counts once, in host_bytes */
-  size_t held_by_views_bytes;
+  size_t held_by_views_bytes; /* bytes of buffers whose live views cover under a quarter of
+                                 them: the huge[:, 100] trap made visible */
   uint64_t bytes_to_device, bytes_to_host;             /* bytes moved each way */
   uint64_t transfers_to_device, transfers_to_host;     /* transfer commands each way */
 } twin_stats;
@@ -205,9 +206,78 @@ typedef struct twin_stats {
  * transfers happen; a snapshot taken while other threads work may mix instants. Thread-safe. */
 TWIN_API twin_status twin_context_stats(twin_context *ctx, twin_stats *out);
 
+/* ---- What holds memory ----------------------------------------------------------------- */
+
+/* Where one side of a buffer stands. */
+typedef enum twin_residency {
+  TWIN_RESIDENT_NONE = 0, /* no memory allocated on this side */
+  TWIN_RESIDENT_VALID,    /* allocated and up to date */
+  TWIN_RESIDENT_STALE,    /* allocated; the other side holds newer data in some range */
+  TWIN_RESIDENT_SHARED,   /* one allocation shared by host and device (zero-copy) */
+} twin_residency;
+
+#define TWIN_OWNER_MAX 32
+
+/* One live array object (a view) of a buffer, as the report sees it. */
+typedef struct twin_view_info {
+  const char *file; /* where it was made; NULL when made through a plain (non-_at) call */
+  int line;
+  char owner[TWIN_OWNER_MAX]; /* its owner tag, "" for none */
+  twin_dtype dtype;
+  int ndim;
+  size_t shape[TWIN_MAX_DIMS];
+  size_t nbytes; /* bytes of its elements */
+} twin_view_info;
+
+/* One live buffer. */
+typedef struct twin_buffer_info {
+  size_t nbytes;
+  twin_residency host, device;
+  bool zero_copy;
+  const char *file; /* where the array that made the buffer was made */
+  int line;
+  size_t views;      /* live array objects on it */
+  double coverage;   /* their element bytes summed (overlaps count twice) / nbytes, at most 1 */
+  const twin_view_info *view; /* `views` entries, valid only during the callback */
+} twin_buffer_info;
+
+/* Called once per buffer; return false to stop the walk. */
+typedef bool (*twin_walk_fn)(const twin_buffer_info *buffer, void *user);
+
+/* Calls fn for every live buffer of ctx, largest first, from a snapshot taken at the call:
+ * fn runs with no twin lock held and may call twin. Thread-safe. */
+TWIN_API twin_status twin_context_walk(twin_context *ctx, twin_walk_fn fn, void *user);
+
+/* Prints the live report to out: a summary line, then one line per live buffer, largest
+ * first (size, host and device state, live views and the share of the buffer they cover,
+ * where it was made), each followed by one line per live view (dtype, shape, where it was
+ * made, owner). Thread-safe. */
+TWIN_API void twin_context_report(twin_context *ctx, FILE *out);
+
+/* Called instead of printing the live report to stderr when the application drops its last
+ * reference to a context whose arrays are still alive. */
+typedef void (*twin_leak_fn)(twin_context *ctx, void *user);
+
+/* Sets (or with fn NULL clears) the leak handler. Not thread-safe with a concurrent last
+ * twin_context_unref of the same context. */
+TWIN_API twin_status twin_context_set_leak_handler(twin_context *ctx, twin_leak_fn fn,
+                                                   void *user);
+
+/* The statistics of the buffers that at least one live view tagged `owner` keeps alive:
+ * host_bytes, device_bytes, buffers, arrays (the tagged ones), zero_copy_buffers and
+ * held_by_views_bytes; transfer counts are not kept per owner and stay 0. Thread-safe. */
+TWIN_API twin_status twin_context_owner_stats(twin_context *ctx, const char *owner,
+                                              twin_stats *out);
+
 /* ---- Arrays ------------------------------------------------------------------------------- */
 
 typedef struct twin_array twin_array;
+
+/* Every function that makes an array or a view has an `_at` twin taking the caller's file and
+ * line, which the memory report shows for each buffer and view; the macro of the plain name
+ * passes __FILE__ and __LINE__, so ordinary calls record where they were made. The plain
+ * functions stay callable (from other languages, or as `(twin_array_new)(...)`), recording
+ * no location. */
 
 /* A new C-contiguous array of ndim (0..TWIN_MAX_DIMS) axes with the given shape (ndim entries;
  * may be NULL when ndim is 0) and uninitialised contents. Memory is allocated lazily on each
@@ -215,11 +285,21 @@ typedef struct twin_array twin_array;
  * the array holds a reference on its buffer, which holds one on ctx. Thread-safe. */
 TWIN_API twin_status twin_array_new(twin_context *ctx, twin_dtype dtype, int ndim,
                                     const size_t *shape, twin_array **out);
+TWIN_API twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, twin_array **out,
+                                       const char *file, int line);
+#define twin_array_new(ctx, dtype, ndim, shape, out) \
+  twin_array_new_at((ctx), (dtype), (ndim), (shape), (out), __FILE__, __LINE__)
+
 
 /* As twin_array_new, with every element zero. The zeros are written on whichever side is used
  * first, never transferred. Thread-safe. */
 TWIN_API twin_status twin_array_zeros(twin_context *ctx, twin_dtype dtype, int ndim,
                                       const size_t *shape, twin_array **out);
+TWIN_API twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, twin_array **out,
+                                         const char *file, int line);
+#define twin_array_zeros(ctx, dtype, ndim, shape, out) \
+  twin_array_zeros_at((ctx), (dtype), (ndim), (shape), (out), __FILE__, __LINE__)
+
 
 /* As twin_array_new, with contents copied from data: C order, tightly packed, of the array's
  * byte size. data stays the caller's and may be reused as soon as the call returns (NULL only
@@ -227,6 +307,11 @@ TWIN_API twin_status twin_array_zeros(twin_context *ctx, twin_dtype dtype, int n
 TWIN_API twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, int ndim,
                                           const size_t *shape, const void *data,
                                           twin_array **out);
+TWIN_API twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, const void *data, twin_array **out,
+                                             const char *file, int line);
+#define twin_array_from_host(ctx, dtype, ndim, shape, data, out) \
+  twin_array_from_host_at((ctx), (dtype), (ndim), (shape), (data), (out), __FILE__, __LINE__)
+
 
 /* Takes one more reference on a and returns a. Thread-safe. */
 TWIN_API twin_array *twin_array_ref(twin_array *a);
@@ -244,6 +329,13 @@ TWIN_API const ptrdiff_t *twin_array_strides(const twin_array *a); /* in element
 TWIN_API size_t twin_array_size(const twin_array *a);              /* number of elements */
 TWIN_API size_t twin_array_nbytes(const twin_array *a);            /* size * element bytes */
 TWIN_API twin_context *twin_array_context(const twin_array *a);    /* borrowed */
+/* Tags a with an owner label (at most TWIN_OWNER_MAX - 1 characters; NULL or "" clears it),
+ * which views made from a afterwards inherit, so a program linking several libraries can see
+ * which one holds what (twin_context_owner_stats, the report). Not thread-safe with other
+ * threads reading the same array's owner. */
+TWIN_API twin_status twin_array_set_owner(twin_array *a, const char *owner);
+/* a's owner tag, "" for none; borrowed, valid while a lives. */
+TWIN_API const char *twin_array_owner(const twin_array *a);
 /* True when a's buffer is one allocation that host and device share (nothing is ever copied
  * between them). Thread-safe. */
 TWIN_API bool twin_array_is_zero_copy(const twin_array *a);
@@ -263,6 +355,11 @@ TWIN_API bool twin_array_is_contiguous(const twin_array *a);
 TWIN_API twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
                                            const ptrdiff_t *strides, ptrdiff_t offset,
                                            twin_array **out);
+TWIN_API twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape, const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out,
+                                              const char *file, int line);
+#define twin_array_as_strided(a, ndim, shape, strides, offset, out) \
+  twin_array_as_strided_at((a), (ndim), (shape), (strides), (offset), (out), __FILE__, __LINE__)
+
 
 /* Omitted slice bound, NumPy's None. */
 #define TWIN_NONE PTRDIFF_MIN
@@ -281,15 +378,30 @@ typedef struct twin_slice {
  * NULL when ndim is 0). Step 0 is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
 TWIN_API twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis,
                                       twin_array **out);
+TWIN_API twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out,
+                                         const char *file, int line);
+#define twin_array_slice(a, per_axis, out) \
+  twin_array_slice_at((a), (per_axis), (out), __FILE__, __LINE__)
+
 
 /* A view with axis `axis` fixed at `index` (negative counts from the end) and dropped, as
  * NumPy's a[..., index, ...]. Thread-safe. */
 TWIN_API twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index,
                                       twin_array **out);
+TWIN_API twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out,
+                                         const char *file, int line);
+#define twin_array_index(a, axis, index, out) \
+  twin_array_index_at((a), (axis), (index), (out), __FILE__, __LINE__)
+
 
 /* A view whose axis i is a's axis perm[i]; perm has ndim entries naming every axis once, or
  * is NULL to reverse the axes (NumPy's a.T). Thread-safe. */
 TWIN_API twin_status twin_array_transpose(twin_array *a, const int *perm, twin_array **out);
+TWIN_API twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array **out,
+                                             const char *file, int line);
+#define twin_array_transpose(a, perm, out) \
+  twin_array_transpose_at((a), (perm), (out), __FILE__, __LINE__)
+
 
 /* In a reshape's shape, the one axis whose length follows from the others (NumPy's -1). */
 #define TWIN_INFER ((size_t)-1)
@@ -300,6 +412,11 @@ TWIN_API twin_status twin_array_transpose(twin_array *a, const int *perm, twin_a
  * A count mismatch is TWIN_ERR_SHAPE_MISMATCH. Thread-safe. */
 TWIN_API twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *shape,
                                         twin_array **out);
+TWIN_API twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, twin_array **out,
+                                           const char *file, int line);
+#define twin_array_reshape(a, ndim, shape, out) \
+  twin_array_reshape_at((a), (ndim), (shape), (out), __FILE__, __LINE__)
+
 
 /* A read-only view of a broadcast to shape (ndim >= a's ndim) by NumPy's rules: axes align at
  * the end, and length-1 or missing axes repeat with stride 0. Writing through it (or a view
@@ -307,13 +424,28 @@ TWIN_API twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *s
  * Thread-safe. */
 TWIN_API twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size_t *shape,
                                              twin_array **out);
+TWIN_API twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *shape, twin_array **out,
+                                                const char *file, int line);
+#define twin_array_broadcast_to(a, ndim, shape, out) \
+  twin_array_broadcast_to_at((a), (ndim), (shape), (out), __FILE__, __LINE__)
+
 
 /* A view without a's length-1 axes. Thread-safe. */
 TWIN_API twin_status twin_array_squeeze(twin_array *a, twin_array **out);
+TWIN_API twin_status twin_array_squeeze_at(twin_array *a, twin_array **out,
+                                           const char *file, int line);
+#define twin_array_squeeze(a, out) \
+  twin_array_squeeze_at((a), (out), __FILE__, __LINE__)
+
 
 /* A view with a new length-1 axis inserted at position axis (-ndim-1..ndim; negative counts
  * from the end, as in NumPy). Thread-safe. */
 TWIN_API twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out);
+TWIN_API twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out,
+                                               const char *file, int line);
+#define twin_array_expand_dims(a, axis, out) \
+  twin_array_expand_dims_at((a), (axis), (out), __FILE__, __LINE__)
+
 
 /* ---- Access ------------------------------------------------------------------------------- */
 

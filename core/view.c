@@ -36,7 +36,8 @@ static twin_status check_inside(const char *fn, int ndim, const size_t *shape,
 }
 
 twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
-                             const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out) {
+                             const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
+                             twin_array **out) {
   if (ndim < 0 || ndim > TWIN_MAX_DIMS)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
                       TWIN_MAX_DIMS);
@@ -48,24 +49,26 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
   if (!v)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for a view", fn);
   memset(v, 0, sizeof *v);
-  atomic_init(&v->refs, 1);
   v->buf = twin__buffer_ref(a->buf);
   v->dtype = a->dtype;
   v->ndim = ndim;
   v->size = size;
   v->offset = (size_t)offset;
   v->read_only = a->read_only;
+  v->site = site;
+  memcpy(v->owner, a->owner, sizeof v->owner);
   for (int i = 0; i < ndim; i++) {
     v->shape[i] = shape[i];
     v->strides[i] = strides[i];
   }
-  atomic_fetch_add_explicit(&a->buf->ctx->counters.arrays, 1, memory_order_relaxed);
+  twin__array_attach(v);
   *out = v;
   return TWIN_OK;
 }
 
-twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
-                                  const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out) {
+twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape,
+                                     const ptrdiff_t *strides, ptrdiff_t offset,
+                                     twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_as_strided";
   if (!a || !out || (ndim > 0 && (!shape || !strides)))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
@@ -73,7 +76,12 @@ twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
   ptrdiff_t start;
   if (__builtin_add_overflow((ptrdiff_t)a->offset, offset, &start))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: offset %td overflows", fn, offset);
-  return twin__array_view(fn, a, ndim, shape, strides, start, out);
+  return twin__array_view(fn, a, ndim, shape, strides, start, (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_as_strided)(twin_array *a, int ndim, const size_t *shape,
+                                   const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out) {
+  return twin_array_as_strided_at(a, ndim, shape, strides, offset, out, NULL, 0);
 }
 
 /* NumPy's PySlice_AdjustIndices: clamps start and stop into the axis and returns the number
@@ -97,7 +105,7 @@ static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrd
   return *start < *stop ? (size_t)((*stop - *start - 1) / step + 1) : 0;
 }
 
-twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis, twin_array **out) {
+twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_slice";
   if (!a || !out || (a->ndim > 0 && !per_axis))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
@@ -116,10 +124,14 @@ twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis, twin_arr
     if (shape[i] > 0)
       offset += a->strides[i] * start;
   }
-  return twin__array_view(fn, a, a->ndim, shape, strides, offset, out);
+  return twin__array_view(fn, a, a->ndim, shape, strides, offset, (twin__site){file, line}, out);
 }
 
-twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index, twin_array **out) {
+twin_status(twin_array_slice)(twin_array *a, const twin_slice *per_axis, twin_array **out) {
+  return twin_array_slice_at(a, per_axis, out, NULL, 0);
+}
+
+twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_index";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
@@ -138,10 +150,14 @@ twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index, twin_arra
       strides[j++] = a->strides[k];
     }
   return twin__array_view(fn, a, a->ndim - 1, shape, strides,
-                          (ptrdiff_t)a->offset + i * a->strides[axis], out);
+                          (ptrdiff_t)a->offset + i * a->strides[axis], (twin__site){file, line}, out);
 }
 
-twin_status twin_array_transpose(twin_array *a, const int *perm, twin_array **out) {
+twin_status(twin_array_index)(twin_array *a, int axis, ptrdiff_t index, twin_array **out) {
+  return twin_array_index_at(a, axis, index, out, NULL, 0);
+}
+
+twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_transpose";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
@@ -158,7 +174,11 @@ twin_status twin_array_transpose(twin_array *a, const int *perm, twin_array **ou
     shape[i] = a->shape[p];
     strides[i] = a->strides[p];
   }
-  return twin__array_view(fn, a, a->ndim, shape, strides, (ptrdiff_t)a->offset, out);
+  return twin__array_view(fn, a, a->ndim, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_transpose)(twin_array *a, const int *perm, twin_array **out) {
+  return twin_array_transpose_at(a, perm, out, NULL, 0);
 }
 
 /* Resolves one TWIN_INFER entry and checks the element count matches a's. */
@@ -226,7 +246,7 @@ static bool nocopy_strides(const twin_array *a, int ndim, const size_t *shape,
   return true;
 }
 
-twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *shape, twin_array **out) {
+twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_reshape";
   if (!a || !out || (ndim > 0 && !shape))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
@@ -252,11 +272,15 @@ twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *shape, twi
         stride = 0;
     }
   }
-  return twin__array_view(fn, a, ndim, new_shape, strides, (ptrdiff_t)a->offset, out);
+  return twin__array_view(fn, a, ndim, new_shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
 }
 
-twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size_t *shape,
-                                    twin_array **out) {
+twin_status(twin_array_reshape)(twin_array *a, int ndim, const size_t *shape, twin_array **out) {
+  return twin_array_reshape_at(a, ndim, shape, out, NULL, 0);
+}
+
+twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *shape,
+                                    twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_broadcast_to";
   if (!a || !out || (ndim > 0 && !shape))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
@@ -277,7 +301,7 @@ twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size_t *shape
                         "to %zu", fn, k, a->shape[k], shape[i]);
   }
   twin_array *v;
-  twin_status s = twin__array_view(fn, a, ndim, shape, strides, (ptrdiff_t)a->offset, &v);
+  twin_status s = twin__array_view(fn, a, ndim, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, &v);
   if (s == TWIN_OK) {
     v->read_only = true; /* elements alias each other, as in NumPy */
     *out = v;
@@ -285,7 +309,12 @@ twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size_t *shape
   return s;
 }
 
-twin_status twin_array_squeeze(twin_array *a, twin_array **out) {
+twin_status(twin_array_broadcast_to)(twin_array *a, int ndim, const size_t *shape,
+                                    twin_array **out) {
+  return twin_array_broadcast_to_at(a, ndim, shape, out, NULL, 0);
+}
+
+twin_status twin_array_squeeze_at(twin_array *a, twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_squeeze";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
@@ -297,10 +326,14 @@ twin_status twin_array_squeeze(twin_array *a, twin_array **out) {
       shape[n] = a->shape[i];
       strides[n++] = a->strides[i];
     }
-  return twin__array_view(fn, a, n, shape, strides, (ptrdiff_t)a->offset, out);
+  return twin__array_view(fn, a, n, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
 }
 
-twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out) {
+twin_status(twin_array_squeeze)(twin_array *a, twin_array **out) {
+  return twin_array_squeeze_at(a, out, NULL, 0);
+}
+
+twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_expand_dims";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
@@ -322,5 +355,9 @@ twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out) {
     shape[i] = a->shape[k];
     strides[i] = a->strides[k++];
   }
-  return twin__array_view(fn, a, a->ndim + 1, shape, strides, (ptrdiff_t)a->offset, out);
+  return twin__array_view(fn, a, a->ndim + 1, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_expand_dims)(twin_array *a, int axis, twin_array **out) {
+  return twin_array_expand_dims_at(a, axis, out, NULL, 0);
 }

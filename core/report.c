@@ -1,0 +1,276 @@
+/* What holds memory: the walk over live buffers behind twin_context_walk, the printed report,
+ * the leak report at the application's last context reference, and the statistics that need
+ * the buffer list (held-by-views bytes, per-owner figures). The walk snapshots under the
+ * locks and calls back with none held, so a callback may call into twin. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* A share of a buffer below which its live views are said to hold it alive. */
+#define HELD_BY_VIEWS_SHARE 4 /* less than a quarter */
+
+/* Takes a reference on b unless it is already being destroyed (count 0). */
+static bool try_ref(twin__buffer *b) {
+  size_t n = atomic_load_explicit(&b->refs, memory_order_relaxed);
+  while (n > 0)
+    if (atomic_compare_exchange_weak_explicit(&b->refs, &n, n + 1, memory_order_acquire,
+                                              memory_order_relaxed))
+      return true;
+  return false;
+}
+
+/* References to every live buffer of ctx, in *out (caller unrefs each and frees the list). */
+static twin_status hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count) {
+  pthread_mutex_lock(&ctx->lock);
+  size_t n = 0;
+  for (twin__buffer *b = ctx->buffers; b; b = b->next)
+    n++;
+  twin__buffer **list = twin__calloc(n ? n : 1, sizeof *list);
+  size_t k = 0;
+  for (twin__buffer *b = list ? ctx->buffers : NULL; b; b = b->next)
+    if (try_ref(b))
+      list[k++] = b;
+  pthread_mutex_unlock(&ctx->lock);
+  if (!list)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to list %zu buffers", n);
+  *out = list;
+  *count = k;
+  return TWIN_OK;
+}
+
+static void drop_buffers(twin__buffer **list, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    twin__buffer_unref(list[i]);
+  twin__free(list);
+}
+
+static twin_residency residency(const twin__buffer *b, twin__side_id side) {
+  if (!b->mem[side])
+    return TWIN_RESIDENT_NONE;
+  if (b->zero_copy)
+    return TWIN_RESIDENT_SHARED;
+  return twin__dirty_bytes(&b->dirty, 0, b->nbytes, !side) ? TWIN_RESIDENT_STALE
+                                                           : TWIN_RESIDENT_VALID;
+}
+
+static double coverage(const twin__buffer *b) {
+  size_t covered = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
+  if (b->nbytes == 0 || covered >= b->nbytes)
+    return 1.0;
+  return (double)covered / (double)b->nbytes;
+}
+
+/* Fills one record and its views (an array the caller frees) from buffer b. */
+static twin_status describe(twin__buffer *b, twin_buffer_info *info) {
+  memset(info, 0, sizeof *info);
+  info->nbytes = b->nbytes;
+  info->zero_copy = b->zero_copy;
+  info->file = b->site.file;
+  info->line = b->site.line;
+  info->coverage = coverage(b);
+  pthread_mutex_lock(&b->lock);
+  info->host = residency(b, TWIN__HOST);
+  info->device = residency(b, TWIN__DEVICE);
+  pthread_mutex_unlock(&b->lock);
+  twin__spin_lock(&b->views_lock);
+  size_t n = 0;
+  for (twin_array *a = b->views; a; a = a->next)
+    n++;
+  twin_view_info *views = twin__calloc(n ? n : 1, sizeof *views);
+  for (twin_array *a = views ? b->views : NULL; a; a = a->next) {
+    twin_view_info *v = &views[info->views++];
+    v->file = a->site.file;
+    v->line = a->site.line;
+    memcpy(v->owner, a->owner, sizeof v->owner);
+    v->dtype = a->dtype;
+    v->ndim = a->ndim;
+    memcpy(v->shape, a->shape, sizeof v->shape);
+    v->nbytes = twin_array_nbytes(a);
+  }
+  twin__spin_unlock(&b->views_lock);
+  if (!views)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to describe %zu views", n);
+  info->view = views;
+  return TWIN_OK;
+}
+
+static int larger_first(const void *x, const void *y) {
+  const twin_buffer_info *a = x, *b = y;
+  return (a->nbytes < b->nbytes) - (a->nbytes > b->nbytes);
+}
+
+static void free_infos(twin_buffer_info *infos, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    twin__free((void *)infos[i].view);
+  twin__free(infos);
+}
+
+/* A snapshot of every live buffer, largest first. */
+static twin_status snapshot(twin_context *ctx, twin_buffer_info **out, size_t *count) {
+  twin__buffer **list = NULL;
+  size_t n = 0, k = 0;
+  twin_status s = hold_buffers(ctx, &list, &n);
+  if (s != TWIN_OK)
+    return s;
+  twin_buffer_info *infos = twin__calloc(n ? n : 1, sizeof *infos);
+  if (!infos)
+    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to describe %zu buffers", n);
+  for (; s == TWIN_OK && k < n; k++)
+    s = describe(list[k], &infos[k]);
+  drop_buffers(list, n);
+  if (s != TWIN_OK) {
+    if (infos)
+      free_infos(infos, k);
+    return s;
+  }
+  qsort(infos, n, sizeof *infos, larger_first);
+  *out = infos;
+  *count = n;
+  return TWIN_OK;
+}
+
+twin_status twin_context_walk(twin_context *ctx, twin_walk_fn fn, void *user) {
+  if (!ctx || !fn)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_walk: %s is NULL",
+                      ctx ? "fn" : "ctx");
+  twin_buffer_info *infos;
+  size_t n;
+  twin_status s = snapshot(ctx, &infos, &n);
+  if (s != TWIN_OK)
+    return s;
+  for (size_t i = 0; i < n && fn(&infos[i], user); i++)
+    ;
+  free_infos(infos, n);
+  return TWIN_OK;
+}
+
+static const char *residency_name(twin_residency r) {
+  static const char *names[] = {"none", "valid", "stale", "shared"};
+  return (unsigned)r < 4 ? names[r] : "?";
+}
+
+/* "12.0 MiB" style sizes. */
+static void human(char *out, size_t cap, size_t bytes) {
+  static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = (double)bytes;
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    u++;
+  }
+  snprintf(out, cap, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+static void print_site(FILE *out, const char *file, int line) {
+  if (file)
+    fprintf(out, "%s:%d", file, line);
+  else
+    fprintf(out, "(unknown)");
+}
+
+static bool print_buffer(const twin_buffer_info *b, void *user) {
+  FILE *out = user;
+  char size[32];
+  human(size, sizeof size, b->nbytes);
+  fprintf(out, "  %10s  host %-6s device %-6s  %zu view%s covering %.1f%%  made at ", size,
+          residency_name(b->host), residency_name(b->device), b->views, b->views == 1 ? "" : "s",
+          b->coverage * 100.0);
+  print_site(out, b->file, b->line);
+  fprintf(out, "\n");
+  for (size_t i = 0; i < b->views; i++) {
+    const twin_view_info *v = &b->view[i];
+    fprintf(out, "              view %s[", twin_dtype_name(v->dtype));
+    for (int k = 0; k < v->ndim; k++)
+      fprintf(out, k ? "x%zu" : "%zu", v->shape[k]);
+    fprintf(out, "] at ");
+    print_site(out, v->file, v->line);
+    if (v->owner[0])
+      fprintf(out, " owner \"%s\"", v->owner);
+    fprintf(out, "\n");
+  }
+  return true;
+}
+
+void twin_context_report(twin_context *ctx, FILE *out) {
+  if (!ctx || !out)
+    return;
+  twin_stats st;
+  twin_context_stats(ctx, &st);
+  char host[32], dev[32], held[32];
+  human(host, sizeof host, st.host_bytes);
+  human(dev, sizeof dev, st.device_bytes);
+  human(held, sizeof held, st.held_by_views_bytes);
+  fprintf(out, "twin: context %s: %zu buffers, %zu arrays; host %s, device %s; %s held alive "
+          "by views covering under a quarter of their buffer\n", ctx->device.spec, st.buffers,
+          st.arrays, host, dev, held);
+  if (twin_context_walk(ctx, print_buffer, out) != TWIN_OK)
+    fprintf(out, "twin: the report is incomplete: %s\n", twin_last_error());
+}
+
+void twin__report_leak(twin_context *ctx) {
+  if (ctx->leak_fn) {
+    ctx->leak_fn(ctx, ctx->leak_user);
+    return;
+  }
+  fprintf(stderr, "twin: the application dropped its last reference to context %s while "
+          "arrays are still alive; they hold this memory (and the context) until they are "
+          "unreferenced:\n", ctx->device.spec);
+  twin_context_report(ctx, stderr);
+}
+
+twin_status twin_context_set_leak_handler(twin_context *ctx, twin_leak_fn fn, void *user) {
+  if (!ctx)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_set_leak_handler: ctx is NULL");
+  ctx->leak_fn = fn;
+  ctx->leak_user = user;
+  return TWIN_OK;
+}
+
+size_t twin__held_by_views(twin_context *ctx) {
+  size_t held = 0;
+  pthread_mutex_lock(&ctx->lock);
+  for (twin__buffer *b = ctx->buffers; b; b = b->next) {
+    size_t covered = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
+    if (covered < b->nbytes / HELD_BY_VIEWS_SHARE)
+      held += b->nbytes;
+  }
+  pthread_mutex_unlock(&ctx->lock);
+  return held;
+}
+
+/* Adds buffer info b to *st when one of its views carries `owner`. */
+static void add_owned(const twin_buffer_info *b, const char *owner, twin_stats *st) {
+  size_t views = 0;
+  for (size_t i = 0; i < b->views; i++)
+    views += strcmp(b->view[i].owner, owner) == 0;
+  if (!views)
+    return;
+  st->arrays += views;
+  st->buffers++;
+  st->zero_copy_buffers += b->zero_copy;
+  if (b->host != TWIN_RESIDENT_NONE)
+    st->host_bytes += b->nbytes ? b->nbytes : 1;
+  if (b->device != TWIN_RESIDENT_NONE && !b->zero_copy)
+    st->device_bytes += b->nbytes ? b->nbytes : 1;
+  if (b->coverage < 1.0 / HELD_BY_VIEWS_SHARE)
+    st->held_by_views_bytes += b->nbytes;
+}
+
+twin_status twin_context_owner_stats(twin_context *ctx, const char *owner, twin_stats *out) {
+  if (!ctx || !owner || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_owner_stats: %s is NULL",
+                      !ctx ? "ctx" : !owner ? "owner" : "out");
+  twin_buffer_info *infos;
+  size_t n;
+  twin_status s = snapshot(ctx, &infos, &n);
+  if (s != TWIN_OK)
+    return s;
+  twin_stats st = {0};
+  for (size_t i = 0; i < n; i++)
+    add_owned(&infos[i], owner, &st);
+  free_infos(infos, n);
+  *out = st;
+  return TWIN_OK;
+}
