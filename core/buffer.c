@@ -1,6 +1,7 @@
 /* Buffers: the storage behind arrays, released with both of its memories in the call that
  * drops the last array viewing it, and the coherence between its host and device sides. */
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../backends/backend.h"
@@ -68,7 +69,7 @@ twin__buffer *twin__buffer_ref(twin__buffer *b) {
 
 /* Frees one side's memory, if any. A zero-copy buffer's host block belongs to its device
  * handle, which frees it once the runtime is done with it. */
-static void release_side(twin__buffer *b, twin__side_id which) {
+void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
   twin_context *ctx = b->ctx;
   void *mem = b->mem[which];
   if (!mem)
@@ -76,11 +77,11 @@ static void release_side(twin__buffer *b, twin__side_id which) {
   if (which == TWIN__HOST) {
     if (!b->zero_copy)
       twin__free(mem);
-    twin__count_host_free(ctx, alloc_size(b));
+    twin__budget_give(ctx, TWIN__HOST, alloc_size(b));
   } else {
     ctx->ops->dev_free(ctx, mem);
     if (!b->zero_copy)
-      twin__count_device_free(ctx, alloc_size(b));
+      twin__budget_give(ctx, TWIN__DEVICE, alloc_size(b));
   }
   b->mem[which] = NULL;
 }
@@ -91,8 +92,8 @@ void twin__buffer_unref(twin__buffer *b) {
   atomic_thread_fence(memory_order_acquire);
   twin_context *ctx = b->ctx;
   unlink_buffer(b);
-  release_side(b, TWIN__DEVICE); /* first: a zero-copy handle owns the host block */
-  release_side(b, TWIN__HOST);
+  twin__buffer_release_side(b, TWIN__DEVICE); /* first: a zero-copy handle owns the host block */
+  twin__buffer_release_side(b, TWIN__HOST);
   pthread_mutex_destroy(&b->lock);
   atomic_fetch_sub_explicit(&ctx->counters.buffers, 1, memory_order_relaxed);
   if (b->zero_copy)
@@ -101,13 +102,14 @@ void twin__buffer_unref(twin__buffer *b) {
   twin__context_release(ctx);
 }
 
-/* The one allocation of a zero-copy buffer: a host block the device uses in place. */
-static twin_status materialise_shared(twin__buffer *b) {
+/* The one allocation of a zero-copy buffer: a host block the device uses in place. It counts
+ * as host memory. */
+static twin_status allocate_shared(twin__buffer *b) {
   twin_context *ctx = b->ctx;
   size_t n = alloc_size(b);
   void *host = twin__alloc_block(n);
   if (!host)
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %zu-byte buffer", n);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "the host allocator returned NULL");
   if (b->zero_init)
     memset(host, 0, n);
   twin_status s = ctx->ops->dev_wrap(ctx, host, n, &b->mem[TWIN__DEVICE]);
@@ -116,35 +118,106 @@ static twin_status materialise_shared(twin__buffer *b) {
     return s;
   }
   b->mem[TWIN__HOST] = host;
-  twin__count_host_alloc(ctx, n);
   return TWIN_OK;
 }
 
-/* Allocates one side of a two-copy buffer; zeroed when the initial content is zero. */
-static twin_status materialise(twin__buffer *b, twin__side_id which) {
+/* Allocates one side (both, zero-copy), zeroed when the initial content is zero. On failure
+ * nothing is allocated, the budget is untouched, and the message says what failed. */
+static twin_status allocate(twin__buffer *b, twin__side_id which) {
   twin_context *ctx = b->ctx;
   size_t n = alloc_size(b);
-  if (b->zero_copy)
-    return materialise_shared(b);
-  if (which == TWIN__HOST) {
-    void *host = twin__alloc_block(n);
-    if (!host)
-      return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %zu-byte buffer", n);
-    if (b->zero_init)
-      memset(host, 0, n);
-    b->mem[TWIN__HOST] = host;
-    twin__count_host_alloc(ctx, n);
-    return TWIN_OK;
+  twin__side_id counted = b->zero_copy ? TWIN__HOST : which;
+  if (!twin__budget_take(ctx, counted, n))
+    return twin__fail(counted == TWIN__HOST ? TWIN_ERR_OUT_OF_HOST_MEMORY
+                                            : TWIN_ERR_OUT_OF_DEVICE_MEMORY,
+                      "the %s memory budget is reached", counted == TWIN__HOST ? "host" : "device");
+  twin_status s = TWIN_OK;
+  if (b->zero_copy) {
+    s = allocate_shared(b);
+  } else if (which == TWIN__HOST) {
+    b->mem[TWIN__HOST] = twin__alloc_block(n);
+    if (!b->mem[TWIN__HOST])
+      s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "the host allocator returned NULL");
+    else if (b->zero_init)
+      memset(b->mem[TWIN__HOST], 0, n);
+  } else {
+    void *dev;
+    s = ctx->ops->dev_alloc(ctx, n, &dev);
+    if (s == TWIN_OK && b->zero_init && (s = ctx->ops->dev_zero(ctx, dev, 0, n)) != TWIN_OK)
+      ctx->ops->dev_free(ctx, dev);
+    if (s == TWIN_OK)
+      b->mem[TWIN__DEVICE] = dev;
   }
-  void *dev;
-  twin_status s = ctx->ops->dev_alloc(ctx, n, &dev);
-  if (s == TWIN_OK && b->zero_init && (s = ctx->ops->dev_zero(ctx, dev, 0, n)) != TWIN_OK)
-    ctx->ops->dev_free(ctx, dev);
   if (s != TWIN_OK)
+    twin__budget_give(ctx, counted, n);
+  return s;
+}
+
+/* Appends the largest live buffers and where they were made to the current message. */
+static void append_largest(twin_context *ctx) {
+  enum { TOP = 3 };
+  const twin__buffer *top[TOP] = {NULL};
+  pthread_mutex_lock(&ctx->lock);
+  for (const twin__buffer *x = ctx->buffers; x; x = x->next)
+    for (int i = 0; i < TOP; i++)
+      if (!top[i] || x->nbytes > top[i]->nbytes) {
+        memmove(&top[i + 1], &top[i], (TOP - 1 - i) * sizeof top[0]);
+        top[i] = x;
+        break;
+      }
+  twin__fail_append("; largest holders:");
+  for (int i = 0; i < TOP && top[i]; i++)
+    twin__fail_append(" %zu bytes made at %s:%d;", top[i]->nbytes,
+                      top[i]->site.file ? top[i]->site.file : "(unknown)", top[i]->site.line);
+  pthread_mutex_unlock(&ctx->lock);
+}
+
+/* Explains an allocation that failed even after trimming. */
+static twin_status out_of_memory(twin__buffer *b, twin__side_id side) {
+  twin_context *ctx = b->ctx;
+  char cause[TWIN__CAUSE_MAX];
+  snprintf(cause, sizeof cause, "%s", twin_last_error());
+  size_t limit = side == TWIN__HOST ? ctx->host_limit : ctx->device_limit;
+  twin_stats st;
+  twin_context_stats(ctx, &st);
+  twin__fail(side == TWIN__HOST ? TWIN_ERR_OUT_OF_HOST_MEMORY : TWIN_ERR_OUT_OF_DEVICE_MEMORY,
+             "cannot allocate %zu bytes of %s memory even after freeing redundant copies (%s); "
+             "%s budget %zu bytes%s; %s memory held now %zu bytes", alloc_size(b),
+             side == TWIN__HOST ? "host" : "device", cause,
+             side == TWIN__HOST ? "host" : "device", limit, limit ? "" : " (none)",
+             side == TWIN__HOST ? "host" : "device",
+             side == TWIN__HOST ? st.host_bytes : st.device_bytes);
+  append_largest(ctx);
+  return side == TWIN__HOST ? TWIN_ERR_OUT_OF_HOST_MEMORY : TWIN_ERR_OUT_OF_DEVICE_MEMORY;
+}
+
+static bool is_out_of_memory(twin_status s) {
+  return s == TWIN_ERR_OUT_OF_HOST_MEMORY || s == TWIN_ERR_OUT_OF_DEVICE_MEMORY;
+}
+
+/* Allocates a side; when memory or the budget runs out, frees redundant copies of that kind
+ * of memory elsewhere and retries once, then explains what holds memory. */
+static twin_status materialise(twin__buffer *b, twin__side_id which) {
+  twin_context *ctx = b->ctx;
+  if (which == TWIN__DEVICE || b->zero_copy) {
+    /* No trim can make this fit: refuse up front, saying why. */
+    if (alloc_size(b) > ctx->device.max_alloc_bytes)
+      return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY, "%zu bytes exceed the device's largest "
+                        "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes", alloc_size(b),
+                        (unsigned long long)ctx->device.max_alloc_bytes);
+  }
+  twin_status s = allocate(b, which);
+  if (!is_out_of_memory(s))
     return s;
-  b->mem[TWIN__DEVICE] = dev;
-  twin__count_device_alloc(ctx, n);
-  return TWIN_OK;
+  /* The kind of memory that ran out (for a zero-copy buffer, either) is what trim frees. */
+  twin__side_id side = s == TWIN_ERR_OUT_OF_HOST_MEMORY ? TWIN__HOST : TWIN__DEVICE;
+  if (twin__trim(ctx, side == TWIN__HOST ? TWIN_TRIM_HOST : TWIN_TRIM_DEVICE) > 0) {
+    s = allocate(b, which);
+    if (!is_out_of_memory(s))
+      return s;
+    side = s == TWIN_ERR_OUT_OF_HOST_MEMORY ? TWIN__HOST : TWIN__DEVICE;
+  }
+  return out_of_memory(b, side);
 }
 
 /* Copies bytes [lo, hi) from the other side into `to`; both sides are allocated. */
@@ -184,7 +257,7 @@ twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, s
     }
   }
   if (s != TWIN_OK && was_missing && !moved)
-    release_side(b, which); /* nothing moved yet: leave the buffer as it was */
+    twin__buffer_release_side(b, which); /* nothing moved yet: leave the buffer as it was */
   return s;
 }
 

@@ -17,6 +17,9 @@
  * reads `return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "ndim is %d", ndim);`. */
 twin_status twin__fail(twin_status s, const char *fmt, ...) TWIN_PRINTF(2, 3);
 
+/* Room for the cause of a failure quoted inside a longer message. */
+#define TWIN__CAUSE_MAX 512
+
 /* Appends text to this thread's current message (used to add a build log or a device list). */
 void twin__fail_append(const char *fmt, ...) TWIN_PRINTF(1, 2);
 
@@ -59,6 +62,8 @@ static inline bool twin__mul_overflows(size_t a, size_t b, size_t *out) {
 static inline bool twin__add_overflows(size_t a, size_t b, size_t *out) {
   return __builtin_add_overflow(a, b, out);
 }
+
+typedef enum { TWIN__HOST = 0, TWIN__DEVICE = 1 } twin__side_id;
 
 /* A source location: where an object was made or an access begun (file NULL: unknown). */
 typedef struct twin__site {
@@ -104,11 +109,10 @@ void twin__report_leak(twin_context *ctx);
 /* Bytes of live buffers whose live views cover less than a quarter of them (report.c). */
 size_t twin__held_by_views(twin_context *ctx);
 
-/* Counter updates; `add` raises the matching peak. */
-void twin__count_host_alloc(twin_context *ctx, size_t nbytes);
-void twin__count_host_free(twin_context *ctx, size_t nbytes);
-void twin__count_device_alloc(twin_context *ctx, size_t nbytes);
-void twin__count_device_free(twin_context *ctx, size_t nbytes);
+/* Counts n more live bytes on a side (raising its peak) if that stays within the context's
+ * budget for the side; false, counting nothing, if not. twin__budget_give counts them off. */
+bool twin__budget_take(twin_context *ctx, twin__side_id side, size_t n);
+void twin__budget_give(twin_context *ctx, twin__side_id side, size_t n);
 void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes);
 
 /* Lists OpenCL devices (backends/opencl); absent from builds without OpenCL. */
@@ -118,8 +122,6 @@ extern const struct twin_backend_ops twin__host_ops;
 
 /* Fills in the host backend's device entry. */
 void twin__host_device_info(twin_device_info *out);
-
-typedef enum { TWIN__HOST = 0, TWIN__DEVICE = 1 } twin__side_id;
 
 /* ---- Dirty maps (dirty.c) ---- */
 
@@ -190,6 +192,20 @@ twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, s
 twin_status twin__buffer_reserve(twin__buffer *b);
 /* With b->lock held: records that bytes [lo, hi) are being written on `which`. */
 void twin__buffer_wrote(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
+
+/* With b->lock held: frees one side's memory, if any (the caller fixes the dirty map). */
+void twin__buffer_release_side(twin__buffer *b, twin__side_id which);
+
+/* References to every live buffer of ctx (report.c); drop them with twin__drop_buffers. */
+twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);
+void twin__drop_buffers(twin__buffer **list, size_t n);
+
+/* Frees redundant copies on the sides in `what` (TWIN_TRIM_* flags) in every buffer whose lock
+ * is free; returns the bytes freed (residency.c). Allocates nothing; may be called with one
+ * buffer lock held. */
+size_t twin__trim(twin_context *ctx, unsigned what);
+/* With b->lock held: side x holds nothing the other side lacks and is not in use. */
+bool twin__evictable_quiet(const twin__buffer *b, twin__side_id x);
 
 /* ---- Arrays (array.c) ---- */
 

@@ -22,7 +22,7 @@ static bool try_ref(twin__buffer *b) {
 }
 
 /* References to every live buffer of ctx, in *out (caller unrefs each and frees the list). */
-static twin_status hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count) {
+twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count) {
   pthread_mutex_lock(&ctx->lock);
   size_t n = 0;
   for (twin__buffer *b = ctx->buffers; b; b = b->next)
@@ -40,7 +40,7 @@ static twin_status hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *
   return TWIN_OK;
 }
 
-static void drop_buffers(twin__buffer **list, size_t n) {
+void twin__drop_buffers(twin__buffer **list, size_t n) {
   for (size_t i = 0; i < n; i++)
     twin__buffer_unref(list[i]);
   twin__free(list);
@@ -111,7 +111,7 @@ static void free_infos(twin_buffer_info *infos, size_t n) {
 static twin_status snapshot(twin_context *ctx, twin_buffer_info **out, size_t *count) {
   twin__buffer **list = NULL;
   size_t n = 0, k = 0;
-  twin_status s = hold_buffers(ctx, &list, &n);
+  twin_status s = twin__hold_buffers(ctx, &list, &n);
   if (s != TWIN_OK)
     return s;
   twin_buffer_info *infos = twin__calloc(n ? n : 1, sizeof *infos);
@@ -119,7 +119,7 @@ static twin_status snapshot(twin_context *ctx, twin_buffer_info **out, size_t *c
     s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to describe %zu buffers", n);
   for (; s == TWIN_OK && k < n; k++)
     s = describe(list[k], &infos[k]);
-  drop_buffers(list, n);
+  twin__drop_buffers(list, n);
   if (s != TWIN_OK) {
     if (infos)
       free_infos(infos, k);

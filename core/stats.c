@@ -10,25 +10,28 @@ static void raise_peak(atomic_size_t *peak, size_t now) {
     ;
 }
 
-static void add_live(atomic_size_t *live, atomic_size_t *peak, size_t nbytes) {
-  size_t now = atomic_fetch_add_explicit(live, nbytes, memory_order_relaxed) + nbytes;
-  raise_peak(peak, now);
+/* The live counter and peak of one side. Zero-copy memory is host memory. */
+static atomic_size_t *live_of(twin_context *ctx, twin__side_id side) {
+  return side == TWIN__HOST ? &ctx->counters.host_bytes : &ctx->counters.device_bytes;
 }
 
-void twin__count_host_alloc(twin_context *ctx, size_t nbytes) {
-  add_live(&ctx->counters.host_bytes, &ctx->counters.peak_host_bytes, nbytes);
+bool twin__budget_take(twin_context *ctx, twin__side_id side, size_t n) {
+  atomic_size_t *live = live_of(ctx, side);
+  size_t limit = side == TWIN__HOST ? ctx->host_limit : ctx->device_limit;
+  size_t now = atomic_load_explicit(live, memory_order_relaxed), next;
+  do {
+    if (twin__add_overflows(now, n, &next) || (limit && next > limit))
+      return false;
+  } while (!atomic_compare_exchange_weak_explicit(live, &now, next, memory_order_relaxed,
+                                                  memory_order_relaxed));
+  raise_peak(side == TWIN__HOST ? &ctx->counters.peak_host_bytes
+                                : &ctx->counters.peak_device_bytes,
+             next);
+  return true;
 }
 
-void twin__count_host_free(twin_context *ctx, size_t nbytes) {
-  atomic_fetch_sub_explicit(&ctx->counters.host_bytes, nbytes, memory_order_relaxed);
-}
-
-void twin__count_device_alloc(twin_context *ctx, size_t nbytes) {
-  add_live(&ctx->counters.device_bytes, &ctx->counters.peak_device_bytes, nbytes);
-}
-
-void twin__count_device_free(twin_context *ctx, size_t nbytes) {
-  atomic_fetch_sub_explicit(&ctx->counters.device_bytes, nbytes, memory_order_relaxed);
+void twin__budget_give(twin_context *ctx, twin__side_id side, size_t n) {
+  atomic_fetch_sub_explicit(live_of(ctx, side), n, memory_order_relaxed);
 }
 
 void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes) {

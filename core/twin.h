@@ -206,6 +206,15 @@ typedef struct twin_stats {
  * transfers happen; a snapshot taken while other threads work may mix instants. Thread-safe. */
 TWIN_API twin_status twin_context_stats(twin_context *ctx, twin_stats *out);
 
+/* ---- Residency, eviction, trim ---------------------------------------------------------- */
+
+/* A side of a buffer. */
+typedef enum twin_side { TWIN_HOST = 1, TWIN_DEVICE = 2 } twin_side;
+
+/* twin_context_trim flags. */
+#define TWIN_TRIM_HOST 1u
+#define TWIN_TRIM_DEVICE 2u
+
 /* ---- What holds memory ----------------------------------------------------------------- */
 
 /* Where one side of a buffer stands. */
@@ -247,6 +256,15 @@ typedef bool (*twin_walk_fn)(const twin_buffer_info *buffer, void *user);
 /* Calls fn for every live buffer of ctx, largest first, from a snapshot taken at the call:
  * fn runs with no twin lock held and may call twin. Thread-safe. */
 TWIN_API twin_status twin_context_walk(twin_context *ctx, twin_walk_fn fn, void *user);
+
+/* Frees, now, every redundant copy on the sides in `what` (TWIN_TRIM_HOST, TWIN_TRIM_DEVICE or
+ * both): a host mirror whose data the device copy also holds and no host access has open, or a
+ * device copy whose data the host also holds and no device access has open (the runtime frees
+ * it once queued commands using it are done). Data is never lost: a later access allocates
+ * the copy again and moves the data back. Zero-copy buffers have nothing redundant. Buffers
+ * another thread is working on at that instant are skipped. *freed_bytes (may be NULL) gets
+ * the bytes freed. Thread-safe. */
+TWIN_API twin_status twin_context_trim(twin_context *ctx, unsigned what, size_t *freed_bytes);
 
 /* Prints the live report to out: a summary line, then one line per live buffer, largest
  * first (size, host and device state, live views and the share of the buffer they cover,
@@ -446,6 +464,24 @@ TWIN_API twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_arr
 #define twin_array_expand_dims(a, axis, out) \
   twin_array_expand_dims_at((a), (axis), (out), __FILE__, __LINE__)
 
+
+/* ---- Residency ---------------------------------------------------------------------------- */
+
+/* Where a's elements stand on each side: TWIN_RESIDENT_NONE (no memory there),
+ * TWIN_RESIDENT_VALID, TWIN_RESIDENT_STALE (the other side holds newer data somewhere in a's
+ * byte extent) or TWIN_RESIDENT_SHARED (zero-copy). Thread-safe. */
+TWIN_API twin_status twin_array_residency(twin_array *a, twin_residency *host,
+                                          twin_residency *device);
+
+/* Frees the copy of a's buffer on `side` now, when the other side holds all of its data
+ * (TWIN_ERR_BAD_STATE otherwise, TWIN_ERR_BUSY while an access on that side is open,
+ * TWIN_ERR_UNSUPPORTED for a zero-copy buffer or the host backend). A later access there
+ * allocates it again and moves the data back. Thread-safe. */
+TWIN_API twin_status twin_array_evict(twin_array *a, twin_side side);
+
+/* Brings a's byte extent up to date on `side` now, ahead of use, so a later begin there moves
+ * nothing. Thread-safe. */
+TWIN_API twin_status twin_array_prefetch(twin_array *a, twin_side side);
 
 /* ---- Access ------------------------------------------------------------------------------- */
 

@@ -154,12 +154,17 @@ static void test_host_alloc_failure_sweep(void **state) {
   if (f->has_device) {
     cl_mem mem;
     size_t off;
-    assert_ok(twin_device_begin(keep, TWIN_READ, &mem, &off)); /* both sides current */
+    assert_ok(twin_device_begin(keep, TWIN_READ, &mem, &off)); /* both sides allocated */
     assert_ok(twin_device_end(keep));
   }
 #endif
+  /* The host holds keep's newest data, so no failed host allocation can be rescued by
+   * trimming keep's host copy: every injected failure surfaces (recovery has its own tests). */
+  void *p;
+  assert_ok(twin_host_begin(keep, TWIN_READ_WRITE, &p));
+  assert_ok(twin_host_end(keep));
   twin_stats base = fixture_stats(f);
-  int failures = 0;
+  int failures = 0, recovered = 0;
   for (int n = 1;; n++) {
     assert_true(n < 100);
     host_work w = {0};
@@ -168,9 +173,11 @@ static void test_host_alloc_failure_sweep(void **state) {
     twin_status s = host_workload(f, &w);
     restore_alloc();
     if (s == TWIN_OK) {
-      assert_int_equal(alloc_calls, n - 1); /* it passed because no call was the Nth */
       check_and_drop_host_work(&w, true);
-      break;
+      if (alloc_calls < n)
+        break; /* no call was the Nth: every allocation has been failed once */
+      recovered++; /* a redundant copy was trimmed and the allocation retried */
+      continue;
     }
     failures++;
     assert_int_equal(s, TWIN_ERR_OUT_OF_HOST_MEMORY);
@@ -181,7 +188,7 @@ static void test_host_alloc_failure_sweep(void **state) {
     expect_i32(keep, 7);
   }
   /* Buffer and array objects for two arrays, a view object and two host mirrors. */
-  assert_true(failures >= 7);
+  assert_true(failures + recovered >= 7);
   expect_same_live(f, &base);
   expect_i32(keep, 7);
   twin_array_unref(keep);
@@ -630,7 +637,10 @@ static void test_opencl_failure_sweep(void **state) {
     skip();
 #ifdef TWIN_HAVE_OPENCL
   twin_array *keep = make_i32(f->ctx, 50, 7);
-  expect_device_i32(f, keep, 7); /* both sides current */
+  expect_device_i32(f, keep, 7); /* both sides allocated */
+  /* The device holds keep's newest data, so no failed device allocation can be rescued by
+   * trimming keep's device copy: every injected failure surfaces (recovery has its own tests). */
+  device_fill_i32(f, keep, 7);
   twin_stats base = fixture_stats(f);
   /* Zero-copy buffers wrap host memory and map it; two-copy buffers allocate and transfer. */
   enum { NAMES = 7 };
@@ -642,7 +652,7 @@ static void test_opencl_failure_sweep(void **state) {
   static const bool used_zero_copy[NAMES] = {true, false, false, false, true, true, true};
   const bool *used = f->zero_copy ? used_zero_copy : used_two_copies;
   bool failed[NAMES] = {false};
-  int failures = 0;
+  int failures = 0, recovered = 0;
   for (int n = 1;; n++) {
     assert_true(n < 50);
     cl_work w = {0};
@@ -658,9 +668,14 @@ static void test_opencl_failure_sweep(void **state) {
     twin_status s = cl_workload(f, &w);
     twin__cl = twin__cl_real;
     if (s == TWIN_OK) {
-      assert_int_equal(cl_calls, n - 1);
       check_and_drop_cl_work(f, &w);
-      break;
+      if (cl_calls < n)
+        break; /* no call was the Nth: every call has been failed once */
+      recovered++; /* a redundant copy was trimmed and the allocation retried */
+      for (int k = 0; k < NAMES; k++)
+        failed[k] |= strcmp(cl_failed, names[k]) == 0;
+      device_fill_i32(f, keep, 7);
+      continue;
     }
     failures++;
     assert_int_equal(s, TWIN_ERR_OUT_OF_DEVICE_MEMORY);
@@ -673,10 +688,11 @@ static void test_opencl_failure_sweep(void **state) {
     expect_same_live(f, &base);
     expect_i32(keep, 7);
     expect_device_i32(f, keep, 7);
+    device_fill_i32(f, keep, 7); /* the device holds the newest data again */
   }
   /* Two copies: 2 allocations, upload, fill, download. Zero-copy: 2 wraps (create and
    * destructor each), and a map and an unmap for each of the 2 host accesses. */
-  assert_int_equal(failures, f->zero_copy ? 8 : 5);
+  assert_int_equal(failures + recovered, f->zero_copy ? 8 : 5);
   for (int k = 0; k < NAMES; k++)
     assert_int_equal(failed[k], used[k]);
   expect_same_live(f, &base);
