@@ -33,11 +33,50 @@ static twin_status coherence_of(const twin_context_options *opt, twin_coherence 
                     "\"copy\"", env);
 }
 
+/* A byte count with an optional K, M or G suffix (powers of 1024), from the environment. */
+static twin_status env_bytes(const char *name, size_t *out) {
+  const char *v = getenv(name);
+  *out = 0;
+  if (!v || !*v)
+    return TWIN_OK;
+  char *end;
+  unsigned long long n = strtoull(v, &end, 10);
+  unsigned shift = 0;
+  if (*end == 'K' || *end == 'k')
+    shift = 10;
+  else if (*end == 'M' || *end == 'm')
+    shift = 20;
+  else if (*end == 'G' || *end == 'g')
+    shift = 30;
+  if (shift)
+    end++;
+  if (end == v || *end || v[0] == '-' || n > (SIZE_MAX >> shift))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s is \"%s\"; use a byte count with an "
+                      "optional K, M or G suffix, e.g. 512M", name, v);
+  *out = (size_t)n << shift;
+  return TWIN_OK;
+}
+
+/* The budgets: the options', else the environment's, else none. */
+static twin_status limits_of(const twin_context_options *opt, size_t *host, size_t *device) {
+  twin_status s = env_bytes("TWIN_HOST_MEMORY_LIMIT", host);
+  if (s == TWIN_OK)
+    s = env_bytes("TWIN_DEVICE_MEMORY_LIMIT", device);
+  if (opt && opt->host_memory_limit)
+    *host = opt->host_memory_limit;
+  if (opt && opt->device_memory_limit)
+    *device = opt->device_memory_limit;
+  return s;
+}
+
 twin_status twin_context_new_with(const twin_context_options *options, twin_context **out) {
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: out is NULL");
   twin_coherence coherence;
+  size_t host_limit, device_limit;
   twin_status s = coherence_of(options, &coherence);
+  if (s == TWIN_OK)
+    s = limits_of(options, &host_limit, &device_limit);
   twin_device_info dev;
   if (s == TWIN_OK)
     s = twin_device_resolve(options ? options->device : NULL, &dev);
@@ -53,6 +92,8 @@ twin_status twin_context_new_with(const twin_context_options *options, twin_cont
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a context");
   }
   ctx->device = dev;
+  ctx->host_limit = host_limit;
+  ctx->device_limit = device_limit;
   ctx->ops = backend_for(&dev);
   ctx->zero_copy = coherence == TWIN_COHERENCE_AUTO && dev.host_unified_memory &&
                    ctx->ops->dev_wrap != NULL;

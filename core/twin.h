@@ -163,10 +163,18 @@ typedef enum twin_coherence {
 typedef struct twin_context_options {
   const char *device;       /* device spec as for twin_context_new; NULL reads TWIN_DEVICE */
   twin_coherence coherence;
+  /* Budgets twin enforces itself, in bytes; 0 reads TWIN_HOST_MEMORY_LIMIT and
+   * TWIN_DEVICE_MEMORY_LIMIT (a byte count with an optional K, M or G suffix), unset means no
+   * budget. An allocation that would exceed one first frees redundant copies of that kind of
+   * memory (as twin_context_trim does) and retries once, then fails with
+   * TWIN_ERR_OUT_OF_HOST_MEMORY or TWIN_ERR_OUT_OF_DEVICE_MEMORY and a message naming the size
+   * asked, the budget, what is held and the largest holders. Zero-copy memory counts as host
+   * memory. */
+  size_t host_memory_limit, device_memory_limit;
 } twin_context_options;
 
 /* twin_context_new with options; options NULL means all defaults. An unknown TWIN_COHERENCE
- * value is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
+ * value or a malformed memory limit is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
 TWIN_API twin_status twin_context_new_with(const twin_context_options *options,
                                            twin_context **out);
 

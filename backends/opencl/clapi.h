@@ -27,6 +27,7 @@
   X(clEnqueueFillBuffer)                                                                       \
   X(clEnqueueCopyBuffer)                                                                       \
   X(clEnqueueMapBuffer)                                                                        \
+  X(clEnqueueMigrateMemObjects)                                                                \
   X(clEnqueueUnmapMemObject)                                                                   \
   X(clCreateProgramWithSource)                                                                 \
   X(clBuildProgram)                                                                            \

@@ -2,16 +2,47 @@
  * host mirror. */
 #include "clapi.h"
 
+/* Makes a plain buffer's memory real now: runtimes may allocate at first use, and real
+ * exhaustion then aborts inside the runtime (PoCL asserts at the first enqueue). */
+static twin_status commit(twin_context *ctx, cl_mem mem) {
+  cl_event done;
+  cl_int err = twin__cl.clEnqueueMigrateMemObjects(to_cl(ctx)->queue, 1, &mem,
+                                                   CL_MIGRATE_MEM_OBJECT_CONTENT_UNDEFINED, 0,
+                                                   NULL, &done);
+  if (err != CL_SUCCESS)
+    return twin__cl_fail("clEnqueueMigrateMemObjects", err);
+  err = twin__cl.clWaitForEvents(1, &done);
+  twin__cl.clReleaseEvent(done);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clWaitForEvents(migrate)", err);
+}
+
 twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle) {
   if (nbytes > ctx->device.max_alloc_bytes)
     return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY, "%zu bytes exceed the device's largest "
                       "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes", nbytes,
                       (unsigned long long)ctx->device.max_alloc_bytes);
+  if (ctx->device.host_unified_memory) {
+    /* The device's memory is host memory: allocate it here, where a failure is a clean NULL,
+     * and let the device use it in place (it stays a separate copy from the host mirror). */
+    void *block = twin__alloc_block(nbytes);
+    if (!block)
+      return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no host memory for a %zu-byte device copy "
+                        "on a device that shares host memory", nbytes);
+    twin_status s = twin__cl_wrap(ctx, block, nbytes, handle);
+    if (s != TWIN_OK)
+      twin__free(block);
+    return s;
+  }
   cl_int err;
   cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, CL_MEM_READ_WRITE, nbytes, NULL,
                                        &err);
   if (!mem)
     return twin__cl_fail("clCreateBuffer", err);
+  twin_status s = commit(ctx, mem);
+  if (s != TWIN_OK) {
+    twin__cl.clReleaseMemObject(mem);
+    return s;
+  }
   *handle = mem;
   return TWIN_OK;
 }
