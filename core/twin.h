@@ -288,6 +288,50 @@ TWIN_API twin_status twin_array_squeeze(twin_array *a, twin_array **out);
  * from the end, as in NumPy). Thread-safe. */
 TWIN_API twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out);
 
+/* ---- Copies and fills ----------------------------------------------------------------------
+ * The built-in operations run where the context computes: on its OpenCL device (enqueued in
+ * order on the context's queue; they may still be running when the call returns, and any later
+ * access waits for them), or in the calling thread on the host backend. Each opens and closes
+ * the accesses it needs itself, so it fails with TWIN_ERR_BUSY when an access to one of its
+ * arrays that conflicts is open (see twin_host_begin). On a device without fp64, any f64 array
+ * is TWIN_ERR_UNSUPPORTED. The first operation in an OpenCL context builds twin's kernels (about
+ * a second on PoCL when its kernel cache is cold); a build failure is TWIN_ERR_BUILD with the
+ * compiler's log in twin_last_error(). Thread-safe: any number of threads may run operations
+ * on one context at once, as long as no two write the same array at the same time. */
+
+/* Copies src's elements into dst. src has dst's shape, or broadcasts to it by NumPy's rules
+ * (trailing axes line up; src axes of length 1, or missing, repeat; extra leading src axes of
+ * length 1 are ignored); otherwise TWIN_ERR_SHAPE_MISMATCH naming both shapes. Either may be
+ * any view. Both must belong to the same context (else TWIN_ERR_INVALID_ARGUMENT); dst must
+ * be writable (a broadcast view is TWIN_ERR_READ_ONLY). When src and dst are views of one
+ * buffer whose elements overlap, the result is that of copying through a temporary (which this
+ * call makes). When dst has aliasing elements (stride 0 from twin_array_as_strided), which
+ * value each of them ends with is unspecified.
+ * Differing dtypes convert element by element, identically on every backend:
+ * - integer to integer wraps modulo 2^bits (the low bits are kept: 300 to u8 is 44, -1 to u16
+ *   is 65535);
+ * - integer or float to float rounds to nearest, ties to even (f64 to f32 overflows to +-inf;
+ *   i64 and u64 round once, directly);
+ * - float to integer truncates toward zero and saturates: values beyond the integer type's
+ *   range become its minimum or maximum (-1.5 to u8 is 0, 1e10 to i32 is INT32_MAX), and NaN
+ *   becomes 0. (C leaves these cases undefined; twin defines them the same way everywhere.) */
+TWIN_API twin_status twin_copy(twin_array *dst, twin_array *src);
+
+/* Sets every element of dst to *value, which points to one element of dst's dtype (its bits
+ * are copied as they are). dst may be any writable view; elements of its buffer outside the
+ * view are untouched. */
+TWIN_API twin_status twin_fill(twin_array *dst, const void *value);
+
+/* *out is a C-contiguous array with a's dtype, shape and elements: a itself, with a new
+ * reference, when twin_array_is_contiguous(a) (even if a is read-only), else a new compact
+ * array made by twin_copy. The caller owns *out. */
+TWIN_API twin_status twin_array_contiguous(twin_array *a, twin_array **out);
+
+/* *out is a new, writable, C-contiguous array of exactly a's elements (dtype and shape), in a
+ * buffer of its own: a view's copy no longer keeps its (possibly huge) base alive. The caller
+ * owns *out. */
+TWIN_API twin_status twin_array_copy(twin_array *a, twin_array **out);
+
 /* ---- Access ------------------------------------------------------------------------------- */
 
 typedef enum twin_access { TWIN_READ = 1, TWIN_WRITE = 2, TWIN_READ_WRITE = 3 } twin_access;
