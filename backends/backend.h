@@ -46,6 +46,18 @@ struct twin_backend_ops {
                      bool invalidate, void **ptr);
   /* Ends a mapping from map; device commands queued later see the host's writes. */
   twin_status (*unmap)(twin_context *ctx, void *handle, void *ptr);
+  /* Built-in operations. core opens the arrays' accesses first (on the device side when the
+   * backend has device memory, else on the host side) and passes views whose mem is that
+   * side's memory; the backend only does the mechanics. Work may complete later, in queue
+   * order. Safe to call from several threads at once, also on the same context.
+   * prepare_ops (may be NULL) readies what copy and fill need, such as a kernel program; core
+   * calls it before opening any access, so that a build failure leaves every array as it was.
+   * copy: src and dst have the same shape, do not overlap, and may differ in dtype (see
+   * twin_copy for the conversion rules). fill: value points to one element of dst's dtype.
+   * When copy or fill is NULL, core runs twin__host_copy / twin__host_fill on the host side. */
+  twin_status (*prepare_ops)(twin_context *ctx);
+  twin_status (*copy)(twin_context *ctx, const twin__view *dst, const twin__view *src);
+  twin_status (*fill)(twin_context *ctx, const twin__view *dst, const void *value);
 };
 
 #endif /* TWIN_BACKEND_H */

@@ -10,6 +10,10 @@ static const char *side_name(twin__side_id side) {
   return side == TWIN__HOST ? "host" : "device";
 }
 
+static const char *site_file(twin__site site) {
+  return site.file ? site.file : "(unknown)";
+}
+
 /* True when a write-only access overwrites every byte of the array's extent, so the extent
  * need not be brought up to date first (a strided view has gaps it would not overwrite). */
 static bool covers_extent(const twin_array *a) {
@@ -47,7 +51,7 @@ static twin_status check_open_state(const char *fn, const twin_array *a, twin__s
   twin__side_id other = !side;
   if (b->open_writes[other])
     return twin__fail(TWIN_ERR_BUSY, "%s: a %s write access to this buffer is still open, "
-                      "begun at %s:%d", fn, side_name(other), b->write_site[other].file,
+                      "begun at %s:%d", fn, side_name(other), site_file(b->write_site[other]),
                       b->write_site[other].line);
   if ((access & TWIN_WRITE) && b->open_reads[other])
     return twin__fail(TWIN_ERR_BUSY, "%s: cannot write while a %s read access to this buffer "
@@ -70,7 +74,7 @@ static twin_status map_extent(twin_array *a, twin_access access, size_t lo, size
 /* Opens `access` on `side` for array a with the buffer locked: brings the extent up to date,
  * maps it on a zero-copy host access, and records the access. */
 static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side,
-                               twin_access access, twin__site site) {
+                               twin_access access, twin__site site, twin__dirty *before) {
   twin__buffer *b = a->buf;
   twin_status s = check_open_state(fn, a, side, access);
   if (s == TWIN_OK)
@@ -86,6 +90,8 @@ static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side
     return s;
   if (access & TWIN_WRITE) {
     /* The other side has no open access (checked above), so it is older from now on. */
+    if (before)
+      *before = b->dirty;
     twin__buffer_wrote(b, side, lo, hi);
     b->open_writes[side]++;
     b->write_site[side] = site;
@@ -101,7 +107,7 @@ static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side
 static twin_status begin(const char *fn, twin_array *a, twin__side_id side, twin_access access,
                          twin__site site) {
   pthread_mutex_lock(&a->buf->lock);
-  twin_status s = open_locked(fn, a, side, access, site);
+  twin_status s = open_locked(fn, a, side, access, site, NULL);
   pthread_mutex_unlock(&a->buf->lock);
   return s;
 }
@@ -237,4 +243,45 @@ twin_status twin_array_write(twin_array *a, const void *src, size_t src_bytes) {
   packed_strides(a, packed);
   twin__strided_copy(dst, a->strides, src, packed, a->shape, a->ndim, twin_dtype_size(a->dtype));
   return twin_host_end(a);
+}
+
+twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access access,
+                              twin__dirty *before, void **mem) {
+  twin__buffer *b = a->buf;
+  pthread_mutex_lock(&b->lock);
+  twin_status s = open_locked(side == TWIN__HOST ? "twin_host_begin" : "twin_device_begin", a,
+                              side, access, (twin__site){"a twin operation", 0}, before);
+  if (s == TWIN_OK)
+    *mem = b->mem[side];
+  pthread_mutex_unlock(&b->lock);
+  return s;
+}
+
+/* Undoes a write's marking where the other side was newer before it: the write never
+ * happened there, so the other side still holds the newest data. */
+static void unmark(twin__buffer *b, twin__side_id side, const twin__dirty *before, size_t lo,
+                   size_t hi) {
+  for (unsigned i = 0; i < before->count; i++) {
+    size_t a = before->s[i].lo > lo ? before->s[i].lo : lo;
+    size_t z = before->s[i].hi < hi ? before->s[i].hi : hi;
+    if (a >= z || before->s[i].newer == side)
+      continue;
+    /* Room first; if moving a segment fails, keeping the marking loses that range's newer
+     * data, so stop rather than overflow the map. */
+    if (b->dirty.count > TWIN__DIRTY_CAP && twin__buffer_reserve(b) != TWIN_OK)
+      return;
+    twin__dirty_mark(&b->dirty, a, z, !side);
+  }
+}
+
+void twin__close_for_op(twin_array *a, twin__side_id side, const twin__dirty *failed_before) {
+  twin__buffer *b = a->buf;
+  pthread_mutex_lock(&b->lock);
+  if (failed_before && (a->access_mode & TWIN_WRITE)) {
+    size_t lo, hi;
+    twin__array_extent(a, &lo, &hi);
+    unmark(b, side, failed_before, lo, hi);
+  }
+  close_locked("twin operation end", a, side);
+  pthread_mutex_unlock(&b->lock);
 }

@@ -253,9 +253,44 @@ void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src
 
 /* ---- Access (access.c) ---- */
 
+/* For built-in operations, which run on one side's memory: opens `access` on `side` and
+ * returns that side's memory (the device handle, or the host block's start; never used for a
+ * zero-copy host access). For a write, *before (when not NULL) receives the dirty map as it
+ * was, so that twin__close_for_op can undo the marking if the operation then failed. */
+twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access access,
+                              twin__dirty *before, void **mem);
+/* Closes it; failed_before is the map from the open when the operation failed, else NULL. */
+void twin__close_for_op(twin_array *a, twin__side_id side, const twin__dirty *failed_before);
+
 /* Generic half of twin_device_begin: returns the backend's device handle. */
 twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
                                size_t *byte_offset, const char *file, int line);
 twin_status twin__device_end(twin_array *a);
+
+/* ---- Copies and fills (ops.c, backends/host/ops.c, backends/opencl/ops.c) ---- */
+
+/* What a backend's copy and fill see of one array: its memory on the side the operation runs
+ * on, and its geometry. The two views of a copy have the same ndim and shape (core has already
+ * broadcast the source: a broadcast axis has stride 0). */
+typedef struct twin__view {
+  void *mem;        /* the backend's device handle, or the host buffer's start (host side) */
+  twin_dtype dtype;
+  int ndim;         /* 0..TWIN_MAX_DIMS */
+  size_t offset;    /* of the element at index 0, in elements from mem */
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS]; /* in elements, any sign */
+} twin__view;
+
+/* Rewrites a copy (src may be NULL for a fill) into the fewest axes that visit the same
+ * (dst, src) element pairs: size-1 axes go, axes where dst's stride is negative are walked
+ * backwards in both views, axes are sorted by dst's stride (largest first) and adjacent axes
+ * that are contiguous across each other in both views merge. A view of no elements is left
+ * alone. The result may have ndim 0 (one element). */
+void twin__view_simplify(twin__view *dst, twin__view *src);
+
+/* The host implementations of copy and fill, on host memory (mem is a host pointer). They are
+ * the host backend's members and the reference the OpenCL kernels must match bit for bit. */
+twin_status twin__host_copy(twin_context *ctx, const twin__view *dst, const twin__view *src);
+twin_status twin__host_fill(twin_context *ctx, const twin__view *dst, const void *value);
 
 #endif /* TWIN_INTERNAL_H */

@@ -313,8 +313,7 @@ TWIN_API twin_status twin_array_new(twin_context *ctx, twin_dtype dtype, int ndi
                                     const size_t *shape, twin_array **out);
 TWIN_API twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, twin_array **out,
                                        const char *file, int line);
-#define twin_array_new(ctx, dtype, ndim, shape, out) \
-  twin_array_new_at((ctx), (dtype), (ndim), (shape), (out), __FILE__, __LINE__)
+#define twin_array_new(...) twin_array_new_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* As twin_array_new, with every element zero. The zeros are written on whichever side is used
@@ -323,8 +322,7 @@ TWIN_API twin_status twin_array_zeros(twin_context *ctx, twin_dtype dtype, int n
                                       const size_t *shape, twin_array **out);
 TWIN_API twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, twin_array **out,
                                          const char *file, int line);
-#define twin_array_zeros(ctx, dtype, ndim, shape, out) \
-  twin_array_zeros_at((ctx), (dtype), (ndim), (shape), (out), __FILE__, __LINE__)
+#define twin_array_zeros(...) twin_array_zeros_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* As twin_array_new, with contents copied from data: C order, tightly packed, of the array's
@@ -335,8 +333,7 @@ TWIN_API twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, i
                                           twin_array **out);
 TWIN_API twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, const void *data, twin_array **out,
                                              const char *file, int line);
-#define twin_array_from_host(ctx, dtype, ndim, shape, data, out) \
-  twin_array_from_host_at((ctx), (dtype), (ndim), (shape), (data), (out), __FILE__, __LINE__)
+#define twin_array_from_host(...) twin_array_from_host_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* Takes one more reference on a and returns a. Thread-safe. */
@@ -383,8 +380,7 @@ TWIN_API twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t
                                            twin_array **out);
 TWIN_API twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape, const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out,
                                               const char *file, int line);
-#define twin_array_as_strided(a, ndim, shape, strides, offset, out) \
-  twin_array_as_strided_at((a), (ndim), (shape), (strides), (offset), (out), __FILE__, __LINE__)
+#define twin_array_as_strided(...) twin_array_as_strided_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* Omitted slice bound, NumPy's None. */
@@ -406,8 +402,7 @@ TWIN_API twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis,
                                       twin_array **out);
 TWIN_API twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out,
                                          const char *file, int line);
-#define twin_array_slice(a, per_axis, out) \
-  twin_array_slice_at((a), (per_axis), (out), __FILE__, __LINE__)
+#define twin_array_slice(...) twin_array_slice_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* A view with axis `axis` fixed at `index` (negative counts from the end) and dropped, as
@@ -416,8 +411,7 @@ TWIN_API twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index,
                                       twin_array **out);
 TWIN_API twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out,
                                          const char *file, int line);
-#define twin_array_index(a, axis, index, out) \
-  twin_array_index_at((a), (axis), (index), (out), __FILE__, __LINE__)
+#define twin_array_index(...) twin_array_index_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* A view whose axis i is a's axis perm[i]; perm has ndim entries naming every axis once, or
@@ -425,8 +419,7 @@ TWIN_API twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t inde
 TWIN_API twin_status twin_array_transpose(twin_array *a, const int *perm, twin_array **out);
 TWIN_API twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array **out,
                                              const char *file, int line);
-#define twin_array_transpose(a, perm, out) \
-  twin_array_transpose_at((a), (perm), (out), __FILE__, __LINE__)
+#define twin_array_transpose(...) twin_array_transpose_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* In a reshape's shape, the one axis whose length follows from the others (NumPy's -1). */
@@ -440,8 +433,7 @@ TWIN_API twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *s
                                         twin_array **out);
 TWIN_API twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, twin_array **out,
                                            const char *file, int line);
-#define twin_array_reshape(a, ndim, shape, out) \
-  twin_array_reshape_at((a), (ndim), (shape), (out), __FILE__, __LINE__)
+#define twin_array_reshape(...) twin_array_reshape_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* A read-only view of a broadcast to shape (ndim >= a's ndim) by NumPy's rules: axes align at
@@ -452,16 +444,14 @@ TWIN_API twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size
                                              twin_array **out);
 TWIN_API twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *shape, twin_array **out,
                                                 const char *file, int line);
-#define twin_array_broadcast_to(a, ndim, shape, out) \
-  twin_array_broadcast_to_at((a), (ndim), (shape), (out), __FILE__, __LINE__)
+#define twin_array_broadcast_to(...) twin_array_broadcast_to_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* A view without a's length-1 axes. Thread-safe. */
 TWIN_API twin_status twin_array_squeeze(twin_array *a, twin_array **out);
 TWIN_API twin_status twin_array_squeeze_at(twin_array *a, twin_array **out,
                                            const char *file, int line);
-#define twin_array_squeeze(a, out) \
-  twin_array_squeeze_at((a), (out), __FILE__, __LINE__)
+#define twin_array_squeeze(...) twin_array_squeeze_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* A view with a new length-1 axis inserted at position axis (-ndim-1..ndim; negative counts
@@ -469,8 +459,7 @@ TWIN_API twin_status twin_array_squeeze_at(twin_array *a, twin_array **out,
 TWIN_API twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out);
 TWIN_API twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out,
                                                const char *file, int line);
-#define twin_array_expand_dims(a, axis, out) \
-  twin_array_expand_dims_at((a), (axis), (out), __FILE__, __LINE__)
+#define twin_array_expand_dims(...) twin_array_expand_dims_at(__VA_ARGS__, __FILE__, __LINE__)
 
 
 /* ---- Residency ---------------------------------------------------------------------------- */
@@ -490,6 +479,56 @@ TWIN_API twin_status twin_array_evict(twin_array *a, twin_side side);
 /* Brings a's byte extent up to date on `side` now, ahead of use, so a later begin there moves
  * nothing. Thread-safe. */
 TWIN_API twin_status twin_array_prefetch(twin_array *a, twin_side side);
+
+/* ---- Copies and fills ----------------------------------------------------------------------
+ * The built-in operations run where the context computes: on its OpenCL device (enqueued in
+ * order on the context's queue; they may still be running when the call returns, and any later
+ * access waits for them), or in the calling thread on the host backend. Each opens and closes
+ * the accesses it needs itself, so it fails with TWIN_ERR_BUSY when an access to one of its
+ * arrays that conflicts is open (see twin_host_begin). On a device without fp64, any f64 array
+ * is TWIN_ERR_UNSUPPORTED. The first operation in an OpenCL context builds twin's kernels (about
+ * a second on PoCL when its kernel cache is cold); a build failure is TWIN_ERR_BUILD with the
+ * compiler's log in twin_last_error(). Thread-safe: any number of threads may run operations
+ * on one context at once, as long as no two write the same array at the same time. */
+
+/* Copies src's elements into dst. src has dst's shape, or broadcasts to it by NumPy's rules
+ * (trailing axes line up; src axes of length 1, or missing, repeat; extra leading src axes of
+ * length 1 are ignored); otherwise TWIN_ERR_SHAPE_MISMATCH naming both shapes. Either may be
+ * any view. Both must belong to the same context (else TWIN_ERR_INVALID_ARGUMENT); dst must
+ * be writable (a broadcast view is TWIN_ERR_READ_ONLY). When src and dst are views of one
+ * buffer whose elements overlap, the result is that of copying through a temporary (which this
+ * call makes). When dst has aliasing elements (stride 0 from twin_array_as_strided), which
+ * value each of them ends with is unspecified.
+ * Differing dtypes convert element by element, identically on every backend:
+ * - integer to integer wraps modulo 2^bits (the low bits are kept: 300 to u8 is 44, -1 to u16
+ *   is 65535);
+ * - integer or float to float rounds to nearest, ties to even (f64 to f32 overflows to +-inf;
+ *   i64 and u64 round once, directly);
+ * - float to integer truncates toward zero and saturates: values beyond the integer type's
+ *   range become its minimum or maximum (-1.5 to u8 is 0, 1e10 to i32 is INT32_MAX), and NaN
+ *   becomes 0. (C leaves these cases undefined; twin defines them the same way everywhere.) */
+TWIN_API twin_status twin_copy(twin_array *dst, twin_array *src);
+
+/* Sets every element of dst to *value, which points to one element of dst's dtype (its bits
+ * are copied as they are). dst may be any writable view; elements of its buffer outside the
+ * view are untouched. */
+TWIN_API twin_status twin_fill(twin_array *dst, const void *value);
+
+/* *out is a C-contiguous array with a's dtype, shape and elements: a itself, with a new
+ * reference, when twin_array_is_contiguous(a) (even if a is read-only), else a new compact
+ * array made by twin_copy. The caller owns *out. */
+TWIN_API twin_status twin_array_contiguous(twin_array *a, twin_array **out);
+TWIN_API twin_status twin_array_contiguous_at(twin_array *a, twin_array **out, const char *file,
+                                              int line);
+#define twin_array_contiguous(...) twin_array_contiguous_at(__VA_ARGS__, __FILE__, __LINE__)
+
+/* *out is a new, writable, C-contiguous array of exactly a's elements (dtype and shape), in a
+ * buffer of its own: a view's copy no longer keeps its (possibly huge) base alive. The caller
+ * owns *out. */
+TWIN_API twin_status twin_array_copy(twin_array *a, twin_array **out);
+TWIN_API twin_status twin_array_copy_at(twin_array *a, twin_array **out, const char *file,
+                                        int line);
+#define twin_array_copy(...) twin_array_copy_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* ---- Access ------------------------------------------------------------------------------- */
 
@@ -511,7 +550,7 @@ TWIN_API twin_status twin_host_begin(twin_array *a, twin_access access, void **p
  * the plain function stays callable (e.g. from other languages, or as (twin_host_begin)). */
 TWIN_API twin_status twin_host_begin_at(twin_array *a, twin_access access, void **ptr,
                                         const char *file, int line);
-#define twin_host_begin(a, access, ptr) twin_host_begin_at((a), (access), (ptr), __FILE__, __LINE__)
+#define twin_host_begin(...) twin_host_begin_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* Closes host access. After a write, the device copy is stale and moves at its next use.
  * Without an open host access it is TWIN_ERR_BAD_STATE. Thread-safe. */

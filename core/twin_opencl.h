@@ -29,8 +29,7 @@ TWIN_API twin_status twin_device_begin(twin_array *a, twin_access access, cl_mem
  * twin_host_begin_at); the macro makes every twin_device_begin call record them. */
 TWIN_API twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_mem *mem,
                                           size_t *byte_offset, const char *file, int line);
-#define twin_device_begin(a, access, mem, byte_offset)                                         \
-  twin_device_begin_at((a), (access), (mem), (byte_offset), __FILE__, __LINE__)
+#define twin_device_begin(...) twin_device_begin_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* Closes device access. After a write, the host copy is stale and moves at its next use.
  * Without an open device access it is TWIN_ERR_BAD_STATE. Thread-safe. */

@@ -10,9 +10,8 @@
 static void show(twin_context *ctx, const char *when) {
   twin_stats st;
   twin_context_stats(ctx, &st);
-  printf("%-34s host %6.1f MiB, device %6.1f MiB, held alive by small views %6.1f MiB\n", when,
-         st.host_bytes / 1048576.0, st.device_bytes / 1048576.0,
-         st.held_by_views_bytes / 1048576.0);
+  printf("%-34s host %9.1f KiB, device %9.1f KiB, held alive by small views %9.1f KiB\n",
+         when, st.host_bytes / 1024.0, st.device_bytes / 1024.0, st.held_by_views_bytes / 1024.0);
 }
 
 static int fail(const char *what) {

@@ -18,6 +18,8 @@ const struct twin_backend_ops twin__host_ops = {
     .name = "host",
     .open = host_open,
     .close = host_close,
+    .copy = twin__host_copy,
+    .fill = twin__host_fill,
 };
 
 void twin__host_device_info(twin_device_info *out) {

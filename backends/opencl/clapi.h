@@ -38,7 +38,8 @@
   X(clSetKernelArg)                                                                            \
   X(clEnqueueNDRangeKernel)                                                                    \
   X(clWaitForEvents)                                                                           \
-  X(clReleaseEvent)
+  X(clReleaseEvent)                                                                            \
+  X(clGetKernelWorkGroupInfo)
 
 typedef struct twin__cl_api {
 #define TWIN_X_MEMBER(f) __typeof__(&f) f;
@@ -62,13 +63,61 @@ twin_status twin__cl_fail(const char *call, cl_int err);
 twin_status twin__opencl_find(const twin_device_info *info, cl_platform_id *platform,
                               cl_device_id *device);
 
+/* The built-in kernels (the .cl files of kernels/), numbered for the per-context cache: five
+ * families that move bits, one kernel per element size (1, 2, 4, 8 bytes), then one converting
+ * copy per (source, destination) dtype pair. */
+typedef enum twin__cl_family {
+  TWIN__CL_COPY1, /* 1-D strided copy */
+  TWIN__CL_COPYT, /* 2-D transposing copy, one block per work item */
+  TWIN__CL_COPYN, /* N-d strided copy */
+  TWIN__CL_FILL1, /* 1-D strided fill */
+  TWIN__CL_FILLN, /* N-d strided fill */
+  TWIN__CL_FAMILIES
+} twin__cl_family;
+
+#define TWIN__CL_SIZES 4
+#define TWIN__CL_KERNELS (TWIN__CL_FAMILIES * TWIN__CL_SIZES + TWIN_DTYPE_COUNT * TWIN_DTYPE_COUNT)
+
+/* The kernel number of a family at an element size, and of the converting copy src -> dst. */
+int twin__cl_kernel_id(twin__cl_family family, size_t item);
+int twin__cl_convert_id(twin_dtype src, twin_dtype dst);
+
+/* A created kernel and the largest work-group its device runs it with. */
+typedef struct twin__cl_kernel {
+  cl_kernel kernel;
+  size_t max_group;
+} twin__cl_kernel;
+
 /* The OpenCL backend's per-context state. */
 typedef struct twin__cl_context {
   cl_platform_id platform;
   cl_device_id device;
   cl_context context;
   cl_command_queue queue;
+  /* The built-in kernels: one program, built at the first built-in operation, and kernels
+   * created from it on first use. ops_lock guards both, and is held across clSetKernelArg and
+   * the enqueue, since a cl_kernel's arguments are shared by every thread that uses it. */
+  pthread_mutex_t ops_lock;
+  cl_program program;
+  twin__cl_kernel kernels[TWIN__CL_KERNELS];
 } twin__cl_context;
+
+/* The program's source, generated from the .cl files of kernels/ by kernels/embed.py: lines to
+ * pass together to clCreateProgramWithSource. */
+extern const char *const twin__cl_program_lines[];
+extern const size_t twin__cl_program_line_count;
+
+/* Builds the context's program unless it is built (program.c): the prepare_ops member. A
+ * compiler failure is TWIN_ERR_BUILD with the build log appended to the message. */
+twin_status twin__cl_prepare_ops(twin_context *ctx);
+/* With cl->ops_lock held: builds the program if needed and returns kernel number id. */
+twin_status twin__cl_kernel_get(twin_context *ctx, int id, const twin__cl_kernel **out);
+/* Releases the program and kernels (at context close). */
+void twin__cl_program_release(twin__cl_context *cl);
+
+/* The built-in operation members of twin__opencl_ops (ops.c). */
+twin_status twin__cl_copy(twin_context *ctx, const twin__view *dst, const twin__view *src);
+twin_status twin__cl_fill(twin_context *ctx, const twin__view *dst, const void *value);
 
 /* The buffer members of twin__opencl_ops (memory.c). */
 twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle);

@@ -22,9 +22,15 @@ static twin_status cl_open(twin_context *ctx) {
     s = twin__cl_fail("clCreateCommandQueue", err);
     goto fail_queue;
   }
+  if (pthread_mutex_init(&cl->ops_lock, NULL) != 0) {
+    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a context");
+    goto fail_lock;
+  }
   ctx->backend = cl;
   return TWIN_OK;
 
+fail_lock:
+  twin__cl.clReleaseCommandQueue(cl->queue);
 fail_queue:
   twin__cl.clReleaseContext(cl->context);
 fail_find:
@@ -35,6 +41,8 @@ fail_find:
 static void cl_close(twin_context *ctx) {
   twin__cl_context *cl = to_cl(ctx);
   twin__cl.clFinish(cl->queue);
+  twin__cl_program_release(cl);
+  pthread_mutex_destroy(&cl->ops_lock);
   twin__cl.clReleaseCommandQueue(cl->queue);
   twin__cl.clReleaseContext(cl->context);
   twin__free(cl);
@@ -58,4 +66,7 @@ const struct twin_backend_ops twin__opencl_ops = {
     .dev_wrap = twin__cl_wrap,
     .map = twin__cl_map,
     .unmap = twin__cl_unmap,
+    .prepare_ops = twin__cl_prepare_ops,
+    .copy = twin__cl_copy,
+    .fill = twin__cl_fill,
 };

@@ -1,0 +1,317 @@
+/* The built-in operations: twin_copy, twin_fill, twin_array_contiguous and twin_array_copy.
+ * Core validates, broadcasts, detects overlap and opens the arrays' accesses on the side where
+ * the work runs (the device when the context has one, else the host); the backend's copy and
+ * fill members do the mechanics on the views they are given. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../backends/backend.h"
+#include "internal.h"
+
+/* Room for "(" + 8 numbers of up to 20 digits joined by ", " + ",)". */
+#define SHAPE_TEXT_CAP (TWIN_MAX_DIMS * 22 + 4)
+
+/* A shape as NumPy prints it: "(3, 4)", "(5,)", "()". */
+static const char *shape_text(const twin_array *a, char *buf) {
+  size_t used = (size_t)snprintf(buf, SHAPE_TEXT_CAP, "(");
+  for (int i = 0; i < a->ndim; i++)
+    used += (size_t)snprintf(buf + used, SHAPE_TEXT_CAP - used, i ? ", %zu" : "%zu",
+                             a->shape[i]);
+  snprintf(buf + used, SHAPE_TEXT_CAP - used, a->ndim == 1 ? ",)" : ")");
+  return buf;
+}
+
+/* src's strides broadcast to dst's shape, by NumPy's rules: trailing axes line up; a source
+ * axis of size 1, or a missing one, repeats (stride 0); extra leading source axes of size 1
+ * are dropped (as np.copyto does). */
+static twin_status broadcast_strides(const char *fn, const twin_array *dst, const twin_array *src,
+                                     ptrdiff_t *strides) {
+  int extra = src->ndim - dst->ndim;
+  bool ok = true;
+  for (int j = 0; j < extra; j++)
+    ok = ok && src->shape[j] == 1;
+  for (int i = 0; i < dst->ndim && ok; i++) {
+    int j = i + extra;
+    if (j < 0 || src->shape[j] == 1)
+      strides[i] = 0;
+    else if (src->shape[j] == dst->shape[i])
+      strides[i] = src->strides[j];
+    else
+      ok = false;
+  }
+  if (ok)
+    return TWIN_OK;
+  char a[SHAPE_TEXT_CAP], b[SHAPE_TEXT_CAP];
+  return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: the source's shape %s cannot be broadcast to "
+                    "the destination's shape %s", fn, shape_text(src, a), shape_text(dst, b));
+}
+
+static bool overlap(const twin_array *a, const twin_array *b) {
+  if (a->buf != b->buf)
+    return false;
+  size_t alo, ahi, blo, bhi;
+  twin__array_extent(a, &alo, &ahi);
+  twin__array_extent(b, &blo, &bhi);
+  return alo < bhi && blo < ahi;
+}
+
+/* Where an operation runs: on the device, through the backend's member, when the context has
+ * device memory and the backend implements it; else on the host through the C version. */
+typedef struct placement {
+  bool device;
+  twin_status (*copy)(twin_context *ctx, const twin__view *dst, const twin__view *src);
+  twin_status (*fill)(twin_context *ctx, const twin__view *dst, const void *value);
+} placement;
+
+static placement place(const twin_context *ctx) {
+  const struct twin_backend_ops *ops = ctx->ops;
+  placement p = {ops->dev_alloc != NULL, ops->copy, ops->fill};
+  if (!p.copy || !p.fill) {
+    p.device = false;
+    p.copy = twin__host_copy;
+    p.fill = twin__host_fill;
+  }
+  return p;
+}
+
+/* Refuses f64 work on a device without fp64 before anything is opened or built. */
+static twin_status check_fp64(const char *fn, const twin_context *ctx, placement p,
+                              twin_dtype a, twin_dtype b) {
+  if (!p.device || ctx->device.fp64 || (a != TWIN_F64 && b != TWIN_F64))
+    return TWIN_OK;
+  return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: device \"%s\" has no fp64 support for an f64 "
+                    "array", fn, ctx->device.name);
+}
+
+static twin_status prepare(twin_context *ctx, placement p) {
+  return p.device && ctx->ops->prepare_ops ? ctx->ops->prepare_ops(ctx) : TWIN_OK;
+}
+
+static twin__side_id side_of(placement p) {
+  return p.device ? TWIN__DEVICE : TWIN__HOST;
+}
+
+/* Opens `access` on a on the operation's side and returns that side's memory (the device
+ * handle, or the host buffer's start). */
+static twin_status open_access(twin_array *a, twin_access access, placement p, void **mem,
+                               twin__dirty *before) {
+  return twin__open_for_op(a, side_of(p), access, before, mem);
+}
+
+/* Closes an access open_access opened; after a failed operation, undoes a write's marking. */
+static void close_access(twin_array *a, placement p, const twin__dirty *failed_before) {
+  twin__close_for_op(a, side_of(p), failed_before);
+}
+
+/* A view of a with dst's shape and the given strides (a's own, or broadcast ones). */
+static void make_view(twin__view *v, void *mem, const twin_array *a, const twin_array *shape_of,
+                      const ptrdiff_t *strides) {
+  memset(v, 0, sizeof *v);
+  v->mem = mem;
+  v->dtype = a->dtype;
+  v->ndim = shape_of->ndim;
+  v->offset = a->offset;
+  for (int i = 0; i < v->ndim; i++) {
+    v->shape[i] = shape_of->shape[i];
+    v->strides[i] = strides[i];
+  }
+}
+
+/* Copies between two arrays that do not overlap. src's access is opened first: a read of one
+ * view and a write of another view of the same buffer may be open together on one side.
+ * Should the backend fail, dst's write is undone in the coherence state, so data newer on the
+ * other side is not lost. */
+static twin_status run_copy(twin_array *dst, twin_array *src, const ptrdiff_t *src_strides) {
+  twin_context *ctx = dst->buf->ctx;
+  placement p = place(ctx);
+  twin_status s = prepare(ctx, p);
+  void *smem, *dmem;
+  if (s != TWIN_OK)
+    return s;
+  s = open_access(src, TWIN_READ, p, &smem, NULL);
+  if (s != TWIN_OK)
+    return s;
+  twin__dirty *before = twin__malloc(sizeof *before);
+  if (!before) {
+    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_copy: no memory for bookkeeping");
+    goto fail_before;
+  }
+  s = open_access(dst, TWIN_WRITE, p, &dmem, before);
+  if (s != TWIN_OK)
+    goto fail_dst;
+  twin__view dv, sv;
+  make_view(&dv, dmem, dst, dst, dst->strides);
+  make_view(&sv, smem, src, dst, src_strides);
+  s = p.copy(ctx, &dv, &sv);
+  close_access(dst, p, s == TWIN_OK ? NULL : before);
+fail_dst:
+  twin__free(before);
+fail_before:
+  close_access(src, p, NULL);
+  return s;
+}
+
+twin_status twin_copy(twin_array *dst, twin_array *src) {
+  static const char fn[] = "twin_copy";
+  if (!dst || !src)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "src");
+  twin_context *ctx = dst->buf->ctx;
+  if (src->buf->ctx != ctx)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: dst and src belong to different contexts "
+                      "(%s and %s); move data between contexts through host memory", fn,
+                      ctx->device.spec, src->buf->ctx->device.spec);
+  if (dst->read_only)
+    return twin__fail(TWIN_ERR_READ_ONLY, "%s: dst is a broadcast view (some elements alias "
+                      "each other) and cannot be written", fn);
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  twin_status s = broadcast_strides(fn, dst, src, strides);
+  if (s == TWIN_OK)
+    s = check_fp64(fn, ctx, place(ctx), dst->dtype, src->dtype);
+  if (s != TWIN_OK || dst->size == 0 || dst == src)
+    return s; /* an array copied onto itself is unchanged */
+  if (!overlap(dst, src))
+    return run_copy(dst, src, strides);
+  /* Overlapping views of one buffer: the result must be that of copying through a temporary,
+   * whatever order the backend visits elements in; so make the temporary. */
+  twin_array *tmp;
+  s = twin_array_copy(src, &tmp);
+  if (s != TWIN_OK)
+    return s;
+  s = twin_copy(dst, tmp);
+  twin_array_unref(tmp);
+  return s;
+}
+
+twin_status twin_fill(twin_array *dst, const void *value) {
+  static const char fn[] = "twin_fill";
+  if (!dst || !value)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "value");
+  if (dst->read_only)
+    return twin__fail(TWIN_ERR_READ_ONLY, "%s: dst is a broadcast view (some elements alias "
+                      "each other) and cannot be written", fn);
+  twin_context *ctx = dst->buf->ctx;
+  placement p = place(ctx);
+  twin_status s = check_fp64(fn, ctx, p, dst->dtype, dst->dtype);
+  if (s != TWIN_OK || dst->size == 0)
+    return s;
+  void *mem;
+  twin__dirty *before = NULL;
+  s = prepare(ctx, p);
+  if (s == TWIN_OK && !(before = twin__malloc(sizeof *before)))
+    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for bookkeeping", fn);
+  if (s == TWIN_OK)
+    s = open_access(dst, TWIN_WRITE, p, &mem, before);
+  if (s == TWIN_OK) {
+    twin__view v;
+    make_view(&v, mem, dst, dst, dst->strides);
+    s = p.fill(ctx, &v, value);
+    close_access(dst, p, s == TWIN_OK ? NULL : before);
+  }
+  twin__free(before);
+  return s;
+}
+
+twin_status twin_array_copy_at(twin_array *a, twin_array **out, const char *file, int line) {
+  if (!a || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_copy: %s is NULL", !a ? "a" : "out");
+  twin_array *c;
+  twin_status s = twin_array_new_at(a->buf->ctx, a->dtype, a->ndim, a->shape, &c, file, line);
+  if (s != TWIN_OK)
+    return s;
+  memcpy(c->owner, a->owner, sizeof c->owner);
+  s = twin_copy(c, a);
+  if (s != TWIN_OK) {
+    twin_array_unref(c);
+    return s;
+  }
+  *out = c;
+  return TWIN_OK;
+}
+
+twin_status(twin_array_copy)(twin_array *a, twin_array **out) {
+  return twin_array_copy_at(a, out, NULL, 0);
+}
+
+twin_status twin_array_contiguous_at(twin_array *a, twin_array **out, const char *file,
+                                     int line) {
+  if (!a || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_contiguous: %s is NULL",
+                      !a ? "a" : "out");
+  if (!twin_array_is_contiguous(a))
+    return twin_array_copy_at(a, out, file, line);
+  *out = twin_array_ref(a);
+  return TWIN_OK;
+}
+
+twin_status(twin_array_contiguous)(twin_array *a, twin_array **out) {
+  return twin_array_contiguous_at(a, out, NULL, 0);
+}
+
+/* ---- Reducing the iteration space ---- */
+
+typedef struct axis {
+  size_t n;
+  ptrdiff_t d, s; /* dst and src strides */
+} axis;
+
+static void flip_axis(axis *x, twin__view *dst, twin__view *src) {
+  ptrdiff_t last = (ptrdiff_t)x->n - 1;
+  dst->offset = (size_t)((ptrdiff_t)dst->offset + last * x->d);
+  x->d = -x->d;
+  if (src) {
+    src->offset = (size_t)((ptrdiff_t)src->offset + last * x->s);
+    x->s = -x->s;
+  }
+}
+
+static ptrdiff_t magnitude(ptrdiff_t v) {
+  return v < 0 ? -v : v;
+}
+
+/* Orders by dst stride, largest first; ties by the source's stride magnitude. */
+static bool goes_before(const axis *a, const axis *b) {
+  return a->d > b->d || (a->d == b->d && magnitude(a->s) > magnitude(b->s));
+}
+
+void twin__view_simplify(twin__view *dst, twin__view *src) {
+  axis ax[TWIN_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i < dst->ndim; i++) {
+    if (dst->shape[i] == 0)
+      return; /* no elements: nothing to walk */
+    if (dst->shape[i] == 1)
+      continue;
+    ax[n] = (axis){dst->shape[i], dst->strides[i], src ? src->strides[i] : 0};
+    if (ax[n].d < 0)
+      flip_axis(&ax[n], dst, src);
+    n++;
+  }
+  for (int i = 1; i < n; i++) /* insertion sort: stable, and n <= 8 */
+    for (int j = i; j > 0 && goes_before(&ax[j], &ax[j - 1]); j--) {
+      axis t = ax[j];
+      ax[j] = ax[j - 1];
+      ax[j - 1] = t;
+    }
+  int m = 0;
+  for (int i = 0; i < n; i++) {
+    axis *o = m ? &ax[m - 1] : NULL;
+    if (o && o->d == (ptrdiff_t)ax[i].n * ax[i].d && o->s == (ptrdiff_t)ax[i].n * ax[i].s) {
+      o->n *= ax[i].n; /* outer axis o continues where axis i ends, in both views */
+      o->d = ax[i].d;
+      o->s = ax[i].s;
+    } else {
+      ax[m++] = ax[i];
+    }
+  }
+  dst->ndim = m;
+  if (src)
+    src->ndim = m;
+  for (int i = 0; i < m; i++) {
+    dst->shape[i] = ax[i].n;
+    dst->strides[i] = ax[i].d;
+    if (src) {
+      src->shape[i] = ax[i].n;
+      src->strides[i] = ax[i].s;
+    }
+  }
+}
