@@ -10,10 +10,6 @@ static const char *side_name(twin__side_id side) {
   return side == TWIN__HOST ? "host" : "device";
 }
 
-static const char *site_file(twin__site site) {
-  return site.file ? site.file : "(unknown)";
-}
-
 /* True when a write-only access overwrites every byte of the array's extent, so the extent
  * need not be brought up to date first (a strided view has gaps it would not overwrite). */
 static bool covers_extent(const twin_array *a) {
@@ -51,8 +47,8 @@ static twin_status check_open_state(const char *fn, const twin_array *a, twin__s
   twin__side_id other = !side;
   if (b->open_writes[other])
     return twin__fail(TWIN_ERR_BUSY, "%s: a %s write access to this buffer is still open, "
-                      "begun at %s:%d", fn, side_name(other), site_file(b->write_site[other]),
-                      b->write_site[other].line);
+                      "begun at %s:%d", fn, side_name(other),
+                      twin__site_file(b->write_site[other]), b->write_site[other].line);
   if ((access & TWIN_WRITE) && b->open_reads[other])
     return twin__fail(TWIN_ERR_BUSY, "%s: cannot write while a %s read access to this buffer "
                       "is open", fn, side_name(other));

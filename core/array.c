@@ -81,19 +81,26 @@ static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, cons
   return TWIN_OK;
 }
 
+/* A new array on a new buffer, for arguments check_new has passed. */
+static twin_status make_checked(twin_context *ctx, twin_dtype dtype, int ndim,
+                                const size_t *shape, size_t size, size_t nbytes, bool zero,
+                                twin__site site, twin_array **out) {
+  twin__buffer *b;
+  twin_status s = twin__buffer_new(ctx, nbytes, zero, site, &b);
+  if (s != TWIN_OK)
+    return s;
+  return wrap_buffer(b, dtype, ndim, shape, size, site, out);
+}
+
 static twin_status make(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
                         const size_t *shape, bool zero, twin__site site, twin_array **out) {
   size_t size, nbytes;
   twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
+  if (s == TWIN_OK && !out)
+    s = twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
   if (s != TWIN_OK)
     return s;
-  if (!out)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
-  twin__buffer *b;
-  s = twin__buffer_new(ctx, nbytes, zero, site, &b);
-  if (s != TWIN_OK)
-    return s;
-  return wrap_buffer(b, dtype, ndim, shape, size, site, out);
+  return make_checked(ctx, dtype, ndim, shape, size, nbytes, zero, site, out);
 }
 
 twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
@@ -130,7 +137,7 @@ twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndi
   if (!data && nbytes)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: data is NULL for %zu bytes", fn, nbytes);
   twin_array *a;
-  s = make(fn, ctx, dtype, ndim, shape, false, (twin__site){file, line}, &a);
+  s = make_checked(ctx, dtype, ndim, shape, size, nbytes, false, (twin__site){file, line}, &a);
   if (s != TWIN_OK)
     return s;
   s = twin_array_write(a, data, nbytes);

@@ -71,6 +71,10 @@ typedef struct twin__site {
   int line;
 } twin__site;
 
+static inline const char *twin__site_file(twin__site site) {
+  return site.file ? site.file : "(unknown)";
+}
+
 /* ---- Contexts (context.c, stats.c, device.c) ---- */
 
 struct twin_backend_ops;

@@ -42,12 +42,18 @@ static size_t evict(twin__buffer *b, twin__side_id x) {
   return b->nbytes ? b->nbytes : 1;
 }
 
+/* Checks the arguments of the per-array side calls. */
+static twin_status check_side(const char *fn, const twin_array *a, twin_side side,
+                              twin__side_id *x) {
+  if (!a)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: a is NULL", fn);
+  return to_side_id(fn, side, x);
+}
+
 twin_status twin_array_evict(twin_array *a, twin_side side) {
   static const char fn[] = "twin_array_evict";
   twin__side_id x = TWIN__HOST;
-  if (!a)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: a is NULL", fn);
-  twin_status s = to_side_id(fn, side, &x);
+  twin_status s = check_side(fn, a, side, &x);
   if (s != TWIN_OK)
     return s;
   twin__buffer *b = a->buf;
@@ -62,9 +68,7 @@ twin_status twin_array_evict(twin_array *a, twin_side side) {
 twin_status twin_array_prefetch(twin_array *a, twin_side side) {
   static const char fn[] = "twin_array_prefetch";
   twin__side_id x = TWIN__HOST;
-  if (!a)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: a is NULL", fn);
-  twin_status s = to_side_id(fn, side, &x);
+  twin_status s = check_side(fn, a, side, &x);
   if (s != TWIN_OK)
     return s;
   twin__buffer *b = a->buf;
@@ -76,7 +80,8 @@ twin_status twin_array_prefetch(twin_array *a, twin_side side) {
   pthread_mutex_lock(&b->lock);
   if (b->open_writes[!x])
     s = twin__fail(TWIN_ERR_BUSY, "%s: a %s write access to this buffer is open, begun at "
-                   "%s:%d", fn, side_name(!x), b->write_site[!x].file, b->write_site[!x].line);
+                   "%s:%d", fn, side_name(!x), twin__site_file(b->write_site[!x]),
+                   b->write_site[!x].line);
   if (s == TWIN_OK)
     s = twin__buffer_reserve(b);
   if (s == TWIN_OK)
