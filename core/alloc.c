@@ -18,7 +18,7 @@ twin__allocator twin__host_alloc = {
 };
 
 void *twin__malloc(size_t size) {
-  return twin__host_alloc.malloc_fn(size ? size : 1);
+  return atomic_load_explicit(&twin__host_alloc.malloc_fn, memory_order_relaxed)(size ? size : 1);
 }
 
 void *twin__calloc(size_t count, size_t size) {
@@ -32,12 +32,13 @@ void *twin__calloc(size_t count, size_t size) {
 }
 
 void *twin__aligned(size_t alignment, size_t size) {
-  return twin__host_alloc.aligned_fn(alignment, size ? size : 1);
+  twin__aligned_fn fn = atomic_load_explicit(&twin__host_alloc.aligned_fn, memory_order_relaxed);
+  return fn(alignment, size ? size : 1);
 }
 
 void twin__free(void *p) {
   if (p)
-    twin__host_alloc.free_fn(p);
+    atomic_load_explicit(&twin__host_alloc.free_fn, memory_order_relaxed)(p);
 }
 
 char *twin__strdup(const char *s) {

@@ -161,9 +161,8 @@ twin_array *twin_array_ref(twin_array *a) {
 }
 
 void twin_array_unref(twin_array *a) {
-  if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_release) != 1)
+  if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
     return;
-  atomic_thread_fence(memory_order_acquire);
   twin__buffer *b = a->buf;
   detach(a);
   twin__free(a);

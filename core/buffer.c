@@ -87,9 +87,8 @@ void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
 }
 
 void twin__buffer_unref(twin__buffer *b) {
-  if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_release) != 1)
+  if (!b || atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
     return;
-  atomic_thread_fence(memory_order_acquire);
   twin_context *ctx = b->ctx;
   unlink_buffer(b);
   twin__buffer_release_side(b, TWIN__DEVICE); /* first: a zero-copy handle owns the host block */

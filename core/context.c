@@ -122,11 +122,10 @@ twin_context *twin__context_hold(twin_context *ctx) {
 }
 
 void twin__context_release(twin_context *ctx) {
-  /* Release ordering publishes this thread's writes; the acquire fence makes every other
-   * thread's writes visible to the one that tears down. */
-  if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_release) != 1)
+  /* acq_rel: each drop publishes its thread's writes, and the last one sees them all before
+   * tearing down (a standalone fence would do, but ThreadSanitizer cannot see fences). */
+  if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
     return;
-  atomic_thread_fence(memory_order_acquire);
   ctx->ops->close(ctx);
   pthread_mutex_destroy(&ctx->lock);
   twin__free(ctx);

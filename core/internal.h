@@ -29,13 +29,31 @@ void twin__fail_append(const char *fmt, ...) TWIN_PRINTF(1, 2);
  * allocation fail without touching the process-wide malloc that OpenCL runtimes depend on.
  * aligned: alignment is a power of two >= sizeof(void *); memory from both is released by
  * free_fn. */
+typedef void *(*twin__malloc_fn)(size_t size);
+typedef void *(*twin__aligned_fn)(size_t alignment, size_t size);
+typedef void (*twin__free_fn)(void *p);
+
+/* The members are atomic because runtime threads free zero-copy blocks (from cl_mem destructor
+ * callbacks) while a test may be swapping hooks; a relaxed atomic load is a plain load. Copy
+ * whole tables with twin__allocator_copy / twin__allocator_set, never by struct assignment. */
 typedef struct twin__allocator {
-  void *(*malloc_fn)(size_t size);
-  void *(*aligned_fn)(size_t alignment, size_t size);
-  void (*free_fn)(void *p);
+  _Atomic(twin__malloc_fn) malloc_fn;
+  _Atomic(twin__aligned_fn) aligned_fn;
+  _Atomic(twin__free_fn) free_fn;
 } twin__allocator;
 
 extern twin__allocator twin__host_alloc;
+
+/* Copies an allocator table member by member, each atomically (twin__allocator_set(&saved)
+ * restores a table saved with twin__allocator_copy(&saved, &twin__host_alloc)). */
+static inline void twin__allocator_copy(twin__allocator *to, const twin__allocator *from) {
+  atomic_store(&to->malloc_fn, atomic_load(&from->malloc_fn));
+  atomic_store(&to->aligned_fn, atomic_load(&from->aligned_fn));
+  atomic_store(&to->free_fn, atomic_load(&from->free_fn));
+}
+static inline void twin__allocator_set(const twin__allocator *from) {
+  twin__allocator_copy(&twin__host_alloc, from);
+}
 
 void *twin__malloc(size_t size);
 void *twin__calloc(size_t count, size_t size);

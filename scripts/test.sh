@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: every test on every backend (PoCL through the ICD loader, and the host
 # backend), then again under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection,
-# then a program built outside the tree against an installed copy through pkg-config.
+# then under ThreadSanitizer, then a program built outside the tree against an installed copy
+# through pkg-config.
 # Ends with one line: N passed, N failed[, N skipped].
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,9 +29,15 @@ if build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
   meson test -C build-asan --print-errorlogs --num-processes "$jobs"
 fi
 
+# ThreadSanitizer: the threaded tests (views of one buffer shared across threads, concurrent
+# copies, refcounts) must be race-free. No suppressions: PoCL runs clean under TSan.
+if build build-tsan -Db_sanitize=thread -Db_lundef=false; then
+  meson test -C build-tsan --print-errorlogs --num-processes "$jobs"
+fi
+
 install_result=0/1
 if scripts/check-install.sh; then
   install_result=1/0
 fi
 
-python3 scripts/summary.py build build-asan "install=$install_result"
+python3 scripts/summary.py build build-asan build-tsan "install=$install_result"

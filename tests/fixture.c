@@ -42,10 +42,17 @@ static int group_teardown(void **state) {
   return 0;
 }
 
+/* Puts back the real allocator and OpenCL entry points, writing only what a case changed:
+ * runtime threads read the allocator (freeing zero-copy blocks) while the main thread tears
+ * down, and an unchanged table must not look like a racing write. */
 static void restore_hooks(void) {
-  twin__host_alloc = default_alloc;
+  if (atomic_load(&twin__host_alloc.malloc_fn) != atomic_load(&default_alloc.malloc_fn) ||
+      atomic_load(&twin__host_alloc.aligned_fn) != atomic_load(&default_alloc.aligned_fn) ||
+      atomic_load(&twin__host_alloc.free_fn) != atomic_load(&default_alloc.free_fn))
+    twin__allocator_set(&default_alloc);
 #ifdef TWIN_HAVE_OPENCL
-  twin__cl = twin__cl_real;
+  if (memcmp(&twin__cl, &twin__cl_real, sizeof twin__cl) != 0)
+    twin__cl = twin__cl_real;
 #endif
 }
 
@@ -82,7 +89,7 @@ static int run_group(const char *file, const char *spec, const struct CMUnitTest
 }
 
 int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n) {
-  default_alloc = twin__host_alloc;
+  twin__allocator_copy(&default_alloc, &twin__host_alloc);
   const char *env = getenv("TWIN_TEST_BACKENDS");
 #ifdef TWIN_HAVE_OPENCL
   const char *def = "host,opencl,opencl+copy";

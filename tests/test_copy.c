@@ -1026,13 +1026,13 @@ static void test_copy_survives_allocation_failures(void **state) {
   twin_status s = TWIN_ERR_OUT_OF_HOST_MEMORY;
   int fail_at;
   for (fail_at = 1; fail_at < 50 && s != TWIN_OK; fail_at++) {
-    real_alloc = twin__host_alloc;
+    twin__allocator_copy(&real_alloc, &twin__host_alloc);
     alloc_calls = 0;
     alloc_fail_at = fail_at;
     twin__host_alloc.malloc_fn = failing_malloc;
     twin__host_alloc.aligned_fn = failing_aligned;
     s = twin_copy(hi, lo);
-    twin__host_alloc = real_alloc;
+    twin__allocator_set(&real_alloc);
     if (s != TWIN_OK) {
       assert_int_equal(s, TWIN_ERR_OUT_OF_HOST_MEMORY);
       twin_stats now = fixture_stats(f);

@@ -82,7 +82,7 @@ static void counting_free(void *p) {
 
 /* Routes the library's host allocations through the wrappers; fail_at 0 fails none. */
 static void install_alloc(int fail_at) {
-  real_alloc = twin__host_alloc;
+  twin__allocator_copy(&real_alloc, &twin__host_alloc);
   alloc_calls = 0;
   alloc_fail_at = fail_at;
   alloc_live = 0;
@@ -92,7 +92,7 @@ static void install_alloc(int fail_at) {
 }
 
 static void restore_alloc(void) {
-  twin__host_alloc = real_alloc;
+  twin__allocator_set(&real_alloc);
 }
 
 typedef struct host_work {
