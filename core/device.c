@@ -48,8 +48,8 @@ static bool contains_nocase(const char *haystack, const char *needle) {
   return n == 0;
 }
 
-/* The default choice: first GPU, else accelerator, else CPU, among OpenCL devices only when
- * opencl_only, else falling back to the host backend (which is always the list's last). */
+/* The default choice: first GPU, else accelerator, else CPU among the n OpenCL devices; then,
+ * unless opencl_only, the host backend, which follows them as the list's last entry. */
 static const twin_device_info *pick_default(const twin_device_info *list, size_t n,
                                             bool opencl_only) {
   static const twin_device_type order[] = {TWIN_DEVICE_GPU, TWIN_DEVICE_ACCELERATOR,
@@ -58,7 +58,7 @@ static const twin_device_info *pick_default(const twin_device_info *list, size_t
     for (size_t i = 0; i < n; i++)
       if (list[i].type == order[k])
         return &list[i];
-  return opencl_only ? NULL : &list[n - 1];
+  return opencl_only ? NULL : &list[n];
 }
 
 static const twin_device_info *pick_type(const twin_device_info *list, size_t n,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: every test on every backend (PoCL through the ICD loader, and the host
 # backend), then again under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection,
-# then under ThreadSanitizer, then a program built outside the tree against an installed copy
-# through pkg-config.
+# then under ThreadSanitizer, then built without OpenCL (host backend only), then a program
+# built outside the tree against an installed copy through pkg-config.
 # Ends with one line: N passed, N failed[, N skipped].
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,9 +35,14 @@ if build build-tsan -Db_sanitize=thread -Db_lundef=false; then
   meson test -C build-tsan --print-errorlogs --num-processes "$jobs"
 fi
 
+# Without OpenCL (-Dopencl=disabled): the host backend alone must build and pass.
+if build build-host-only -Dopencl=disabled; then
+  meson test -C build-host-only --print-errorlogs --num-processes "$jobs"
+fi
+
 install_result=0/1
 if scripts/check-install.sh; then
   install_result=1/0
 fi
 
-python3 scripts/summary.py build build-asan build-tsan "install=$install_result"
+python3 scripts/summary.py build build-asan build-tsan build-host-only "install=$install_result"
