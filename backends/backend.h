@@ -10,6 +10,32 @@
 
 #include "../core/internal.h"
 
+/* One parameter of a user kernel as the device describes it (clGetKernelArgInfo); fields it
+ * cannot describe stay zero, and core then checks less. */
+typedef enum twin__space {
+  TWIN__SPACE_UNKNOWN = 0,
+  TWIN__SPACE_GLOBAL,
+  TWIN__SPACE_CONSTANT,
+  TWIN__SPACE_LOCAL,
+  TWIN__SPACE_PRIVATE,
+} twin__space;
+
+typedef struct twin__param {
+  char name[64]; /* as declared in the source */
+  char type[64]; /* as the compiler spells it, without qualifiers: "float*", "long8", "uint" */
+  twin__space space;
+  bool is_const; /* a pointer to const (or __constant) data */
+} twin__param;
+
+/* One value for one kernel parameter: size bytes at value (NULL: local memory of size bytes).
+ * A device handle is passed as the handle itself, a pointer: {sizeof(void *), &handle}. same:
+ * the kernel holds this very value from its previous launch, so setting it may be skipped. */
+typedef struct twin__kvalue {
+  size_t size;
+  const void *value;
+  bool same;
+} twin__kvalue;
+
 struct twin_backend_ops {
   const char *name; /* "opencl", "host" */
 
@@ -58,6 +84,43 @@ struct twin_backend_ops {
   twin_status (*prepare_ops)(twin_context *ctx);
   twin_status (*copy)(twin_context *ctx, const twin__view *dst, const twin__view *src);
   twin_status (*fill)(twin_context *ctx, const twin__view *dst, const void *value);
+
+  /* ---- Memory the application lends (external.c); each may be NULL ----
+   * dev_adopt: checks that a device handle the application made belongs to ctx's device
+   * context, stores its size in bytes in *nbytes and takes a reference of its own on it, which
+   * dev_free drops. On failure it takes nothing. NULL: device memory cannot be adopted.
+   * dev_wrap_external: as dev_wrap, over host memory twin does not own: the handle never frees
+   * it, and done(arg) runs exactly once when the runtime no longer uses it, after dev_free
+   * (maybe on a runtime thread; never after a failure). NULL: adopted host memory is used
+   * through two copies. Both are safe to call from several threads at once. */
+  twin_status (*dev_adopt)(twin_context *ctx, void *handle, size_t *nbytes);
+  twin_status (*dev_wrap_external)(twin_context *ctx, void *host, size_t nbytes,
+                                   void (*done)(void *arg), void *arg, void **handle);
+
+  /* ---- User programs and kernels (kernel.c); all NULL on a backend that runs no OpenCL C,
+   * where core answers TWIN_ERR_UNSUPPORTED ----
+   * program_build: compiles source (label names it in the build log) with options for ctx's
+   * device, with twin_kernel.h prepended and argument information asked for, and returns the
+   * backend's program, owned by core until program_free. A compiler
+   * failure is TWIN_ERR_BUILD with the build log appended to the message. No shared state:
+   * safe to call from several threads at once.
+   * kernel_create: creates kernel `name` of a built program, owned by core until kernel_free,
+   * and describes its parameters in *params (*nparams entries, allocated with twin__malloc,
+   * the caller's to free); fields the device cannot describe stay zero.
+   * kernel_enqueue: sets the kernel's parameters to values[0..nvalues) (a NULL value is local
+   * memory of that size; a value marked same may be left as it is) and enqueues the kernel,
+   * without waiting, on ctx's in-order queue. Core holds
+   * the kernel's own lock across the call, since a kernel's arguments are shared by every
+   * thread using it. On a failure in setting value i, *failed_value is i (else -1). */
+  twin_status (*program_build)(twin_context *ctx, const char *source, const char *label,
+                               const char *options, void **program);
+  void (*program_free)(twin_context *ctx, void *program);
+  twin_status (*kernel_create)(twin_context *ctx, void *program, const char *name,
+                               void **kernel, twin__param **params, int *nparams);
+  void (*kernel_free)(twin_context *ctx, void *kernel);
+  twin_status (*kernel_enqueue)(twin_context *ctx, void *kernel, const twin__kvalue *values,
+                                int nvalues, int work_dim, const size_t *global,
+                                const size_t *local, int *failed_value);
 };
 
 #endif /* TWIN_BACKEND_H */

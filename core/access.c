@@ -18,6 +18,7 @@ static bool covers_extent(const twin_array *a) {
 
 static twin_status check_begin(const char *fn, twin_array *a, twin_access access,
                                const void *out) {
+  twin__debug_check(a, fn);
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
   if (access != TWIN_READ && access != TWIN_WRITE && access != TWIN_READ_WRITE)
@@ -87,7 +88,7 @@ static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side
   if (access & TWIN_WRITE) {
     /* The other side has no open access (checked above), so it is older from now on. */
     if (before)
-      *before = b->dirty;
+      twin__dirty_copy(before, &b->dirty);
     twin__buffer_wrote(b, side, lo, hi);
     b->open_writes[side]++;
     b->write_site[side] = site;
@@ -134,6 +135,7 @@ static twin_status close_locked(const char *fn, twin_array *a, twin__side_id sid
 }
 
 static twin_status end(const char *fn, twin_array *a, twin__side_id side) {
+  twin__debug_check(a, fn);
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
   pthread_mutex_lock(&a->buf->lock);
@@ -205,6 +207,7 @@ static void packed_strides(const twin_array *a, ptrdiff_t *strides) {
 }
 
 static twin_status check_packed(const char *fn, const twin_array *a, const void *p, size_t n) {
+  twin__debug_check(a, fn);
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
   if (n != twin_array_nbytes(a))

@@ -32,6 +32,7 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
 
 void twin__array_attach(twin_array *a) {
   twin__buffer *b = a->buf;
+  a->magic = TWIN__ARRAY_ALIVE;
   atomic_init(&a->refs, 1);
   twin__spin_lock(&b->views_lock);
   a->next = b->views;
@@ -155,53 +156,67 @@ twin_status(twin_array_from_host)(twin_context *ctx, twin_dtype dtype, int ndim,
 }
 
 twin_array *twin_array_ref(twin_array *a) {
+  twin__debug_check(a, "twin_array_ref");
   if (a)
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
   return a;
 }
 
 void twin_array_unref(twin_array *a) {
+  twin__debug_check(a, "twin_array_unref");
   if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
     return;
   twin__buffer *b = a->buf;
   detach(a);
-  twin__free(a);
+  if (atomic_load_explicit(&twin__debug, memory_order_relaxed))
+    twin__debug_poison(a); /* kept, marked dead, so a later use is reported */
+  else
+    twin__free(a);
   twin__buffer_unref(b);
 }
 
 twin_dtype twin_array_dtype(const twin_array *a) {
+  twin__debug_check(a, "twin_array_dtype");
   return a->dtype;
 }
 
 int twin_array_ndim(const twin_array *a) {
+  twin__debug_check(a, "twin_array_ndim");
   return a->ndim;
 }
 
 const size_t *twin_array_shape(const twin_array *a) {
+  twin__debug_check(a, "twin_array_shape");
   return a->shape;
 }
 
 const ptrdiff_t *twin_array_strides(const twin_array *a) {
+  twin__debug_check(a, "twin_array_strides");
   return a->strides;
 }
 
 size_t twin_array_size(const twin_array *a) {
+  twin__debug_check(a, "twin_array_size");
   return a->size;
 }
 
 size_t twin_array_nbytes(const twin_array *a) {
+  twin__debug_check(a, "twin_array_nbytes");
   return a->size * twin_dtype_size(a->dtype);
 }
 
 twin_context *twin_array_context(const twin_array *a) {
+  twin__debug_check(a, "twin_array_context");
   return a->buf->ctx;
 }
 
 bool twin_array_is_zero_copy(const twin_array *a) {
+  twin__debug_check(a, "twin_array_is_zero_copy");
   return a->buf->zero_copy;
 }
 
 bool twin_array_is_contiguous(const twin_array *a) {
+  twin__debug_check(a, "twin_array_is_contiguous");
   ptrdiff_t expect = 1;
   for (int i = a->ndim - 1; i >= 0; i--) {
     if (a->shape[i] != 1 && a->strides[i] != expect)
@@ -231,6 +246,7 @@ void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi) {
 }
 
 twin_status twin_array_set_owner(twin_array *a, const char *owner) {
+  twin__debug_check(a, "twin_array_set_owner");
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_set_owner: a is NULL");
   size_t n = owner ? strlen(owner) : 0;
@@ -244,5 +260,6 @@ twin_status twin_array_set_owner(twin_array *a, const char *owner) {
 }
 
 const char *twin_array_owner(const twin_array *a) {
+  twin__debug_check(a, "twin_array_owner");
   return a->owner;
 }

@@ -1,6 +1,8 @@
 /* Buffers: the storage behind arrays, released with both of its memories in the call that
  * drops the last array viewing it, and the coherence between its host and device sides. */
 #include <assert.h>
+#include <stddef.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,9 +40,11 @@ static void unlink_buffer(twin__buffer *b) {
   pthread_mutex_unlock(&ctx->lock);
 }
 
-twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, twin__site site,
-                             twin__buffer **out) {
-  twin__buffer *b = twin__calloc(1, sizeof *b);
+static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, bool zero_copy,
+                          twin__site site, twin__buffer **out) {
+  twin__buffer *b = twin__malloc(sizeof *b);
+  if (b)
+    memset(b, 0, offsetof(twin__buffer, dirty.s));
   if (!b)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for a buffer object");
   if (pthread_mutex_init(&b->lock, NULL) != 0) {
@@ -52,7 +56,7 @@ twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, t
   b->ctx = twin__context_hold(ctx);
   b->nbytes = nbytes;
   b->zero_init = zero_init;
-  b->zero_copy = ctx->zero_copy;
+  b->zero_copy = zero_copy;
   b->site = site;
   link_buffer(b);
   atomic_fetch_add_explicit(&ctx->counters.buffers, 1, memory_order_relaxed);
@@ -60,6 +64,85 @@ twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, t
     atomic_fetch_add_explicit(&ctx->counters.zero_copy_buffers, 1, memory_order_relaxed);
   *out = b;
   return TWIN_OK;
+}
+
+twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, twin__site site,
+                             twin__buffer **out) {
+  return create(ctx, nbytes, zero_init, ctx->zero_copy, site, out);
+}
+
+/* The runtime let go of adopted host memory that a zero-copy buffer's device handle wrapped. */
+static void external_unused(void *arg) {
+  twin__buffer *b = arg;
+  atomic_store_explicit(&b->external_unused, true, memory_order_release);
+}
+
+twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__side_id side,
+                                      void *mem, void (*release)(void *), void *user,
+                                      twin__site site, twin__buffer **out) {
+  /* Adopted host memory is the shared block where the device can use it in place; an empty
+   * block is not wrapped, since a device handle needs at least one byte. */
+  bool shared = side == TWIN__HOST && ctx->zero_copy && ctx->ops->dev_wrap_external && nbytes;
+  twin__buffer *b;
+  twin_status s = create(ctx, nbytes, false, shared, site, &b);
+  if (s != TWIN_OK)
+    return s;
+  if (shared) {
+    s = ctx->ops->dev_wrap_external(ctx, mem, nbytes, external_unused, b,
+                                    &b->mem[TWIN__DEVICE]);
+    if (s != TWIN_OK) {
+      twin__buffer_unref(b); /* holds nothing yet */
+      return s;
+    }
+  }
+  b->mem[side] = mem;
+  b->external = (unsigned char)(1u << side);
+  b->external_release = release;
+  b->external_user = user;
+  twin__budget_count(ctx, shared ? TWIN__HOST : side, alloc_size(b));
+  /* The lent side holds the data; the other side, made later, must fetch it. */
+  if (!shared && has_device(b))
+    twin__dirty_mark(&b->dirty, 0, nbytes, side);
+  *out = b;
+  return TWIN_OK;
+}
+
+/* Before the sides of a buffer with lent memory are released: brings the array's final
+ * contents into the lent side (a failure there cannot be reported; the side then keeps what
+ * it had). A zero-copy block is mapped once, since a device may cache a CL_MEM_USE_HOST_PTR
+ * block and a map makes the block current. */
+static void give_back(twin__buffer *b) {
+  twin_context *ctx = b->ctx;
+  void *dev = b->mem[TWIN__DEVICE], *p;
+  if (!b->external || !dev)
+    return;
+  if (b->zero_copy) {
+    if (ctx->ops->map(ctx, dev, 0, b->nbytes, TWIN_READ, false, &p) == TWIN_OK)
+      ctx->ops->unmap(ctx, dev, p);
+    return;
+  }
+  twin__side_id x = twin__is_external(b, TWIN__HOST) ? TWIN__HOST : TWIN__DEVICE;
+  pthread_mutex_lock(&b->lock);
+  if (b->mem[!x] && twin__dirty_bytes(&b->dirty, 0, b->nbytes, !x))
+    twin__buffer_sync(b, x, 0, b->nbytes);
+  pthread_mutex_unlock(&b->lock);
+}
+
+/* After both sides of a buffer are released: gives adopted memory back to the application.
+ * Host memory a zero-copy handle wrapped is given back only once the runtime no longer uses
+ * it, which takes at most the queued commands, so the last unref waits for those. */
+static void release_external(twin__buffer *b) {
+  twin_context *ctx = b->ctx;
+  if (!b->external)
+    return;
+  if (b->zero_copy && twin__is_external(b, TWIN__HOST)) {
+    if (ctx->ops->finish)
+      ctx->ops->finish(ctx);
+    while (!atomic_load_explicit(&b->external_unused, memory_order_acquire))
+      sched_yield();
+  }
+  if (b->external_release)
+    b->external_release(b->external_user);
 }
 
 twin__buffer *twin__buffer_ref(twin__buffer *b) {
@@ -75,7 +158,7 @@ void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
   if (!mem)
     return;
   if (which == TWIN__HOST) {
-    if (!b->zero_copy)
+    if (!b->zero_copy && !twin__is_external(b, TWIN__HOST))
       twin__free(mem);
     twin__budget_give(ctx, TWIN__HOST, alloc_size(b));
   } else {
@@ -91,8 +174,10 @@ void twin__buffer_unref(twin__buffer *b) {
     return;
   twin_context *ctx = b->ctx;
   unlink_buffer(b);
+  give_back(b);
   twin__buffer_release_side(b, TWIN__DEVICE); /* first: a zero-copy handle owns the host block */
   twin__buffer_release_side(b, TWIN__HOST);
+  release_external(b);
   pthread_mutex_destroy(&b->lock);
   atomic_fetch_sub_explicit(&ctx->counters.buffers, 1, memory_order_relaxed);
   if (b->zero_copy)
@@ -152,22 +237,40 @@ static twin_status allocate(twin__buffer *b, twin__side_id which) {
   return s;
 }
 
-/* Appends the largest live buffers and where they were made to the current message. */
-static void append_largest(twin_context *ctx) {
+/* Bytes of `side` memory buffer x holds now (zero-copy memory is host memory); 0 when its
+ * lock is busy, since the caller holds another buffer's lock and may only try. */
+static size_t held_on(twin__buffer *x, twin__side_id side) {
+  if (pthread_mutex_trylock(&x->lock) != 0)
+    return 0;
+  bool held = x->mem[side] && !(side == TWIN__DEVICE && x->zero_copy);
+  pthread_mutex_unlock(&x->lock);
+  return held ? alloc_size(x) : 0;
+}
+
+/* Appends the buffers holding the most memory of `side`, and where they were made, to the
+ * current message; `self` (the one that failed to allocate) holds none of it. */
+static void append_largest(twin_context *ctx, const twin__buffer *self, twin__side_id side) {
   enum { TOP = 3 };
-  const twin__buffer *top[TOP] = {NULL};
+  const twin__buffer *top[TOP + 1] = {NULL};
+  size_t held[TOP + 1] = {0};
   pthread_mutex_lock(&ctx->lock);
-  for (const twin__buffer *x = ctx->buffers; x; x = x->next)
-    for (int i = 0; i < TOP; i++)
-      if (!top[i] || x->nbytes > top[i]->nbytes) {
+  for (twin__buffer *x = ctx->buffers; x; x = x->next) {
+    size_t n = x == self ? 0 : held_on(x, side);
+    for (int i = 0; i < TOP && n; i++)
+      if (!top[i] || n > held[i]) {
         memmove(&top[i + 1], &top[i], (TOP - 1 - i) * sizeof top[0]);
+        memmove(&held[i + 1], &held[i], (TOP - 1 - i) * sizeof held[0]);
         top[i] = x;
+        held[i] = n;
         break;
       }
+  }
   twin__fail_append("; largest holders:");
   for (int i = 0; i < TOP && top[i]; i++)
-    twin__fail_append(" %zu bytes made at %s:%d;", top[i]->nbytes,
+    twin__fail_append(" %zu bytes made at %s:%d;", held[i],
                       top[i]->site.file ? top[i]->site.file : "(unknown)", top[i]->site.line);
+  if (!top[0])
+    twin__fail_append(" none");
   pthread_mutex_unlock(&ctx->lock);
 }
 
@@ -186,7 +289,7 @@ static twin_status out_of_memory(twin__buffer *b, twin__side_id side) {
              side == TWIN__HOST ? "host" : "device", limit, limit ? "" : " (none)",
              side == TWIN__HOST ? "host" : "device",
              side == TWIN__HOST ? st.host_bytes : st.device_bytes);
-  append_largest(ctx);
+  append_largest(ctx, b, side);
   return side == TWIN__HOST ? TWIN_ERR_OUT_OF_HOST_MEMORY : TWIN_ERR_OUT_OF_DEVICE_MEMORY;
 }
 
@@ -242,7 +345,8 @@ twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, s
     return s;
   /* Move each part of [lo, hi) where the other side is newer, then mark it clean. Walking a
    * copy keeps the loop simple while the map changes under it. */
-  twin__dirty d = b->dirty;
+  twin__dirty d;
+  twin__dirty_copy(&d, &b->dirty);
   bool moved = false;
   for (unsigned i = 0; i < d.count && s == TWIN_OK; i++) {
     size_t a = d.s[i].lo > lo ? d.s[i].lo : lo, z = d.s[i].hi < hi ? d.s[i].hi : hi;

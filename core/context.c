@@ -1,4 +1,5 @@
 /* Contexts: one device, its backend state and its counters. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ static twin_status env_bytes(const char *name, size_t *out) {
   if (!v || !*v)
     return TWIN_OK;
   char *end;
+  errno = 0;
   unsigned long long n = strtoull(v, &end, 10);
   unsigned shift = 0;
   if (*end == 'K' || *end == 'k')
@@ -50,7 +52,9 @@ static twin_status env_bytes(const char *name, size_t *out) {
     shift = 30;
   if (shift)
     end++;
-  if (end == v || *end || v[0] == '-' || n > (SIZE_MAX >> shift))
+  /* strtoull also takes spaces, signs and out-of-range values (as ULLONG_MAX): refused. */
+  if (end == v || *end || v[0] < '0' || v[0] > '9' || errno == ERANGE ||
+      n > (SIZE_MAX >> shift))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s is \"%s\"; use a byte count with an "
                       "optional K, M or G suffix, e.g. 512M", name, v);
   *out = (size_t)n << shift;
@@ -72,6 +76,9 @@ static twin_status limits_of(const twin_context_options *opt, size_t *host, size
 twin_status twin_context_new_with(const twin_context_options *options, twin_context **out) {
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: out is NULL");
+  twin__debug_init();
+  if (options && options->debug)
+    twin__debug_enable();
   twin_coherence coherence;
   size_t host_limit, device_limit;
   twin_status s = coherence_of(options, &coherence);
@@ -126,6 +133,7 @@ void twin__context_release(twin_context *ctx) {
    * tearing down (a standalone fence would do, but ThreadSanitizer cannot see fences). */
   if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
     return;
+  twin__programs_release(ctx); /* cached user programs, before the backend closes */
   ctx->ops->close(ctx);
   pthread_mutex_destroy(&ctx->lock);
   twin__free(ctx);

@@ -120,11 +120,21 @@ struct twin_context {
   void *backend; /* the backend's own state, owned by ops->close */
   twin_device_info device;
   twin__counters counters;
+  /* User programs built on this context (kernel.c), kept until the context closes so that
+   * building the same source and options again is a lookup. A spinlock held only to walk or
+   * link the list, never across a build. */
+  atomic_flag programs_lock;
+  struct twin_program *programs;
 };
 
 /* A buffer's reference on its context, apart from the application's own (user_refs). */
 twin_context *twin__context_hold(twin_context *ctx);
 void twin__context_release(twin_context *ctx);
+/* Frees the context's cached user programs (kernel.c), when the context closes. */
+void twin__programs_release(twin_context *ctx);
+/* The backend's program and kernel behind twin's objects (kernel.c); NULL for a host kernel. */
+void *twin__program_handle(const twin_program *prog);
+void *twin__kernel_handle(const twin_kernel *k);
 
 /* The leak report at the application's last context reference (report.c). */
 void twin__report_leak(twin_context *ctx);
@@ -135,6 +145,9 @@ size_t twin__held_by_views(twin_context *ctx);
  * budget for the side; false, counting nothing, if not. twin__budget_give counts them off. */
 bool twin__budget_take(twin_context *ctx, twin__side_id side, size_t n);
 void twin__budget_give(twin_context *ctx, twin__side_id side, size_t n);
+/* Counts n more live bytes on a side whatever the budget: memory the application lent twin,
+ * which exists already. twin__budget_give counts them off. */
+void twin__budget_count(twin_context *ctx, twin__side_id side, size_t n);
 void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes);
 
 /* Lists OpenCL devices (backends/opencl); absent from builds without OpenCL. */
@@ -161,6 +174,13 @@ typedef struct twin__dirty {
   unsigned count;
   twin__segment s[TWIN__DIRTY_CAP + 2];
 } twin__dirty;
+
+/* Copies a map: its live segments only (a full copy moves ~1 KiB, mostly unused slots). */
+static inline void twin__dirty_copy(twin__dirty *to, const twin__dirty *from) {
+  to->count = from->count;
+  for (unsigned i = 0; i < from->count; i++)
+    to->s[i] = from->s[i];
+}
 
 /* Records that `newer` holds the newer data in [lo, hi). */
 void twin__dirty_mark(twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
@@ -194,18 +214,44 @@ typedef struct twin__buffer {
   bool zero_copy;    /* fixed at creation */
   pthread_mutex_t lock; /* guards everything below */
   void *mem[2];      /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
-  twin__dirty dirty; /* two-copy buffers only */
   bool zero_init;    /* initial content is zero: a side is zeroed when it is allocated */
   /* Open accesses through any array on this buffer, per side, to refuse a write on one side
    * while the other side is in use, and where the latest write access was begun. */
   unsigned open_reads[2], open_writes[2];
   twin__site write_site[2];
+  /* Memory twin adopted instead of allocating it (external.c): twin_array_wrap_host and
+   * DLPack kDLCPU imports lend the host side, twin_array_wrap_cl_mem and kDLOpenCL imports
+   * the device side. An adopted side is never freed by trim or evict; it is counted in the
+   * statistics like twin's own memory. external_release(external_user), when set, runs
+   * exactly once after both sides are released (see twin__buffer_unref). */
+  unsigned char external; /* bit 1u << twin__side_id per adopted side; 0: twin owns both */
+  void (*external_release)(void *user);
+  void *external_user;
+  /* A zero-copy buffer over adopted host memory: set by the device handle's runtime callback
+   * once the runtime no longer uses the memory, which the last unref waits for. */
+  atomic_bool external_unused;
+  /* Two-copy buffers only. Last, so a new buffer zeroes everything before its segment array
+   * and leaves the ~800 bytes of segments untouched (count 0 makes them unused). */
+  twin__dirty dirty;
 } twin__buffer;
 
 twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, twin__site site,
                              twin__buffer **out);
 twin__buffer *twin__buffer_ref(twin__buffer *b);
 void twin__buffer_unref(twin__buffer *b);
+/* A buffer over memory twin does not own (external.c): side `side` is `mem` (a host pointer,
+ * or a device handle already adopted with the backend's dev_adopt), holding data newer than
+ * the other side's; release(user), may be NULL, runs exactly once when the buffer is gone.
+ * A host side becomes the shared block of a zero-copy buffer when the context is zero-copy
+ * and the backend has dev_wrap_external. On failure nothing is kept, release is not called,
+ * and an adopted device handle stays the caller's to free. */
+twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__side_id side,
+                                      void *mem, void (*release)(void *), void *user,
+                                      twin__site site, twin__buffer **out);
+/* True when side x of b is memory twin adopted (never freed by trim or evict). */
+static inline bool twin__is_external(const twin__buffer *b, twin__side_id x) {
+  return (b->external >> x) & 1u;
+}
 /* With b->lock held: allocates `which` if needed and brings bytes [lo, hi) of it up to date,
  * moving only the parts where the other side is newer. */
 twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
@@ -234,6 +280,7 @@ bool twin__evictable_quiet(const twin__buffer *b, twin__side_id x);
 #define TWIN__OWNER_MAX 32
 
 struct twin_array {
+  uint32_t magic;    /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
   atomic_size_t refs;
   twin__buffer *buf; /* holds a reference */
   struct twin_array *prev, *next; /* in buf->views, under buf->views_lock */
@@ -253,6 +300,36 @@ struct twin_array {
   void *mapped; /* zero-copy host access: the mapped address of the extent's first byte */
 };
 
+/* ---- Lifetime checks (debug.c) ---- */
+
+#define TWIN__ARRAY_ALIVE 0x7a11ab1eu
+#define TWIN__ARRAY_POISONED 0xdeadab1eu
+
+/* On with TWIN_DEBUG=1 or a context's debug option: released array objects are poisoned
+ * instead of freed, and public calls check the arrays they are given. */
+extern atomic_bool twin__debug;
+/* Reads TWIN_DEBUG, once per process (called when a context is made). */
+void twin__debug_init(void);
+void twin__debug_enable(void);
+/* Keeps a released array object, detached and marked dead, in a bounded ring; the oldest
+ * object of a full ring is freed. */
+void twin__debug_poison(twin_array *a);
+/* Released objects the ring holds now, and whether one of them is at address p. */
+size_t twin__debug_poisoned(void);
+bool twin__debug_holds(const void *p);
+/* Reports a use of a released (or foreign) array object on stderr with its creation site,
+ * then calls twin__debug_fatal. */
+void twin__debug_check_slow(const twin_array *a, const char *fn);
+/* Called after the report; abort by default. Must not return (tests longjmp out of it). */
+extern void (*twin__debug_fatal)(void);
+
+/* The check every public call taking an array makes first: one predictable branch while
+ * debugging is off. A NULL array passes (the call's own argument check handles it). */
+static inline void twin__debug_check(const twin_array *a, const char *fn) {
+  if (__builtin_expect(atomic_load_explicit(&twin__debug, memory_order_relaxed), 0))
+    twin__debug_check_slow(a, fn);
+}
+
 bool twin__dtype_valid(twin_dtype dtype);
 /* A new view on a's buffer with the given geometry (offset in elements from the buffer's
  * start), proven inside the buffer with overflow-checked arithmetic; it inherits read_only.
@@ -264,6 +341,30 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
 void twin__array_attach(twin_array *a);
 /* Byte range [*lo, *hi) of the buffer that a's elements occupy; lo == hi when a is empty. */
 void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi);
+
+/* ---- Memory the application lends, and DLPack (external.c, dlpack.c) ---- */
+
+/* An array over host memory the application owns (twin_array_wrap_host and DLPack kDLCPU
+ * imports): ptr is element 0; strides NULL means C order. release(user) runs once at the end;
+ * on failure it is not called. fn names the public call for messages. */
+twin_status twin__array_wrap_host(const char *fn, twin_context *ctx, void *ptr, twin_dtype dtype,
+                                  int ndim, const size_t *shape, const ptrdiff_t *strides,
+                                  void (*release)(void *), void *user, twin__site site,
+                                  twin_array **out);
+/* An array over a device handle the application made (twin_array_wrap_cl_mem and DLPack
+ * kDLOpenCL imports), adopted through the backend's dev_adopt: element 0 is byte_offset bytes
+ * into it. release(user), may be NULL, runs once after twin drops its own reference to the
+ * handle; on failure twin keeps no reference and release is not called. */
+twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *handle,
+                                    size_t byte_offset, twin_dtype dtype, int ndim,
+                                    const size_t *shape, const ptrdiff_t *strides,
+                                    void (*release)(void *), void *user, twin__site site,
+                                    twin_array **out);
+struct DLManagedTensor;
+/* A DLPack tensor over a's memory on `side`, holding a private view with an open access of
+ * that mode until the tensor's deleter runs. */
+twin_status twin__array_to_dlpack(const char *fn, twin_array *a, twin__side_id side,
+                                  twin_access access, struct DLManagedTensor **out);
 
 /* ---- Strided host copies (strided.c) ---- */
 

@@ -153,6 +153,8 @@ fail_before:
 
 twin_status twin_copy(twin_array *dst, twin_array *src) {
   static const char fn[] = "twin_copy";
+  twin__debug_check(dst, fn);
+  twin__debug_check(src, fn);
   if (!dst || !src)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "src");
   twin_context *ctx = dst->buf->ctx;
@@ -184,6 +186,7 @@ twin_status twin_copy(twin_array *dst, twin_array *src) {
 
 twin_status twin_fill(twin_array *dst, const void *value) {
   static const char fn[] = "twin_fill";
+  twin__debug_check(dst, fn);
   if (!dst || !value)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "value");
   if (dst->read_only)
@@ -212,6 +215,7 @@ twin_status twin_fill(twin_array *dst, const void *value) {
 }
 
 twin_status twin_array_copy_at(twin_array *a, twin_array **out, const char *file, int line) {
+  twin__debug_check(a, "twin_array_copy");
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_copy: %s is NULL", !a ? "a" : "out");
   twin_array *c;
@@ -234,6 +238,7 @@ twin_status(twin_array_copy)(twin_array *a, twin_array **out) {
 
 twin_status twin_array_contiguous_at(twin_array *a, twin_array **out, const char *file,
                                      int line) {
+  twin__debug_check(a, "twin_array_contiguous");
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_contiguous: %s is NULL",
                       !a ? "a" : "out");

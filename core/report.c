@@ -228,12 +228,20 @@ twin_status twin_context_set_leak_handler(twin_context *ctx, twin_leak_fn fn, vo
   return TWIN_OK;
 }
 
+/* covered / nbytes < 1 / HELD_BY_VIEWS_SHARE, exactly (nbytes / 4 would round down and miss a
+ * 2-byte view of a 10-byte buffer, which the per-owner figures count). */
+static bool held_by_views(size_t covered, size_t nbytes) {
+  size_t scaled;
+  return !__builtin_mul_overflow(covered, (size_t)HELD_BY_VIEWS_SHARE, &scaled) &&
+         scaled < nbytes;
+}
+
 size_t twin__held_by_views(twin_context *ctx) {
   size_t held = 0;
   pthread_mutex_lock(&ctx->lock);
   for (twin__buffer *b = ctx->buffers; b; b = b->next) {
     size_t covered = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
-    if (covered < b->nbytes / HELD_BY_VIEWS_SHARE)
+    if (held_by_views(covered, b->nbytes))
       held += b->nbytes;
   }
   pthread_mutex_unlock(&ctx->lock);

@@ -17,6 +17,9 @@ static twin_status to_side_id(const char *fn, twin_side side, twin__side_id *out
 /* With b->lock held: can side `x` be freed without losing data? Explains why not. */
 static twin_status evictable(const char *fn, const twin__buffer *b, twin__side_id x) {
   bool two_copies = !b->zero_copy && b->ctx->ops->dev_alloc;
+  if (twin__is_external(b, x))
+    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s side is memory the application lent "
+                      "twin (wrapped or imported); twin never frees it", fn, side_name(x));
   if (two_copies && (!b->mem[x] || twin__evictable_quiet(b, x)))
     return TWIN_OK; /* nothing to free, or a redundant copy */
   if (b->zero_copy)
@@ -53,6 +56,7 @@ static twin_status check_side(const char *fn, const twin_array *a, twin_side sid
 twin_status twin_array_evict(twin_array *a, twin_side side) {
   static const char fn[] = "twin_array_evict";
   twin__side_id x = TWIN__HOST;
+  twin__debug_check(a, fn);
   twin_status s = check_side(fn, a, side, &x);
   if (s != TWIN_OK)
     return s;
@@ -68,6 +72,7 @@ twin_status twin_array_evict(twin_array *a, twin_side side) {
 twin_status twin_array_prefetch(twin_array *a, twin_side side) {
   static const char fn[] = "twin_array_prefetch";
   twin__side_id x = TWIN__HOST;
+  twin__debug_check(a, fn);
   twin_status s = check_side(fn, a, side, &x);
   if (s != TWIN_OK)
     return s;
@@ -101,6 +106,7 @@ static twin_residency side_residency(const twin__buffer *b, twin__side_id x, siz
 }
 
 twin_status twin_array_residency(twin_array *a, twin_residency *host, twin_residency *device) {
+  twin__debug_check(a, "twin_array_residency");
   if (!a || !host || !device)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_residency: %s is NULL",
                       !a ? "a" : !host ? "host" : "device");
@@ -129,8 +135,8 @@ static size_t trim_buffer(twin__buffer *b, unsigned what) {
 }
 
 bool twin__evictable_quiet(const twin__buffer *b, twin__side_id x) {
-  return !b->zero_copy && b->ctx->ops->dev_alloc && b->mem[x] && b->mem[!x] &&
-         !twin__dirty_bytes(&b->dirty, 0, b->nbytes, x) && !b->open_reads[x] &&
+  return !b->zero_copy && !twin__is_external(b, x) && b->ctx->ops->dev_alloc && b->mem[x] &&
+         b->mem[!x] && !twin__dirty_bytes(&b->dirty, 0, b->nbytes, x) && !b->open_reads[x] &&
          !b->open_writes[x];
 }
 

@@ -30,6 +30,13 @@ bool twin__budget_take(twin_context *ctx, twin__side_id side, size_t n) {
   return true;
 }
 
+void twin__budget_count(twin_context *ctx, twin__side_id side, size_t n) {
+  size_t now = atomic_fetch_add_explicit(live_of(ctx, side), n, memory_order_relaxed) + n;
+  raise_peak(side == TWIN__HOST ? &ctx->counters.peak_host_bytes
+                                : &ctx->counters.peak_device_bytes,
+             now);
+}
+
 void twin__budget_give(twin_context *ctx, twin__side_id side, size_t n) {
   atomic_fetch_sub_explicit(live_of(ctx, side), n, memory_order_relaxed);
 }
@@ -64,5 +71,18 @@ twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
       .transfers_to_device = LOAD(transfers_to_device),
       .transfers_to_host = LOAD(transfers_to_host),
   };
+  return TWIN_OK;
+}
+
+twin_status twin_context_stats_reset(twin_context *ctx) {
+  if (!ctx)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_stats_reset: ctx is NULL");
+  twin__counters *c = &ctx->counters;
+  atomic_store_explicit(&c->peak_host_bytes, LOAD(host_bytes), memory_order_relaxed);
+  atomic_store_explicit(&c->peak_device_bytes, LOAD(device_bytes), memory_order_relaxed);
+  atomic_store_explicit(&c->bytes_to_device, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->bytes_to_host, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->transfers_to_device, 0, memory_order_relaxed);
+  atomic_store_explicit(&c->transfers_to_host, 0, memory_order_relaxed);
   return TWIN_OK;
 }

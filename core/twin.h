@@ -171,6 +171,11 @@ typedef struct twin_context_options {
    * asked, the budget, what is held and the largest holders. Zero-copy memory counts as host
    * memory. */
   size_t host_memory_limit, device_memory_limit;
+  /* Lifetime checks, as TWIN_DEBUG=1 in the environment turns on: from this context's creation
+   * on, for the whole process, a released array object is poisoned instead of freed (the last
+   * 4096 are kept), and a later use of it, or a second unref, prints the call and where the
+   * array was made to stderr and calls abort(). Costs a little memory; off, nothing. */
+  bool debug;
 } twin_context_options;
 
 /* twin_context_new with options; options NULL means all defaults. An unknown TWIN_COHERENCE
@@ -213,6 +218,11 @@ typedef struct twin_stats {
 /* Copies the context's counters into *out. Counters are updated atomically as allocations and
  * transfers happen; a snapshot taken while other threads work may mix instants. Thread-safe. */
 TWIN_API twin_status twin_context_stats(twin_context *ctx, twin_stats *out);
+
+/* Starts a new measurement period: the peaks restart from the bytes live now, and the bytes
+ * and transfers counted each way restart from 0. Live counts are untouched. Thread-safe (a
+ * concurrent allocation may land on either side of the reset). */
+TWIN_API twin_status twin_context_stats_reset(twin_context *ctx);
 
 /* ---- Residency, eviction, trim ---------------------------------------------------------- */
 
@@ -341,7 +351,11 @@ TWIN_API twin_array *twin_array_ref(twin_array *a);
 
 /* Drops one reference. The last reference to the last array viewing a buffer frees the
  * buffer's host and device memory in this call and drops the buffer's reference on its
- * context. NULL is a no-op. Thread-safe. */
+ * context. NULL is a no-op. Thread-safe.
+ * With TWIN_DEBUG=1 in the environment (read when the first context is made) or
+ * twin_context_options.debug, the array object itself is kept, poisoned: a later unref of it,
+ * or any call given it, prints the call and the file:line where the array was made to stderr
+ * and aborts, instead of corrupting memory. */
 TWIN_API void twin_array_unref(twin_array *a);
 
 /* Getters. The returned pointers are borrowed and live as long as a. Thread-safe. */
@@ -562,6 +576,238 @@ TWIN_API twin_status twin_array_read(twin_array *a, void *dst, size_t dst_bytes)
 
 /* Overwrites a's elements from src (C order, packed, twin_array_nbytes(a) bytes). */
 TWIN_API twin_status twin_array_write(twin_array *a, const void *src, size_t src_bytes);
+
+/* ---- Memory the application lends ---------------------------------------------------------
+ * An application can hand twin memory it already has instead of copying it in: a host block
+ * (twin_array_wrap_host), an OpenCL buffer (twin_array_wrap_cl_mem in twin_opencl.h), or a
+ * DLPack tensor (twin_array_from_dlpack). The result is an array like any other: views,
+ * accesses, copies and kernels all work on it. From then on the application reads and writes
+ * that memory only through twin (on a zero-copy context the device uses it in place, elsewhere
+ * twin keeps a copy on the other side that it updates by byte ranges).
+ * Such memory is counted in twin_stats (host_bytes, or device_bytes for an adopted cl_mem)
+ * like twin's own, and shown by the report, but it is never refused for a memory budget (it
+ * exists already), and trim and evict never free it (twin_array_evict of that side is
+ * TWIN_ERR_UNSUPPORTED). */
+
+/* Called once when twin no longer uses memory the application lent it. */
+typedef void (*twin_release_fn)(void *user_data);
+
+/* An array over host memory the application owns. ptr is the address of the element at index
+ * 0, aligned for dtype; shape and strides have ndim entries (strides in elements, any sign, or
+ * NULL for C order), and every element they reach must stay valid memory until release_fn
+ * runs. The buffer is exactly the bytes from the lowest to the highest element.
+ * release_fn(user_data) (release_fn may be NULL) runs exactly once, when the last view of the
+ * buffer is unreferenced, inside that twin_array_unref, which first brings back what the device
+ * holds newer and waits until the runtime no longer uses the memory (queued commands; a cl_mem
+ * from twin_device_begin on it must not be retained past twin_device_end), so the memory then
+ * holds the array's final contents and is the application's again.
+ * On a zero-copy context the block becomes the shared memory of host and device
+ * (CL_MEM_USE_HOST_PTR); on a two-copy context it is the host side, and the device copy is
+ * twin's, made at first device use. On failure release_fn is not called and nothing changed.
+ * The caller owns *out. Thread-safe. */
+TWIN_API twin_status twin_array_wrap_host(twin_context *ctx, void *ptr, twin_dtype dtype,
+                                          int ndim, const size_t *shape,
+                                          const ptrdiff_t *strides, twin_release_fn release_fn,
+                                          void *user_data, twin_array **out);
+TWIN_API twin_status twin_array_wrap_host_at(twin_context *ctx, void *ptr, twin_dtype dtype,
+                                             int ndim, const size_t *shape,
+                                             const ptrdiff_t *strides,
+                                             twin_release_fn release_fn, void *user_data,
+                                             twin_array **out, const char *file, int line);
+#define twin_array_wrap_host(...) twin_array_wrap_host_at(__VA_ARGS__, __FILE__, __LINE__)
+
+/* ---- DLPack ---------------------------------------------------------------------------------
+ * Arrays cross to and from other frameworks as DLPack 0.6 tensors (<dlpack/dlpack.h>,
+ * DLManagedTensor; this header needs only the declaration below). Strides are in elements in
+ * both, as DLPack wants; twin also exports negative and zero strides, which DLPack allows but
+ * some consumers refuse (give those twin_array_contiguous(a) instead). */
+struct DLManagedTensor;
+
+/* Exports a as a kDLCPU tensor over its host data, for a consumer that reads it (access
+ * TWIN_READ) or also writes it (TWIN_WRITE, TWIN_READ_WRITE) in place. The tensor holds a
+ * reference on a's buffer and an open host access of that mode (made through a private view,
+ * so a itself stays free for other accesses), both given up by its deleter. Until then the
+ * data at dl_tensor.data is valid and current, and device-side writes to the buffer (kernels,
+ * twin_copy, twin_device_begin) are TWIN_ERR_BUSY, as while any host access is open.
+ * dl_tensor.data is the address of element 0 and byte_offset is 0; device is {kDLCPU, 0};
+ * dtype is {kDLInt, kDLUInt or kDLFloat, bits, lanes 1}; shape and strides live in the tensor.
+ * *out belongs to the consumer, which must call (*out)->deleter(*out) exactly once, from any
+ * thread. Thread-safe. */
+TWIN_API twin_status twin_array_to_dlpack(twin_array *a, twin_access access,
+                                          struct DLManagedTensor **out);
+
+/* An array over a tensor another library produced: kDLCPU memory is adopted as by
+ * twin_array_wrap_host; kDLOpenCL memory (data is a cl_mem of ctx's OpenCL context, byte_offset
+ * a multiple of the element size) as by twin_array_wrap_cl_mem. The dtype must be one twin has
+ * (int and uint of 8 to 64 bits, float of 32 and 64, lanes 1); strides NULL means C order. On
+ * success twin owns the tensor and calls its deleter (when not NULL) exactly once, when the
+ * array's buffer is released, as release_fn of twin_array_wrap_host. On failure the tensor is
+ * untouched and still the caller's. The caller owns *out. Thread-safe. */
+TWIN_API twin_status twin_array_from_dlpack(twin_context *ctx, struct DLManagedTensor *tensor,
+                                            twin_array **out);
+TWIN_API twin_status twin_array_from_dlpack_at(twin_context *ctx, struct DLManagedTensor *tensor,
+                                               twin_array **out, const char *file, int line);
+#define twin_array_from_dlpack(...) twin_array_from_dlpack_at(__VA_ARGS__, __FILE__, __LINE__)
+
+/* ---- User kernels ---------------------------------------------------------------------------
+ * An application runs its own OpenCL C kernels on twin arrays: build a program, take a kernel
+ * from it, and launch it with arrays, scalars and local memory as arguments. twin brings each
+ * array up to date on the device before the launch (moving only stale byte ranges), records
+ * what the kernel writes, and checks every argument against the kernel's own parameter list.
+ * How arguments bind to parameters, and macros for indexing any view from kernel code, are in
+ * twin_kernel.h (installed beside this header, and prepended to every program). On the host
+ * backend, OpenCL C cannot run (TWIN_ERR_UNSUPPORTED); twin_kernel_new_host makes a kernel
+ * from a C function instead, launched the same way on every backend, so an application can
+ * keep one code path. */
+
+typedef struct twin_program twin_program;
+typedef struct twin_kernel twin_kernel;
+
+/* Builds OpenCL C source (a NUL-terminated string) for ctx's device, with build_options (NULL
+ * for none; twin adds -cl-kernel-arg-info). Programs are cached per context by source and
+ * options: building the same pair again returns the same program without compiling, and a
+ * program stays built until the context closes, even after its last reference is dropped.
+ * A compiler failure is TWIN_ERR_BUILD with the device's build log in twin_last_error() (line
+ * numbers are the source's own); it is not cached. On the host backend: TWIN_ERR_UNSUPPORTED.
+ * The caller owns *out; a program holds a reference on ctx. Thread-safe. */
+TWIN_API twin_status twin_program_new(twin_context *ctx, const char *source,
+                                      const char *build_options, twin_program **out);
+
+/* As twin_program_new with the source read from the file at path (the build log names it). A
+ * file that cannot be read is TWIN_ERR_INVALID_ARGUMENT naming it and the reason. */
+TWIN_API twin_status twin_program_new_from_file(twin_context *ctx, const char *path,
+                                                const char *build_options, twin_program **out);
+
+/* Takes one more reference on prog and returns prog. Thread-safe. */
+TWIN_API twin_program *twin_program_ref(twin_program *prog);
+/* Drops one reference (the program stays cached in its context). NULL is a no-op.
+ * Thread-safe. */
+TWIN_API void twin_program_unref(twin_program *prog);
+
+/* A kernel of prog, by its function name (else TWIN_ERR_INVALID_ARGUMENT listing the
+ * program's kernels). Each kernel object has its own arguments: threads may share one (its
+ * launches then take turns setting arguments and enqueuing) or make one each. The kernel holds
+ * a reference on prog. The caller owns *out. Thread-safe. */
+TWIN_API twin_status twin_kernel_new(twin_program *prog, const char *name, twin_kernel **out);
+
+typedef enum twin_arg_kind {
+  TWIN_ARG_ARRAY = 1, /* a C-contiguous array: binds `T *x, long x_offset` */
+  TWIN_ARG_VIEW,      /* any view: `T *x, long x_offset, long8 x_shape, long8 x_strides` */
+  TWIN_ARG_SCALAR,    /* one value of dtype: one parameter of the matching OpenCL C type */
+  TWIN_ARG_LOCAL,     /* local memory of local_bytes: one `__local T *` parameter */
+} twin_arg_kind;
+
+typedef union twin_scalar {
+  int8_t i8;
+  uint8_t u8;
+  int16_t i16;
+  uint16_t u16;
+  int32_t i32;
+  uint32_t u32;
+  int64_t i64;
+  uint64_t u64;
+  float f32;
+  double f64;
+} twin_scalar;
+
+/* One argument of a launch; make them with the twin_arg_* functions below. */
+typedef struct twin_arg {
+  twin_arg_kind kind;
+  twin_array *array;  /* ARRAY, VIEW: borrowed for the call */
+  twin_access access; /* ARRAY, VIEW: what the kernel does with it */
+  twin_dtype dtype;   /* SCALAR */
+  twin_scalar value;  /* SCALAR */
+  size_t local_bytes; /* LOCAL */
+} twin_arg;
+
+static inline twin_arg twin__arg(twin_arg_kind kind, twin_array *a, twin_access access,
+                                 twin_dtype dtype, size_t local_bytes) {
+  twin_arg r;
+  r.kind = kind;
+  r.array = a;
+  r.access = access;
+  r.dtype = dtype;
+  r.value.u64 = 0;
+  r.local_bytes = local_bytes;
+  return r;
+}
+static inline twin_arg twin_arg_array(twin_array *a, twin_access access) {
+  return twin__arg(TWIN_ARG_ARRAY, a, access, TWIN_U8, 0);
+}
+static inline twin_arg twin_arg_view(twin_array *a, twin_access access) {
+  return twin__arg(TWIN_ARG_VIEW, a, access, TWIN_U8, 0);
+}
+static inline twin_arg twin_arg_local(size_t bytes) {
+  return twin__arg(TWIN_ARG_LOCAL, NULL, TWIN_READ, TWIN_U8, bytes);
+}
+#define TWIN__ARG_SCALAR(name, T, DTYPE)                                                       \
+  static inline twin_arg twin_arg_##name(T v) {                                                \
+    twin_arg r = twin__arg(TWIN_ARG_SCALAR, NULL, TWIN_READ, DTYPE, 0);                        \
+    r.value.name = v;                                                                          \
+    return r;                                                                                  \
+  }
+TWIN__ARG_SCALAR(i8, int8_t, TWIN_I8)
+TWIN__ARG_SCALAR(u8, uint8_t, TWIN_U8)
+TWIN__ARG_SCALAR(i16, int16_t, TWIN_I16)
+TWIN__ARG_SCALAR(u16, uint16_t, TWIN_U16)
+TWIN__ARG_SCALAR(i32, int32_t, TWIN_I32)
+TWIN__ARG_SCALAR(u32, uint32_t, TWIN_U32)
+TWIN__ARG_SCALAR(i64, int64_t, TWIN_I64)
+TWIN__ARG_SCALAR(u64, uint64_t, TWIN_U64)
+TWIN__ARG_SCALAR(f32, float, TWIN_F32)
+TWIN__ARG_SCALAR(f64, double, TWIN_F64)
+#undef TWIN__ARG_SCALAR
+
+/* What a host kernel's function receives: the launch's geometry and arguments. */
+typedef struct twin_host_launch {
+  int work_dim;
+  size_t global[3];
+  size_t local[3];      /* 0 where the launch gave no local size */
+  int nargs;
+  const twin_arg *args; /* as given to twin_kernel_launch */
+  /* Per argument: an array's element 0 (a host address, valid during the call; index it with
+   * twin_array_strides(args[i].array)), a scalar's value, local memory's scratch block. */
+  void *const *data;
+} twin_host_launch;
+
+/* A host kernel's function: runs the whole launch in the calling thread (looping over
+ * global itself). A status other than TWIN_OK is returned by twin_kernel_launch as it is; the
+ * arrays passed for writing count as written either way. */
+typedef twin_status (*twin_host_fn)(const twin_host_launch *launch, void *user);
+
+/* A kernel that runs fn(launch, user) on the host, on any backend: twin_kernel_launch opens
+ * each array argument's host access (bringing it up to date on the host), calls fn, and closes
+ * the accesses, so fn sees and writes current data. name is for messages; user is borrowed.
+ * The caller owns *out; the kernel holds a reference on ctx. Thread-safe. */
+TWIN_API twin_status twin_kernel_new_host(twin_context *ctx, const char *name, twin_host_fn fn,
+                                          void *user, twin_kernel **out);
+
+/* Takes one more reference on k and returns k. Thread-safe. */
+TWIN_API twin_kernel *twin_kernel_ref(twin_kernel *k);
+/* Drops one reference. NULL is a no-op. Thread-safe. */
+TWIN_API void twin_kernel_unref(twin_kernel *k);
+/* The kernel's function name; borrowed, valid while k lives. */
+TWIN_API const char *twin_kernel_name(const twin_kernel *k);
+
+/* Launches k over a work_dim (1..3) range of global[] work items, in work-groups of local[]
+ * (NULL: the runtime chooses; else each global[i] must be a multiple of local[i]), with nargs
+ * arguments (see twin_kernel.h for how they bind). Checks first, changing nothing when one
+ * fails: every array belongs to k's context and is writable when passed for writing; a
+ * TWIN_ARG_ARRAY array is C-contiguous; the arguments bind exactly the kernel's parameters, of
+ * the right kinds, element types and constness (a mismatch is TWIN_ERR_INVALID_ARGUMENT naming
+ * the argument and the parameter). Then it opens a device access of each array (once per array
+ * object, with the union of its modes when passed twice), which brings it up to date on the
+ * device and marks what the kernel writes as newer there; so an array with a host write access
+ * open on its buffer, or any host access open on the same array object, is TWIN_ERR_BUSY (as
+ * for twin_device_begin), and so is writing one while the host reads its buffer. The arguments
+ * that did not change since the kernel's last launch are not set again. The kernel is
+ * enqueued on the context's in-order queue and may still run when this returns: a later host
+ * access waits for it, and twin_context_finish waits for everything. Views of one buffer may
+ * be passed together, for reading and writing; whether their elements overlap is the kernel's
+ * business, as in OpenCL. A range with a zero in global launches nothing. A host kernel runs
+ * in the calling thread instead, with host accesses (see twin_kernel_new_host). Thread-safe. */
+TWIN_API twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *global,
+                                        const size_t *local, int nargs, const twin_arg *args);
 
 #ifdef __cplusplus
 }

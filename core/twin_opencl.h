@@ -41,6 +41,46 @@ TWIN_API cl_context twin_context_cl_context(twin_context *ctx);
 TWIN_API cl_device_id twin_context_cl_device(twin_context *ctx);
 TWIN_API cl_command_queue twin_context_cl_queue(twin_context *ctx);
 
+/* An array over an OpenCL buffer the application made in ctx's OpenCL context
+ * (twin_context_cl_context), of dtype with the given shape and strides (ndim entries; strides
+ * in elements, any sign, or NULL for C order), whose element 0 is byte_offset bytes into mem
+ * (a multiple of the element size). Every element must lie inside mem; the buffer is the whole
+ * cl_mem. twin retains mem, and when the last view of the buffer is unreferenced it writes back
+ * what the host side holds newer and releases it (clReleaseMemObject), so mem then holds the
+ * array's final contents. It is a two-copy buffer even on a zero-copy context: mem is its
+ * device side, holding the data, and twin makes a host copy at first host access. Until the
+ * end, use mem only through twin (twin_device_begin and end bracket outside work on it).
+ * A cl_mem of another context, an image, or an element outside it is
+ * TWIN_ERR_INVALID_ARGUMENT; on the host backend, TWIN_ERR_UNSUPPORTED. On failure mem is not
+ * retained. The caller owns *out. Thread-safe. */
+TWIN_API twin_status twin_array_wrap_cl_mem(twin_context *ctx, cl_mem mem, size_t byte_offset,
+                                            twin_dtype dtype, int ndim, const size_t *shape,
+                                            const ptrdiff_t *strides, twin_array **out);
+TWIN_API twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem,
+                                               size_t byte_offset, twin_dtype dtype, int ndim,
+                                               const size_t *shape, const ptrdiff_t *strides,
+                                               twin_array **out, const char *file, int line);
+#define twin_array_wrap_cl_mem(...) twin_array_wrap_cl_mem_at(__VA_ARGS__, __FILE__, __LINE__)
+
+/* Exports a as a DLPack kDLOpenCL tensor: dl_tensor.data is the buffer's cl_mem and
+ * byte_offset the byte offset of element 0 in it; device is {kDLOpenCL, the device's index in
+ * its platform}; dtype, shape and strides as for twin_array_to_dlpack. The tensor holds a
+ * reference on a's buffer and an open device access of the given mode (through a private
+ * view), both given up by its deleter: until then the cl_mem's data in a's extent is current
+ * on the device, and the consumer enqueues its work on twin_context_cl_queue() (or waits for
+ * it before the deleter). Host-side writes to the buffer are TWIN_ERR_BUSY meanwhile. On the
+ * host backend, TWIN_ERR_UNSUPPORTED. *out belongs to the consumer, which must call
+ * (*out)->deleter(*out) exactly once, from any thread. Thread-safe. */
+TWIN_API twin_status twin_array_to_dlpack_opencl(twin_array *a, twin_access access,
+                                                 struct DLManagedTensor **out);
+
+/* The OpenCL objects behind a program and a kernel, borrowed (valid while the twin object
+ * lives; retain them to keep them longer), for queries such as clGetKernelWorkGroupInfo. Do
+ * not set the kernel's arguments: twin_kernel_launch remembers what it set last and sets only
+ * the arguments that changed. NULL for a host kernel. Thread-safe. */
+TWIN_API cl_program twin_program_cl_program(twin_program *prog);
+TWIN_API cl_kernel twin_kernel_cl_kernel(twin_kernel *k);
+
 #ifdef __cplusplus
 }
 #endif

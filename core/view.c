@@ -38,6 +38,7 @@ static twin_status check_inside(const char *fn, int ndim, const size_t *shape,
 twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
                              const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
                              twin_array **out) {
+  twin__debug_check(a, fn);
   if (ndim < 0 || ndim > TWIN_MAX_DIMS)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
                       TWIN_MAX_DIMS);

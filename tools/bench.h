@@ -60,5 +60,6 @@ void bench_fresh(twin_context *ctx);
 int bench_rss_child(const char *spec, const char *mode);
 double bench_spawn_rss(const char *self, const char *mode, const char *spec);
 void bench_copy(twin_context *ctx);                        /* bench_copy.c */
+void bench_launch(twin_context *ctx);                      /* bench_launch.c */
 
 #endif

@@ -29,7 +29,7 @@ static const struct section {
   void (*run)(twin_context *ctx);
 } sections[] = {
     {"views", bench_views}, {"copy", bench_copy}, {"handoff", run_handoff},
-    {"fresh", bench_fresh},
+    {"fresh", bench_fresh}, {"launch", bench_launch},
 };
 
 static bool wanted(const char *name, int argc, char **argv) {

@@ -8,6 +8,7 @@
 #include <CL/cl.h>
 
 #include "../../core/internal.h"
+#include "../backend.h"
 
 #define TWIN_CL_FUNCTIONS(X)                                                                   \
   X(clGetPlatformIDs)                                                                          \
@@ -39,7 +40,12 @@
   X(clEnqueueNDRangeKernel)                                                                    \
   X(clWaitForEvents)                                                                           \
   X(clReleaseEvent)                                                                            \
-  X(clGetKernelWorkGroupInfo)
+  X(clGetKernelWorkGroupInfo)                                                                   \
+  X(clGetKernelInfo)                                                                           \
+  X(clGetKernelArgInfo)                                                                        \
+  X(clGetProgramInfo)                                                                          \
+  X(clGetMemObjectInfo)                                                                        \
+  X(clRetainMemObject)
 
 typedef struct twin__cl_api {
 #define TWIN_X_MEMBER(f) __typeof__(&f) f;
@@ -130,6 +136,27 @@ twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **h
 twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n,
                          twin_access access, bool invalidate, void **ptr);
 twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr);
+
+/* Appends the compiler's log for program to this thread's error message (program.c). */
+void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program);
+
+/* twin_kernel.h, generated from kernels/twin_kernel.h: prepended to every user program. */
+extern const char *const twin__cl_kernel_header_lines[];
+extern const size_t twin__cl_kernel_header_line_count;
+
+/* The user program, kernel and adopted-memory members of twin__opencl_ops (kernel.c). */
+twin_status twin__cl_program_build(twin_context *ctx, const char *source, const char *label,
+                                   const char *options, void **program);
+void twin__cl_program_free(twin_context *ctx, void *program);
+twin_status twin__cl_kernel_create(twin_context *ctx, void *program, const char *name,
+                                   void **kernel, twin__param **params, int *nparams);
+void twin__cl_kernel_free(twin_context *ctx, void *kernel);
+twin_status twin__cl_kernel_enqueue(twin_context *ctx, void *kernel, const twin__kvalue *values,
+                                    int nvalues, int work_dim, const size_t *global,
+                                    const size_t *local, int *failed_value);
+twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes);
+twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
+                                   void (*done)(void *arg), void *arg, void **handle);
 
 static inline twin__cl_context *to_cl(const twin_context *ctx) {
   return (twin__cl_context *)ctx->backend;

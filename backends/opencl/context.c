@@ -69,4 +69,11 @@ const struct twin_backend_ops twin__opencl_ops = {
     .prepare_ops = twin__cl_prepare_ops,
     .copy = twin__cl_copy,
     .fill = twin__cl_fill,
+    .dev_adopt = twin__cl_adopt,
+    .dev_wrap_external = twin__cl_wrap_external,
+    .program_build = twin__cl_program_build,
+    .program_free = twin__cl_program_free,
+    .kernel_create = twin__cl_kernel_create,
+    .kernel_free = twin__cl_kernel_free,
+    .kernel_enqueue = twin__cl_kernel_enqueue,
 };

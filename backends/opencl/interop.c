@@ -39,3 +39,31 @@ cl_command_queue twin_context_cl_queue(twin_context *ctx) {
   twin__cl_context *cl = cl_of(ctx);
   return cl ? cl->queue : NULL;
 }
+
+twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, size_t byte_offset,
+                                      twin_dtype dtype, int ndim, const size_t *shape,
+                                      const ptrdiff_t *strides, twin_array **out,
+                                      const char *file, int line) {
+  return twin__array_wrap_device("twin_array_wrap_cl_mem", ctx, mem, byte_offset, dtype, ndim,
+                                 shape, strides, NULL, NULL, (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_wrap_cl_mem)(twin_context *ctx, cl_mem mem, size_t byte_offset,
+                                    twin_dtype dtype, int ndim, const size_t *shape,
+                                    const ptrdiff_t *strides, twin_array **out) {
+  return twin_array_wrap_cl_mem_at(ctx, mem, byte_offset, dtype, ndim, shape, strides, out, NULL,
+                                   0);
+}
+
+twin_status twin_array_to_dlpack_opencl(twin_array *a, twin_access access,
+                                        struct DLManagedTensor **out) {
+  return twin__array_to_dlpack("twin_array_to_dlpack_opencl", a, TWIN__DEVICE, access, out);
+}
+
+cl_program twin_program_cl_program(twin_program *prog) {
+  return (cl_program)twin__program_handle(prog);
+}
+
+cl_kernel twin_kernel_cl_kernel(twin_kernel *k) {
+  return (cl_kernel)twin__kernel_handle(k);
+}

@@ -39,8 +39,7 @@ static void kernel_name(int id, char *buf, size_t cap) {
            twin_dtype_name((twin_dtype)(id % TWIN_DTYPE_COUNT)));
 }
 
-/* Appends the compiler's log to this thread's error message. */
-static void append_build_log(const twin__cl_context *cl, cl_program program) {
+void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program) {
   size_t size = 0;
   if (twin__cl.clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, 0, NULL,
                                      &size) != CL_SUCCESS || size <= 1) {
@@ -73,7 +72,7 @@ static twin_status build(twin_context *ctx, twin__cl_context *cl) {
   if (err != CL_SUCCESS) {
     twin__fail(TWIN_ERR_BUILD, "clBuildProgram failed with %s (%d) for twin's built-in kernels "
                "on \"%s\"", twin__cl_error_name(err), (int)err, ctx->device.name);
-    append_build_log(cl, program);
+    twin__cl_append_build_log(cl, program);
     twin__cl.clReleaseProgram(program);
     return TWIN_ERR_BUILD;
   }

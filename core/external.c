@@ -1,0 +1,217 @@
+/* Memory the application lends twin: a host block (twin_array_wrap_host, DLPack kDLCPU) or a
+ * device handle (twin_array_wrap_cl_mem, DLPack kDLOpenCL) becomes one side of a buffer that
+ * twin never frees, viewed by an ordinary array. The buffer hooks (which side is lent, the
+ * release callback, zero-copy wrapping of a lent host block) are in buffer.c. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../backends/backend.h"
+#include "internal.h"
+
+/* The lent memory's geometry: C-order strides when none are given, the element count, and
+ * the lowest and highest element relative to element 0 (lo <= 0 <= hi; both 0 when empty),
+ * all with overflow checks. */
+typedef struct geometry {
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  size_t size;
+  ptrdiff_t lo, hi;
+} geometry;
+
+static twin_status c_order(const char *fn, int ndim, const size_t *shape, ptrdiff_t *strides) {
+  ptrdiff_t stride = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    strides[i] = stride;
+    size_t len = shape[i] ? shape[i] : 1;
+    if (len > PTRDIFF_MAX || __builtin_mul_overflow(stride, (ptrdiff_t)len, &stride))
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: the C-order strides overflow at axis %d", fn, i);
+  }
+  return TWIN_OK;
+}
+
+static twin_status measure(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
+                           const ptrdiff_t *strides, geometry *g) {
+  twin_status s = strides ? TWIN_OK : c_order(fn, ndim, shape, g->strides);
+  if (s != TWIN_OK)
+    return s;
+  if (strides)
+    memcpy(g->strides, strides, (size_t)ndim * sizeof *strides);
+  g->size = 1;
+  g->lo = g->hi = 0;
+  for (int i = 0; i < ndim; i++)
+    if (twin__mul_overflows(g->size, shape[i], &g->size))
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn,
+                        i, shape[i]);
+  for (int i = 0; i < ndim && g->size; i++) {
+    ptrdiff_t span;
+    if (shape[i] - 1 > PTRDIFF_MAX ||
+        __builtin_mul_overflow(g->strides[i], (ptrdiff_t)(shape[i] - 1), &span) ||
+        __builtin_add_overflow(span < 0 ? g->lo : g->hi, span, span < 0 ? &g->lo : &g->hi))
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: the extent overflows at axis %d (shape %zu, "
+                        "stride %td)", fn, i, shape[i], g->strides[i]);
+  }
+  size_t bytes;
+  if (g->size && (twin__mul_overflows((size_t)(g->hi - g->lo) + 1, twin_dtype_size(dtype),
+                                      &bytes) || bytes > PTRDIFF_MAX))
+    return twin__fail(TWIN_ERR_OVERFLOW, "%s: the memory the elements span overflows", fn);
+  return TWIN_OK;
+}
+
+/* Checks what every lent array needs: a context, a dtype, a shape and an out-parameter. */
+static twin_status check_lent(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
+                              const size_t *shape, twin_array **out) {
+  if (!ctx || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !ctx ? "ctx" : "out");
+  if (!twin__dtype_valid(dtype))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: dtype %d is not a twin_dtype", fn,
+                      (int)dtype);
+  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
+                      TWIN_MAX_DIMS);
+  if (ndim > 0 && !shape)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: shape is NULL with ndim %d", fn, ndim);
+  return TWIN_OK;
+}
+
+/* A new array object (not yet attached) with the given geometry. */
+static twin_array *new_view(twin_dtype dtype, int ndim, const size_t *shape,
+                            const geometry *g, twin__site site) {
+  twin_array *a = twin__calloc(1, sizeof *a);
+  if (!a)
+    return NULL;
+  a->dtype = dtype;
+  a->ndim = ndim;
+  a->size = g->size;
+  a->site = site;
+  for (int i = 0; i < ndim; i++) {
+    a->shape[i] = shape[i];
+    a->strides[i] = g->strides[i];
+  }
+  return a;
+}
+
+/* Attaches view a, whose element 0 is `offset` elements into buffer b (a takes over the
+ * caller's reference on b). */
+static void attach(twin_array *a, twin__buffer *b, size_t offset, twin_array **out) {
+  a->buf = b;
+  a->offset = offset;
+  twin__array_attach(a);
+  *out = a;
+}
+
+twin_status twin__array_wrap_host(const char *fn, twin_context *ctx, void *ptr, twin_dtype dtype,
+                                  int ndim, const size_t *shape, const ptrdiff_t *strides,
+                                  void (*release)(void *), void *user, twin__site site,
+                                  twin_array **out) {
+  geometry g;
+  twin_status s = check_lent(fn, ctx, dtype, ndim, shape, out);
+  if (s == TWIN_OK)
+    s = measure(fn, dtype, ndim, shape, strides, &g);
+  if (s != TWIN_OK)
+    return s;
+  size_t item = twin_dtype_size(dtype);
+  if (!ptr && g.size)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ptr is NULL for %zu elements", fn, g.size);
+  if ((uintptr_t)ptr % item)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ptr %p is not aligned for %s elements "
+                      "(%zu bytes)", fn, ptr, twin_dtype_name(dtype), item);
+  twin_array *a = new_view(dtype, ndim, shape, &g, site);
+  if (!a)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for an array object", fn);
+  /* An empty array lends no bytes; its side still needs an address, or twin would allocate
+   * one there (and then never free it, the side being lent). */
+  static char no_bytes;
+  size_t nbytes = g.size ? (size_t)(g.hi - g.lo + 1) * item : 0;
+  char *base = g.size ? (char *)ptr + g.lo * (ptrdiff_t)item : ptr ? ptr : &no_bytes;
+  twin__buffer *b;
+  s = twin__buffer_new_external(ctx, nbytes, TWIN__HOST, base, release, user, site, &b);
+  if (s != TWIN_OK) {
+    twin__free(a);
+    return s;
+  }
+  attach(a, b, (size_t)-g.lo, out);
+  return TWIN_OK;
+}
+
+twin_status twin_array_wrap_host_at(twin_context *ctx, void *ptr, twin_dtype dtype, int ndim,
+                                    const size_t *shape, const ptrdiff_t *strides,
+                                    twin_release_fn release_fn, void *user_data,
+                                    twin_array **out, const char *file, int line) {
+  return twin__array_wrap_host("twin_array_wrap_host", ctx, ptr, dtype, ndim, shape, strides,
+                               release_fn, user_data, (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_wrap_host)(twin_context *ctx, void *ptr, twin_dtype dtype, int ndim,
+                                  const size_t *shape, const ptrdiff_t *strides,
+                                  twin_release_fn release_fn, void *user_data,
+                                  twin_array **out) {
+  return twin_array_wrap_host_at(ctx, ptr, dtype, ndim, shape, strides, release_fn, user_data,
+                                 out, NULL, 0);
+}
+
+/* Rewrites this thread's message as "fn: message", for failures reported by a backend. */
+static twin_status prefixed(const char *fn, twin_status s) {
+  char cause[TWIN__CAUSE_MAX];
+  const char *msg = twin_last_error();
+  size_t skip = strlen(twin_status_name(s)) + 2; /* the message starts "NAME: " */
+  snprintf(cause, sizeof cause, "%s", strlen(msg) >= skip ? msg + skip : msg);
+  return twin__fail(s, "%s: %s", fn, cause);
+}
+
+/* Checks that elements lo..hi from element `first` lie inside a handle of nbytes. */
+static twin_status check_inside(const char *fn, const geometry *g, size_t first, size_t item,
+                                size_t nbytes) {
+  if (!g->size)
+    return first * item <= nbytes ? TWIN_OK
+                                  : twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: byte_offset %zu "
+                                               "is beyond the %zu-byte buffer", fn,
+                                               first * item, nbytes);
+  ptrdiff_t lo = (ptrdiff_t)first + g->lo, hi = (ptrdiff_t)first + g->hi;
+  if (lo < 0 || (size_t)hi >= nbytes / item)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the elements reach bytes %td..%td, "
+                      "outside the %zu-byte buffer", fn, lo * (ptrdiff_t)item,
+                      (hi + 1) * (ptrdiff_t)item - 1, nbytes);
+  return TWIN_OK;
+}
+
+twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *handle,
+                                    size_t byte_offset, twin_dtype dtype, int ndim,
+                                    const size_t *shape, const ptrdiff_t *strides,
+                                    void (*release)(void *), void *user, twin__site site,
+                                    twin_array **out) {
+  geometry g;
+  twin_status s = check_lent(fn, ctx, dtype, ndim, shape, out);
+  if (s == TWIN_OK)
+    s = measure(fn, dtype, ndim, shape, strides, &g);
+  if (s != TWIN_OK)
+    return s;
+  size_t item = twin_dtype_size(dtype), nbytes = 0;
+  if (!ctx->ops->dev_adopt)
+    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend has no device memory", fn,
+                      ctx->ops->name);
+  if (!handle)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the device buffer is NULL", fn);
+  if (byte_offset % item)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: byte_offset %zu is not a multiple of the "
+                      "%s element size, %zu bytes", fn, byte_offset, twin_dtype_name(dtype), item);
+  if (dtype == TWIN_F64 && !ctx->device.fp64)
+    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: device \"%s\" has no fp64 support for an f64 "
+                      "array", fn, ctx->device.name);
+  s = ctx->ops->dev_adopt(ctx, handle, &nbytes);
+  if (s != TWIN_OK)
+    return prefixed(fn, s);
+  twin_array *a = NULL;
+  s = check_inside(fn, &g, byte_offset / item, item, nbytes);
+  if (s == TWIN_OK && !(a = new_view(dtype, ndim, shape, &g, site)))
+    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for an array object", fn);
+  twin__buffer *b;
+  if (s == TWIN_OK)
+    s = twin__buffer_new_external(ctx, nbytes, TWIN__DEVICE, handle, release, user, site, &b);
+  if (s != TWIN_OK) {
+    twin__free(a);
+    ctx->ops->dev_free(ctx, handle); /* drops only the reference dev_adopt took */
+    return s;
+  }
+  attach(a, b, byte_offset / item, out);
+  return TWIN_OK;
+}
