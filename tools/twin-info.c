@@ -17,9 +17,12 @@ static const char *type_name(twin_device_type t) {
 
 static void print_device(const twin_device_info *d, const char *mark) {
   printf("%-12s %-11s %s / %s\n", d->spec, type_name(d->type), d->platform, d->name);
-  printf("             memory %.1f GiB, max allocation %.1f GiB, host-unified %s, fp64 %s%s\n",
-         d->global_mem_bytes / 1073741824.0, d->max_alloc_bytes / 1073741824.0,
-         d->host_unified_memory ? "yes" : "no", d->fp64 ? "yes" : "no", mark);
+  char max_alloc[32] = "no limit"; /* the host backend's only limit is the address space */
+  if (d->type != TWIN_DEVICE_HOST)
+    snprintf(max_alloc, sizeof max_alloc, "%.1f GiB", d->max_alloc_bytes / 1073741824.0);
+  printf("             memory %.1f GiB, max allocation %s, host-unified %s, fp64 %s%s\n",
+         d->global_mem_bytes / 1073741824.0, max_alloc, d->host_unified_memory ? "yes" : "no",
+         d->fp64 ? "yes" : "no", mark);
 }
 
 /* Opens the device, writes a known pattern, makes the device side current (on an OpenCL
