@@ -54,8 +54,7 @@ struct twin_backend_ops {
   /* Releases a handle from dev_alloc once queued commands using it are done. */
   void (*dev_free)(twin_context *ctx, void *handle);
   /* Copies n bytes from host memory to the handle at byte offset off, complete on return. */
-  twin_status (*to_device)(twin_context *ctx, void *handle, size_t off, size_t n,
-                           const void *src);
+  twin_status (*to_device)(twin_context *ctx, void *handle, size_t off, size_t n, const void *src);
   /* Copies n bytes at byte offset off of the handle to host memory, complete on return. */
   twin_status (*to_host)(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
   /* Sets n bytes at byte offset off of the handle to zero (may complete later, in order). */
@@ -115,8 +114,8 @@ struct twin_backend_ops {
   twin_status (*program_build)(twin_context *ctx, const char *source, const char *label,
                                const char *options, void **program);
   void (*program_free)(twin_context *ctx, void *program);
-  twin_status (*kernel_create)(twin_context *ctx, void *program, const char *name,
-                               void **kernel, twin__param **params, int *nparams);
+  twin_status (*kernel_create)(twin_context *ctx, void *program, const char *name, void **kernel,
+                               twin__param **params, int *nparams);
   void (*kernel_free)(twin_context *ctx, void *kernel);
   twin_status (*kernel_enqueue)(twin_context *ctx, void *kernel, const twin__kvalue *values,
                                 int nvalues, int work_dim, const size_t *global,

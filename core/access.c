@@ -16,19 +16,22 @@ static bool covers_extent(const twin_array *a) {
   return twin_array_is_contiguous(a);
 }
 
-static twin_status check_begin(const char *fn, twin_array *a, twin_access access,
-                               const void *out) {
+static twin_status check_begin(const char *fn, twin_array *a, twin_access access, const void *out) {
   twin__debug_check(a, fn);
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
   if (access != TWIN_READ && access != TWIN_WRITE && access != TWIN_READ_WRITE)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: access is %d, not TWIN_READ, TWIN_WRITE "
-                      "or TWIN_READ_WRITE", fn, (int)access);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: access is %d, not TWIN_READ, TWIN_WRITE "
+                      "or TWIN_READ_WRITE",
+                      fn, (int)access);
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the pointer out-parameter is NULL", fn);
   if ((access & TWIN_WRITE) && a->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY, "%s: the array is a broadcast view (some elements "
-                      "alias each other) and cannot be written; copy it first", fn);
+    return twin__fail(TWIN_ERR_READ_ONLY,
+                      "%s: the array is a broadcast view (some elements "
+                      "alias each other) and cannot be written; copy it first",
+                      fn);
   return TWIN_OK;
 }
 
@@ -37,22 +40,27 @@ static twin_status check_open_state(const char *fn, const twin_array *a, twin__s
                                     twin_access access) {
   const twin__buffer *b = a->buf;
   if (a->access_side) {
-    bool both_reads = a->access_side == side + 1 && a->access_mode == TWIN_READ &&
-                      access == TWIN_READ;
+    bool both_reads =
+        a->access_side == side + 1 && a->access_mode == TWIN_READ && access == TWIN_READ;
     if (!both_reads)
-      return twin__fail(TWIN_ERR_BUSY, "%s: this array already has a %s %s access open; end it "
-                        "first (only read accesses on one side may overlap)", fn,
-                        side_name(a->access_side - 1),
+      return twin__fail(TWIN_ERR_BUSY,
+                        "%s: this array already has a %s %s access open; end it "
+                        "first (only read accesses on one side may overlap)",
+                        fn, side_name(a->access_side - 1),
                         a->access_mode == TWIN_READ ? "read" : "write");
   }
   twin__side_id other = !side;
   if (b->open_writes[other])
-    return twin__fail(TWIN_ERR_BUSY, "%s: a %s write access to this buffer is still open, "
-                      "begun at %s:%d", fn, side_name(other),
-                      twin__site_file(b->write_site[other]), b->write_site[other].line);
+    return twin__fail(TWIN_ERR_BUSY,
+                      "%s: a %s write access to this buffer is still open, "
+                      "begun at %s:%d",
+                      fn, side_name(other), twin__site_file(b->write_site[other]),
+                      b->write_site[other].line);
   if ((access & TWIN_WRITE) && b->open_reads[other])
-    return twin__fail(TWIN_ERR_BUSY, "%s: cannot write while a %s read access to this buffer "
-                      "is open", fn, side_name(other));
+    return twin__fail(TWIN_ERR_BUSY,
+                      "%s: cannot write while a %s read access to this buffer "
+                      "is open",
+                      fn, side_name(other));
   return TWIN_OK;
 }
 
@@ -183,8 +191,10 @@ twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
     return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend has no device memory", fn,
                       ctx->ops->name);
   if (a->dtype == TWIN_F64 && !ctx->device.fp64)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: device \"%s\" has no fp64 support for an f64 "
-                      "array", fn, ctx->device.name);
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: device \"%s\" has no fp64 support for an f64 "
+                      "array",
+                      fn, ctx->device.name);
   s = begin(fn, a, TWIN__DEVICE, access, (twin__site){file, line});
   if (s == TWIN_OK) {
     *handle = a->buf->mem[TWIN__DEVICE];
@@ -211,8 +221,10 @@ static twin_status check_packed(const char *fn, const twin_array *a, const void 
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
   if (n != twin_array_nbytes(a))
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the host buffer has %zu bytes, the array "
-                      "%zu", fn, n, twin_array_nbytes(a));
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: the host buffer has %zu bytes, the array "
+                      "%zu",
+                      fn, n, twin_array_nbytes(a));
   if (!p && n)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the host pointer is NULL", fn);
   return TWIN_OK;
@@ -248,8 +260,8 @@ twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access acc
                               twin__dirty *before, void **mem) {
   twin__buffer *b = a->buf;
   pthread_mutex_lock(&b->lock);
-  twin_status s = open_locked(side == TWIN__HOST ? "twin_host_begin" : "twin_device_begin", a,
-                              side, access, (twin__site){"a twin operation", 0}, before);
+  twin_status s = open_locked(side == TWIN__HOST ? "twin_host_begin" : "twin_device_begin", a, side,
+                              access, (twin__site){"a twin operation", 0}, before);
   if (s == TWIN_OK)
     *mem = b->mem[side];
   pthread_mutex_unlock(&b->lock);

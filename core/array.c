@@ -20,8 +20,8 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
   size_t n = 1;
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(n, shape[i], &n))
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn,
-                        i, shape[i]);
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
+                        shape[i]);
   /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX. */
   if (twin__mul_overflows(n, twin_dtype_size(dtype), nbytes) || *nbytes > PTRDIFF_MAX)
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: %zu elements of %s overflow the byte size", fn, n,
@@ -83,9 +83,9 @@ static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, cons
 }
 
 /* A new array on a new buffer, for arguments check_new has passed. */
-static twin_status make_checked(twin_context *ctx, twin_dtype dtype, int ndim,
-                                const size_t *shape, size_t size, size_t nbytes, bool zero,
-                                twin__site site, twin_array **out) {
+static twin_status make_checked(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
+                                size_t size, size_t nbytes, bool zero, twin__site site,
+                                twin_array **out) {
   twin__buffer *b;
   twin_status s = twin__buffer_new(ctx, nbytes, zero, site, &b);
   if (s != TWIN_OK)
@@ -114,9 +114,8 @@ twin_status(twin_array_new)(twin_context *ctx, twin_dtype dtype, int ndim, const
   return twin_array_new_at(ctx, dtype, ndim, shape, out, NULL, 0);
 }
 
-twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim,
-                                const size_t *shape, twin_array **out, const char *file,
-                                int line) {
+twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
+                                twin_array **out, const char *file, int line) {
   return make("twin_array_zeros", ctx, dtype, ndim, shape, true, (twin__site){file, line}, out);
 }
 
@@ -251,8 +250,10 @@ twin_status twin_array_set_owner(twin_array *a, const char *owner) {
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_set_owner: a is NULL");
   size_t n = owner ? strlen(owner) : 0;
   if (n >= TWIN__OWNER_MAX)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_set_owner: owner \"%s\" is %zu "
-                      "characters; at most %d fit", owner, n, TWIN__OWNER_MAX - 1);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "twin_array_set_owner: owner \"%s\" is %zu "
+                      "characters; at most %d fit",
+                      owner, n, TWIN__OWNER_MAX - 1);
   memset(a->owner, 0, sizeof a->owner);
   if (n)
     memcpy(a->owner, owner, n);

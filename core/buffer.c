@@ -88,8 +88,7 @@ twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__si
   if (s != TWIN_OK)
     return s;
   if (shared) {
-    s = ctx->ops->dev_wrap_external(ctx, mem, nbytes, external_unused, b,
-                                    &b->mem[TWIN__DEVICE]);
+    s = ctx->ops->dev_wrap_external(ctx, mem, nbytes, external_unused, b, &b->mem[TWIN__DEVICE]);
     if (s != TWIN_OK) {
       twin__buffer_unref(b); /* holds nothing yet */
       return s;
@@ -284,8 +283,8 @@ static twin_status out_of_memory(twin__buffer *b, twin__side_id side) {
   twin_context_stats(ctx, &st);
   twin__fail(side == TWIN__HOST ? TWIN_ERR_OUT_OF_HOST_MEMORY : TWIN_ERR_OUT_OF_DEVICE_MEMORY,
              "cannot allocate %zu bytes of %s memory even after freeing redundant copies (%s); "
-             "%s budget %zu bytes%s; %s memory held now %zu bytes", alloc_size(b),
-             side == TWIN__HOST ? "host" : "device", cause,
+             "%s budget %zu bytes%s; %s memory held now %zu bytes",
+             alloc_size(b), side == TWIN__HOST ? "host" : "device", cause,
              side == TWIN__HOST ? "host" : "device", limit, limit ? "" : " (none)",
              side == TWIN__HOST ? "host" : "device",
              side == TWIN__HOST ? st.host_bytes : st.device_bytes);
@@ -304,9 +303,10 @@ static twin_status materialise(twin__buffer *b, twin__side_id which) {
   if (which == TWIN__DEVICE || b->zero_copy) {
     /* No trim can make this fit: refuse up front, saying why. */
     if (alloc_size(b) > ctx->device.max_alloc_bytes)
-      return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY, "%zu bytes exceed the device's largest "
-                        "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes", alloc_size(b),
-                        (unsigned long long)ctx->device.max_alloc_bytes);
+      return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
+                        "%zu bytes exceed the device's largest "
+                        "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
+                        alloc_size(b), (unsigned long long)ctx->device.max_alloc_bytes);
   }
   twin_status s = allocate(b, which);
   if (!is_out_of_memory(s))

@@ -21,8 +21,10 @@ static twin_status coherence_of(const twin_context_options *opt, twin_coherence 
   if (*out == TWIN_COHERENCE_COPY)
     return TWIN_OK;
   if (*out != TWIN_COHERENCE_AUTO)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: coherence %d is not a "
-                      "twin_coherence", (int)*out);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "twin_context_new: coherence %d is not a "
+                      "twin_coherence",
+                      (int)*out);
   const char *env = getenv("TWIN_COHERENCE");
   if (!env || !*env || strcmp(env, "auto") == 0)
     return TWIN_OK;
@@ -30,8 +32,10 @@ static twin_status coherence_of(const twin_context_options *opt, twin_coherence 
     *out = TWIN_COHERENCE_COPY;
     return TWIN_OK;
   }
-  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "TWIN_COHERENCE is \"%s\"; use \"auto\" or "
-                    "\"copy\"", env);
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                    "TWIN_COHERENCE is \"%s\"; use \"auto\" or "
+                    "\"copy\"",
+                    env);
 }
 
 /* A byte count with an optional K, M or G suffix (powers of 1024), from the environment. */
@@ -53,10 +57,11 @@ static twin_status env_bytes(const char *name, size_t *out) {
   if (shift)
     end++;
   /* strtoull also takes spaces, signs and out-of-range values (as ULLONG_MAX): refused. */
-  if (end == v || *end || v[0] < '0' || v[0] > '9' || errno == ERANGE ||
-      n > (SIZE_MAX >> shift))
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s is \"%s\"; use a byte count with an "
-                      "optional K, M or G suffix, e.g. 512M", name, v);
+  if (end == v || *end || v[0] < '0' || v[0] > '9' || errno == ERANGE || n > (SIZE_MAX >> shift))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s is \"%s\"; use a byte count with an "
+                      "optional K, M or G suffix, e.g. 512M",
+                      name, v);
   *out = (size_t)n << shift;
   return TWIN_OK;
 }
@@ -102,8 +107,8 @@ twin_status twin_context_new_with(const twin_context_options *options, twin_cont
   ctx->host_limit = host_limit;
   ctx->device_limit = device_limit;
   ctx->ops = backend_for(&dev);
-  ctx->zero_copy = coherence == TWIN_COHERENCE_AUTO && dev.host_unified_memory &&
-                   ctx->ops->dev_wrap != NULL;
+  ctx->zero_copy =
+      coherence == TWIN_COHERENCE_AUTO && dev.host_unified_memory && ctx->ops->dev_wrap != NULL;
   s = ctx->ops->open(ctx);
   if (s != TWIN_OK) {
     pthread_mutex_destroy(&ctx->lock);

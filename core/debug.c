@@ -97,13 +97,16 @@ void twin__debug_check_slow(const twin_array *a, const char *fn) {
   if (!a || a->magic == TWIN__ARRAY_ALIVE)
     return;
   if (a->magic == TWIN__ARRAY_POISONED) {
-    fprintf(stderr, "twin: TWIN_DEBUG: %s(%p): this array was already released (a use after "
-            "its last twin_array_unref, or a double unref); it was ", fn, (const void *)a);
+    fprintf(stderr,
+            "twin: TWIN_DEBUG: %s(%p): this array was already released (a use after "
+            "its last twin_array_unref, or a double unref); it was ",
+            fn, (const void *)a);
     describe(a);
   } else {
-    fprintf(stderr, "twin: TWIN_DEBUG: %s(%p): not a live twin array (never made by twin, or "
-            "released before the last %d releases twin keeps poisoned)", fn, (const void *)a,
-            RING_SIZE);
+    fprintf(stderr,
+            "twin: TWIN_DEBUG: %s(%p): not a live twin array (never made by twin, or "
+            "released before the last %d releases twin keeps poisoned)",
+            fn, (const void *)a, RING_SIZE);
   }
   fprintf(stderr, "\n");
   fflush(stderr);

@@ -122,7 +122,8 @@ static const twin_device_info *pick(const char *spec, const twin_device_info *li
 
 static twin_status no_match(const char *spec, const char *origin, const twin_device_info *list,
                             size_t n) {
-  twin__fail(TWIN_ERR_NO_DEVICE, "%s \"%s\" matches no device (grammar: host, opencl, "
+  twin__fail(TWIN_ERR_NO_DEVICE,
+             "%s \"%s\" matches no device (grammar: host, opencl, "
              "opencl:gpu, opencl:cpu, opencl:accelerator, opencl:P.D, opencl:NAME); devices:",
              origin, spec);
   for (size_t i = 0; i < n; i++)

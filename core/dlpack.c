@@ -112,7 +112,8 @@ static twin_status twin_dtype_of(const char *fn, DLDataType t, twin_dtype *out) 
   else if (ok && t.code == kDLFloat && (t.bits == 32 || t.bits == 64))
     *out = t.bits == 32 ? TWIN_F32 : TWIN_F64;
   else
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: DLPack dtype {code %u, bits %u, lanes %u} has "
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: DLPack dtype {code %u, bits %u, lanes %u} has "
                       "no twin dtype (int and uint of 8-64 bits, float of 32 and 64, lanes 1)",
                       fn, (unsigned)t.code, (unsigned)t.bits, (unsigned)t.lanes);
   return TWIN_OK;
@@ -122,8 +123,10 @@ static twin_status twin_dtype_of(const char *fn, DLDataType t, twin_dtype *out) 
 static twin_status geometry_of(const char *fn, const DLTensor *dl, size_t *shape,
                                ptrdiff_t *strides, bool *has_strides) {
   if (dl->ndim < 0 || dl->ndim > TWIN_MAX_DIMS)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the tensor has %d dimensions; twin has at most "
-                      "%d", fn, dl->ndim, TWIN_MAX_DIMS);
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: the tensor has %d dimensions; twin has at most "
+                      "%d",
+                      fn, dl->ndim, TWIN_MAX_DIMS);
   if (dl->ndim > 0 && !dl->shape)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the tensor's shape is NULL", fn);
   for (int i = 0; i < dl->ndim; i++) {
@@ -143,12 +146,14 @@ static void call_deleter(void *user) {
     t->deleter(t);
 }
 
-twin_status twin_array_from_dlpack_at(twin_context *ctx, DLManagedTensor *tensor,
-                                      twin_array **out, const char *file, int line) {
+twin_status twin_array_from_dlpack_at(twin_context *ctx, DLManagedTensor *tensor, twin_array **out,
+                                      const char *file, int line) {
   static const char fn[] = "twin_array_from_dlpack";
   if (!ctx || !tensor || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !ctx ? "ctx" : !tensor ? "tensor" : "out");
+                      !ctx      ? "ctx"
+                      : !tensor ? "tensor"
+                                : "out");
   const DLTensor *dl = &tensor->dl_tensor;
   twin_dtype dtype = TWIN_U8;
   size_t shape[TWIN_MAX_DIMS];
@@ -162,18 +167,17 @@ twin_status twin_array_from_dlpack_at(twin_context *ctx, DLManagedTensor *tensor
   twin__site site = {file, line};
   if (dl->device.device_type == kDLCPU)
     return twin__array_wrap_host(fn, ctx, dl->data ? (char *)dl->data + dl->byte_offset : NULL,
-                                 dtype, dl->ndim,
-                                 shape, has_strides ? strides : NULL, call_deleter, tensor, site,
-                                 out);
+                                 dtype, dl->ndim, shape, has_strides ? strides : NULL, call_deleter,
+                                 tensor, site, out);
   if (dl->device.device_type == kDLOpenCL)
     return twin__array_wrap_device(fn, ctx, dl->data, dl->byte_offset, dtype, dl->ndim, shape,
                                    has_strides ? strides : NULL, call_deleter, tensor, site, out);
-  return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the tensor is on DLPack device type %d; twin "
-                    "imports kDLCPU (%d) and kDLOpenCL (%d)", fn,
-                    (int)dl->device.device_type, (int)kDLCPU, (int)kDLOpenCL);
+  return twin__fail(TWIN_ERR_UNSUPPORTED,
+                    "%s: the tensor is on DLPack device type %d; twin "
+                    "imports kDLCPU (%d) and kDLOpenCL (%d)",
+                    fn, (int)dl->device.device_type, (int)kDLCPU, (int)kDLOpenCL);
 }
 
-twin_status(twin_array_from_dlpack)(twin_context *ctx, DLManagedTensor *tensor,
-                                    twin_array **out) {
+twin_status(twin_array_from_dlpack)(twin_context *ctx, DLManagedTensor *tensor, twin_array **out) {
   return twin_array_from_dlpack_at(ctx, tensor, out, NULL, 0);
 }

@@ -11,8 +11,8 @@ static _Thread_local char last_message[MESSAGE_CAP];
 
 const char *twin_status_name(twin_status s) {
   switch (s) {
-#define TWIN_X_NAME(name, msg)                                                                 \
-  case name:                                                                                   \
+#define TWIN_X_NAME(name, msg)                                                                     \
+  case name:                                                                                       \
     return #name;
     TWIN_STATUS_TABLE(TWIN_X_NAME)
 #undef TWIN_X_NAME
@@ -22,8 +22,8 @@ const char *twin_status_name(twin_status s) {
 
 const char *twin_status_message(twin_status s) {
   switch (s) {
-#define TWIN_X_MESSAGE(name, msg)                                                              \
-  case name:                                                                                   \
+#define TWIN_X_MESSAGE(name, msg)                                                                  \
+  case name:                                                                                       \
     return msg;
     TWIN_STATUS_TABLE(TWIN_X_MESSAGE)
 #undef TWIN_X_MESSAGE

@@ -40,19 +40,22 @@ static twin_status measure(const char *fn, twin_dtype dtype, int ndim, const siz
   g->lo = g->hi = 0;
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(g->size, shape[i], &g->size))
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn,
-                        i, shape[i]);
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
+                        shape[i]);
   for (int i = 0; i < ndim && g->size; i++) {
     ptrdiff_t span;
     if (shape[i] - 1 > PTRDIFF_MAX ||
         __builtin_mul_overflow(g->strides[i], (ptrdiff_t)(shape[i] - 1), &span) ||
         __builtin_add_overflow(span < 0 ? g->lo : g->hi, span, span < 0 ? &g->lo : &g->hi))
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: the extent overflows at axis %d (shape %zu, "
-                        "stride %td)", fn, i, shape[i], g->strides[i]);
+      return twin__fail(TWIN_ERR_OVERFLOW,
+                        "%s: the extent overflows at axis %d (shape %zu, "
+                        "stride %td)",
+                        fn, i, shape[i], g->strides[i]);
   }
   size_t bytes;
-  if (g->size && (twin__mul_overflows((size_t)(g->hi - g->lo) + 1, twin_dtype_size(dtype),
-                                      &bytes) || bytes > PTRDIFF_MAX))
+  if (g->size &&
+      (twin__mul_overflows((size_t)(g->hi - g->lo) + 1, twin_dtype_size(dtype), &bytes) ||
+       bytes > PTRDIFF_MAX))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: the memory the elements span overflows", fn);
   return TWIN_OK;
 }
@@ -74,8 +77,8 @@ static twin_status check_lent(const char *fn, twin_context *ctx, twin_dtype dtyp
 }
 
 /* A new array object (not yet attached) with the given geometry. */
-static twin_array *new_view(twin_dtype dtype, int ndim, const size_t *shape,
-                            const geometry *g, twin__site site) {
+static twin_array *new_view(twin_dtype dtype, int ndim, const size_t *shape, const geometry *g,
+                            twin__site site) {
   twin_array *a = twin__calloc(1, sizeof *a);
   if (!a)
     return NULL;
@@ -113,8 +116,10 @@ twin_status twin__array_wrap_host(const char *fn, twin_context *ctx, void *ptr, 
   if (!ptr && g.size)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ptr is NULL for %zu elements", fn, g.size);
   if ((uintptr_t)ptr % item)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ptr %p is not aligned for %s elements "
-                      "(%zu bytes)", fn, ptr, twin_dtype_name(dtype), item);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: ptr %p is not aligned for %s elements "
+                      "(%zu bytes)",
+                      fn, ptr, twin_dtype_name(dtype), item);
   twin_array *a = new_view(dtype, ndim, shape, &g, site);
   if (!a)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for an array object", fn);
@@ -135,18 +140,17 @@ twin_status twin__array_wrap_host(const char *fn, twin_context *ctx, void *ptr, 
 
 twin_status twin_array_wrap_host_at(twin_context *ctx, void *ptr, twin_dtype dtype, int ndim,
                                     const size_t *shape, const ptrdiff_t *strides,
-                                    twin_release_fn release_fn, void *user_data,
-                                    twin_array **out, const char *file, int line) {
+                                    twin_release_fn release_fn, void *user_data, twin_array **out,
+                                    const char *file, int line) {
   return twin__array_wrap_host("twin_array_wrap_host", ctx, ptr, dtype, ndim, shape, strides,
                                release_fn, user_data, (twin__site){file, line}, out);
 }
 
 twin_status(twin_array_wrap_host)(twin_context *ctx, void *ptr, twin_dtype dtype, int ndim,
                                   const size_t *shape, const ptrdiff_t *strides,
-                                  twin_release_fn release_fn, void *user_data,
-                                  twin_array **out) {
-  return twin_array_wrap_host_at(ctx, ptr, dtype, ndim, shape, strides, release_fn, user_data,
-                                 out, NULL, 0);
+                                  twin_release_fn release_fn, void *user_data, twin_array **out) {
+  return twin_array_wrap_host_at(ctx, ptr, dtype, ndim, shape, strides, release_fn, user_data, out,
+                                 NULL, 0);
 }
 
 /* Rewrites this thread's message as "fn: message", for failures reported by a backend. */
@@ -163,14 +167,16 @@ static twin_status check_inside(const char *fn, const geometry *g, size_t first,
                                 size_t nbytes) {
   if (!g->size)
     return first * item <= nbytes ? TWIN_OK
-                                  : twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: byte_offset %zu "
-                                               "is beyond the %zu-byte buffer", fn,
-                                               first * item, nbytes);
+                                  : twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                                               "%s: byte_offset %zu "
+                                               "is beyond the %zu-byte buffer",
+                                               fn, first * item, nbytes);
   ptrdiff_t lo = (ptrdiff_t)first + g->lo, hi = (ptrdiff_t)first + g->hi;
   if (lo < 0 || (size_t)hi >= nbytes / item)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the elements reach bytes %td..%td, "
-                      "outside the %zu-byte buffer", fn, lo * (ptrdiff_t)item,
-                      (hi + 1) * (ptrdiff_t)item - 1, nbytes);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: the elements reach bytes %td..%td, "
+                      "outside the %zu-byte buffer",
+                      fn, lo * (ptrdiff_t)item, (hi + 1) * (ptrdiff_t)item - 1, nbytes);
   return TWIN_OK;
 }
 
@@ -192,11 +198,15 @@ twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *han
   if (!handle)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the device buffer is NULL", fn);
   if (byte_offset % item)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: byte_offset %zu is not a multiple of the "
-                      "%s element size, %zu bytes", fn, byte_offset, twin_dtype_name(dtype), item);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: byte_offset %zu is not a multiple of the "
+                      "%s element size, %zu bytes",
+                      fn, byte_offset, twin_dtype_name(dtype), item);
   if (dtype == TWIN_F64 && !ctx->device.fp64)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: device \"%s\" has no fp64 support for an f64 "
-                      "array", fn, ctx->device.name);
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: device \"%s\" has no fp64 support for an f64 "
+                      "array",
+                      fn, ctx->device.name);
   s = ctx->ops->dev_adopt(ctx, handle, &nbytes);
   if (s != TWIN_OK)
     return prefixed(fn, s);

@@ -107,14 +107,14 @@ typedef struct twin__counters {
 struct twin__buffer;
 
 struct twin_context {
-  atomic_size_t refs;      /* the application's references plus one per live buffer */
-  atomic_size_t user_refs; /* the application's references only */
-  bool zero_copy; /* buffers share one allocation between host and device */
+  atomic_size_t refs;              /* the application's references plus one per live buffer */
+  atomic_size_t user_refs;         /* the application's references only */
+  bool zero_copy;                  /* buffers share one allocation between host and device */
   size_t host_limit, device_limit; /* budgets in bytes; 0: none */
-  pthread_mutex_t lock;             /* guards the list of live buffers */
-  struct twin__buffer *buffers;     /* live buffers, newest first */
-  atomic_bool leak_reported;        /* the live report was printed at the last user unref */
-  twin_leak_fn leak_fn;             /* replaces printing the leak report, when set */
+  pthread_mutex_t lock;            /* guards the list of live buffers */
+  struct twin__buffer *buffers;    /* live buffers, newest first */
+  atomic_bool leak_reported;       /* the live report was printed at the last user unref */
+  twin_leak_fn leak_fn;            /* replaces printing the leak report, when set */
   void *leak_user;
   const struct twin_backend_ops *ops;
   void *backend; /* the backend's own state, owned by ops->close */
@@ -164,8 +164,8 @@ void twin__host_device_info(twin_device_info *out);
 #define TWIN__DIRTY_CAP 32
 
 typedef struct twin__segment {
-  size_t lo, hi;          /* bytes [lo, hi) of the buffer */
-  twin__side_id newer;    /* the side holding the newer data there */
+  size_t lo, hi;       /* bytes [lo, hi) of the buffer */
+  twin__side_id newer; /* the side holding the newer data there */
 } twin__segment;
 
 /* Sorted, disjoint segments; touching segments of one side are merged. Zero-initialised is
@@ -201,20 +201,20 @@ size_t twin__dirty_bytes(const twin__dirty *d, size_t lo, size_t hi, twin__side_
  *   initial content (undefined, or zeros with zero_init) wherever the map is clean. */
 typedef struct twin__buffer {
   atomic_size_t refs;
-  twin_context *ctx; /* holds a reference */
+  twin_context *ctx;                /* holds a reference */
   struct twin__buffer *prev, *next; /* in ctx->buffers, under ctx->lock */
-  twin__site site;   /* where the array that made it was made */
+  twin__site site;                  /* where the array that made it was made */
   /* Live views: their summed element bytes, kept atomically, and the list (for the report)
    * under views_lock, a spinlock held only to link or unlink one view, never across a
    * transfer, so making a view costs two uncontended atomic operations more. */
   atomic_size_t view_bytes;
   atomic_flag views_lock;
   struct twin_array *views;
-  size_t nbytes;     /* logical size; allocations are at least 1 byte */
-  bool zero_copy;    /* fixed at creation */
+  size_t nbytes;        /* logical size; allocations are at least 1 byte */
+  bool zero_copy;       /* fixed at creation */
   pthread_mutex_t lock; /* guards everything below */
-  void *mem[2];      /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
-  bool zero_init;    /* initial content is zero: a side is zeroed when it is allocated */
+  void *mem[2];         /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
+  bool zero_init;       /* initial content is zero: a side is zeroed when it is allocated */
   /* Open accesses through any array on this buffer, per side, to refuse a write on one side
    * while the other side is in use, and where the latest write access was begun. */
   unsigned open_reads[2], open_writes[2];
@@ -280,15 +280,15 @@ bool twin__evictable_quiet(const twin__buffer *b, twin__side_id x);
 #define TWIN__OWNER_MAX 32
 
 struct twin_array {
-  uint32_t magic;    /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
+  uint32_t magic; /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
   atomic_size_t refs;
-  twin__buffer *buf; /* holds a reference */
+  twin__buffer *buf;              /* holds a reference */
   struct twin_array *prev, *next; /* in buf->views, under buf->views_lock */
-  twin__site site;   /* where it was made */
-  char owner[TWIN__OWNER_MAX]; /* the application's label, inherited by views */
+  twin__site site;                /* where it was made */
+  char owner[TWIN__OWNER_MAX];    /* the application's label, inherited by views */
   twin_dtype dtype;
   int ndim;
-  size_t size; /* product of shape */
+  size_t size;   /* product of shape */
   size_t offset; /* of the first element, in elements from the buffer's start */
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS];
@@ -371,8 +371,7 @@ twin_status twin__array_to_dlpack(const char *fn, twin_array *a, twin__side_id s
 /* Copies the elements of an ndim-axis block of the given shape between two host layouts
  * (strides in elements, may be negative or zero for the source), element size `item`. */
 void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src,
-                        const ptrdiff_t *src_strides, const size_t *shape, int ndim,
-                        size_t item);
+                        const ptrdiff_t *src_strides, const size_t *shape, int ndim, size_t item);
 
 /* ---- Access (access.c) ---- */
 
@@ -396,10 +395,10 @@ twin_status twin__device_end(twin_array *a);
  * on, and its geometry. The two views of a copy have the same ndim and shape (core has already
  * broadcast the source: a broadcast axis has stride 0). */
 typedef struct twin__view {
-  void *mem;        /* the backend's device handle, or the host buffer's start (host side) */
+  void *mem; /* the backend's device handle, or the host buffer's start (host side) */
   twin_dtype dtype;
-  int ndim;         /* 0..TWIN_MAX_DIMS */
-  size_t offset;    /* of the element at index 0, in elements from mem */
+  int ndim;      /* 0..TWIN_MAX_DIMS */
+  size_t offset; /* of the element at index 0, in elements from mem */
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS]; /* in elements, any sign */
 } twin__view;

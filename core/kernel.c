@@ -20,7 +20,7 @@ struct twin_program {
 /* A kernel parameter with what twin reads from its type. */
 typedef struct param_info {
   twin__param p;
-  int elem;         /* the twin_dtype its type (a pointer's pointee) names; -1: twin can't tell */
+  int elem; /* the twin_dtype its type (a pointer's pointee) names; -1: twin can't tell */
   bool pointer;
   bool offset_type; /* long or ulong: an array's element offset */
   bool long8;       /* a view's shape or strides */
@@ -43,7 +43,7 @@ struct twin_kernel {
   void *handle;          /* the backend's kernel */
   int nparams;
   param_info *params;
-  last_value *last;      /* nparams entries */
+  last_value *last;     /* nparams entries */
   twin_host_fn host_fn; /* a host kernel's function, else NULL */
   void *host_user;
   char name[];
@@ -129,11 +129,14 @@ static twin_status check_program_args(const char *fn, twin_context *ctx, const v
                                       twin_program **out) {
   if (!ctx || !source || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !ctx ? "ctx" : !source ? "the source" : "out");
+                      !ctx      ? "ctx"
+                      : !source ? "the source"
+                                : "out");
   if (!ctx->ops->program_build)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend runs no OpenCL C; run a C "
-                      "function on twin arrays with twin_kernel_new_host instead", fn,
-                      ctx->ops->name);
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: the %s backend runs no OpenCL C; run a C "
+                      "function on twin arrays with twin_kernel_new_host instead",
+                      fn, ctx->ops->name);
   return TWIN_OK;
 }
 
@@ -219,11 +222,21 @@ static int dtype_named(const char *name, size_t len) {
     const char *name;
     twin_dtype dtype;
   } names[] = {
-      {"char", TWIN_I8},         {"signed char", TWIN_I8},    {"uchar", TWIN_U8},
-      {"unsigned char", TWIN_U8}, {"short", TWIN_I16},        {"ushort", TWIN_U16},
-      {"unsigned short", TWIN_U16}, {"int", TWIN_I32},        {"uint", TWIN_U32},
-      {"unsigned int", TWIN_U32}, {"long", TWIN_I64},         {"ulong", TWIN_U64},
-      {"unsigned long", TWIN_U64}, {"float", TWIN_F32},       {"double", TWIN_F64},
+      {"char", TWIN_I8},
+      {"signed char", TWIN_I8},
+      {"uchar", TWIN_U8},
+      {"unsigned char", TWIN_U8},
+      {"short", TWIN_I16},
+      {"ushort", TWIN_U16},
+      {"unsigned short", TWIN_U16},
+      {"int", TWIN_I32},
+      {"uint", TWIN_U32},
+      {"unsigned int", TWIN_U32},
+      {"long", TWIN_I64},
+      {"ulong", TWIN_U64},
+      {"unsigned long", TWIN_U64},
+      {"float", TWIN_F32},
+      {"double", TWIN_F64},
   };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strlen(names[i].name) == len && strncmp(names[i].name, name, len) == 0)
@@ -263,8 +276,8 @@ static twin_kernel *kernel_object(twin_context *ctx, const char *name) {
 static twin_status create_kernel(twin_kernel *k, twin_program *prog) {
   twin_context *ctx = prog->ctx;
   twin__param *params = NULL;
-  twin_status s = ctx->ops->kernel_create(ctx, prog->handle, k->name, &k->handle, &params,
-                                          &k->nparams);
+  twin_status s =
+      ctx->ops->kernel_create(ctx, prog->handle, k->name, &k->handle, &params, &k->nparams);
   if (s != TWIN_OK)
     return s;
   size_t n = k->nparams ? (size_t)k->nparams : 1;
@@ -286,7 +299,9 @@ twin_status twin_kernel_new(twin_program *prog, const char *name, twin_kernel **
   static const char fn[] = "twin_kernel_new";
   if (!prog || !name || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !prog ? "prog" : !name ? "name" : "out");
+                      !prog   ? "prog"
+                      : !name ? "name"
+                              : "out");
   twin_kernel *k = kernel_object(prog->ctx, name);
   if (!k)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for a kernel", fn);
@@ -302,15 +317,18 @@ twin_status twin_kernel_new(twin_program *prog, const char *name, twin_kernel **
   return TWIN_OK;
 }
 
-twin_status twin_kernel_new_host(twin_context *ctx, const char *name, twin_host_fn fn,
-                                 void *user, twin_kernel **out) {
+twin_status twin_kernel_new_host(twin_context *ctx, const char *name, twin_host_fn fn, void *user,
+                                 twin_kernel **out) {
   if (!ctx || !name || !fn || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_kernel_new_host: %s is NULL",
-                      !ctx ? "ctx" : !name ? "name" : !fn ? "fn" : "out");
+                      !ctx    ? "ctx"
+                      : !name ? "name"
+                      : !fn   ? "fn"
+                              : "out");
   twin_kernel *k = kernel_object(ctx, name);
   if (!k)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_kernel_new_host: no memory for a "
-                      "kernel");
+                                                   "kernel");
   k->host_fn = fn;
   k->host_user = user;
   twin__context_hold(ctx);
@@ -385,22 +403,31 @@ static twin_status check_array_arg(const char *fn, const twin_kernel *k, int i,
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: the array is NULL", fn, i);
   const twin_context *actx = a->buf->ctx;
   if (actx != k->ctx)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: the array belongs to "
-                      "another context (%s) than kernel %s (%s)", fn, i, actx->device.spec,
-                      k->name, k->ctx->device.spec);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: argument %d: the array belongs to "
+                      "another context (%s) than kernel %s (%s)",
+                      fn, i, actx->device.spec, k->name, k->ctx->device.spec);
   if (arg->access != TWIN_READ && arg->access != TWIN_WRITE && arg->access != TWIN_READ_WRITE)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: access is %d, not TWIN_READ, "
-                      "TWIN_WRITE or TWIN_READ_WRITE", fn, i, (int)arg->access);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: argument %d: access is %d, not TWIN_READ, "
+                      "TWIN_WRITE or TWIN_READ_WRITE",
+                      fn, i, (int)arg->access);
   if ((arg->access & TWIN_WRITE) && a->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY, "%s: argument %d: the array is a broadcast view "
-                      "(some elements alias each other) and cannot be written", fn, i);
+    return twin__fail(TWIN_ERR_READ_ONLY,
+                      "%s: argument %d: the array is a broadcast view "
+                      "(some elements alias each other) and cannot be written",
+                      fn, i);
   if (arg->kind == TWIN_ARG_ARRAY && !contiguous(a))
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: the array is not "
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: argument %d: the array is not "
                       "C-contiguous; pass it with twin_arg_view (shape and strides too) or make "
-                      "it contiguous", fn, i);
+                      "it contiguous",
+                      fn, i);
   if (!k->host_fn && a->dtype == TWIN_F64 && !actx->device.fp64)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: argument %d: device \"%s\" has no fp64 "
-                      "support for an f64 array", fn, i, actx->device.name);
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: argument %d: device \"%s\" has no fp64 "
+                      "support for an f64 array",
+                      fn, i, actx->device.name);
   return TWIN_OK;
 }
 
@@ -411,17 +438,21 @@ static twin_status check_arg(const char *fn, const twin_kernel *k, int i, const 
     return check_array_arg(fn, k, i, arg);
   case TWIN_ARG_SCALAR:
     if (!twin__dtype_valid(arg->dtype))
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: dtype %d is not a "
-                        "twin_dtype", fn, i, (int)arg->dtype);
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                        "%s: argument %d: dtype %d is not a "
+                        "twin_dtype",
+                        fn, i, (int)arg->dtype);
     return TWIN_OK;
   case TWIN_ARG_LOCAL:
     if (arg->local_bytes == 0)
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: local memory of 0 bytes",
-                        fn, i);
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: local memory of 0 bytes", fn,
+                        i);
     return TWIN_OK;
   }
-  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: kind %d is not a "
-                    "twin_arg_kind", fn, i, (int)arg->kind);
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                    "%s: argument %d: kind %d is not a "
+                    "twin_arg_kind",
+                    fn, i, (int)arg->kind);
 }
 
 static twin_status check_launch(const char *fn, const twin_kernel *k, int work_dim,
@@ -429,16 +460,19 @@ static twin_status check_launch(const char *fn, const twin_kernel *k, int work_d
                                 const twin_arg *args) {
   if (!k || !global || (nargs > 0 && !args))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !k ? "the kernel" : !global ? "global" : "args");
+                      !k        ? "the kernel"
+                      : !global ? "global"
+                                : "args");
   if (work_dim < 1 || work_dim > 3)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: work_dim is %d, outside 1..3", fn,
-                      work_dim);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: work_dim is %d, outside 1..3", fn, work_dim);
   if (nargs < 0)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: nargs is %d", fn, nargs);
   for (int d = 0; local && d < work_dim; d++)
     if (local[d] == 0 || global[d] % local[d])
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: global[%d] = %zu is not a multiple of "
-                        "local[%d] = %zu", fn, d, global[d], d, local[d]);
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                        "%s: global[%d] = %zu is not a multiple of "
+                        "local[%d] = %zu",
+                        fn, d, global[d], d, local[d]);
   for (int i = 0; i < nargs; i++) {
     twin_status s = check_arg(fn, k, i, &args[i]);
     if (s != TWIN_OK)
@@ -465,14 +499,15 @@ static const char *space_text(twin__space s) {
 }
 
 /* Refuses argument i at parameter j, naming both and saying why. */
-static twin_status mismatch(const char *fn, const twin_kernel *k, int i, const twin_arg *arg,
-                            int j, const char *why) {
+static twin_status mismatch(const char *fn, const twin_kernel *k, int i, const twin_arg *arg, int j,
+                            const char *why) {
   const twin__param *p = &k->params[j].p;
   char text[96];
-  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d (%s) does not fit parameter %d "
-                    "'%s' of kernel %s (%s%s%s): %s", fn, i, arg_text(arg, text, sizeof text), j,
-                    p->name, k->name, space_text(p->space), p->is_const ? "const " : "",
-                    p->type, why);
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                    "%s: argument %d (%s) does not fit parameter %d "
+                    "'%s' of kernel %s (%s%s%s): %s",
+                    fn, i, arg_text(arg, text, sizeof text), j, p->name, k->name,
+                    space_text(p->space), p->is_const ? "const " : "", p->type, why);
 }
 
 static twin_status check_array_params(const char *fn, const twin_kernel *k, int i,
@@ -481,19 +516,22 @@ static twin_status check_array_params(const char *fn, const twin_kernel *k, int 
   if (p->p.space == TWIN__SPACE_UNKNOWN)
     return TWIN_OK; /* the device describes no parameters: nothing more to check */
   if ((p->p.space != TWIN__SPACE_GLOBAL && p->p.space != TWIN__SPACE_CONSTANT) || !p->pointer)
-    return mismatch(fn, k, i, arg, j, "an array binds a __global or __constant pointer, then "
+    return mismatch(fn, k, i, arg, j,
+                    "an array binds a __global or __constant pointer, then "
                     "its offset (see twin_kernel.h)");
   if (p->elem >= 0 && p->elem != (int)arg->array->dtype)
     return mismatch(fn, k, i, arg, j, "the element types differ");
   if ((arg->access & TWIN_WRITE) && p->p.is_const)
-    return mismatch(fn, k, i, arg, j, "the kernel cannot write through a pointer to const; "
+    return mismatch(fn, k, i, arg, j,
+                    "the kernel cannot write through a pointer to const; "
                     "pass TWIN_READ or drop the const");
   if (arg->access == TWIN_READ && !p->p.is_const)
-    return mismatch(fn, k, i, arg, j, "an array passed TWIN_READ binds a pointer to const, so "
+    return mismatch(fn, k, i, arg, j,
+                    "an array passed TWIN_READ binds a pointer to const, so "
                     "the kernel cannot write it unseen; declare it const or pass "
                     "TWIN_READ_WRITE");
-  static const char *const what[] = {"its element offset, a long",
-                                     "its shape, a long8", "its strides, a long8"};
+  static const char *const what[] = {"its element offset, a long", "its shape, a long8",
+                                     "its strides, a long8"};
   for (int m = 1; m < binds(arg->kind); m++) {
     const param_info *q = &k->params[j + m];
     if (q->p.space != TWIN__SPACE_UNKNOWN &&
@@ -506,8 +544,8 @@ static twin_status check_array_params(const char *fn, const twin_kernel *k, int 
   return TWIN_OK;
 }
 
-static twin_status check_binding(const char *fn, const twin_kernel *k, int i,
-                                 const twin_arg *arg, int j) {
+static twin_status check_binding(const char *fn, const twin_kernel *k, int i, const twin_arg *arg,
+                                 int j) {
   const param_info *p = &k->params[j];
   if (is_array(arg->kind))
     return check_array_params(fn, k, i, arg, j);
@@ -537,10 +575,11 @@ static twin_status check_params(const char *fn, const twin_kernel *k, int nargs,
   }
   if (total == k->nparams)
     return TWIN_OK;
-  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: kernel %s has %d parameters, but the %d "
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                    "%s: kernel %s has %d parameters, but the %d "
                     "arguments bind %d (an array binds 2: pointer and offset; a view 4: pointer, "
-                    "offset, shape and strides; a scalar or local memory 1)", fn, k->name,
-                    k->nparams, nargs, total);
+                    "offset, shape and strides; a scalar or local memory 1)",
+                    fn, k->name, k->nparams, nargs, total);
 }
 
 /* ---- Opening the arrays ---- */
@@ -574,7 +613,7 @@ typedef struct launch {
   bound_array *arrays;
   bound_arg *bound;
   twin__kvalue *values;
-  twin__dirty *befores;      /* from twin__malloc when more than STACK_BEFORES are needed */
+  twin__dirty *befores;       /* from twin__malloc when more than STACK_BEFORES are needed */
   twin__dirty *stack_befores; /* STACK_BEFORES on the caller's stack */
 } launch;
 
@@ -629,8 +668,7 @@ static void close_arrays(launch *l, int n, bool failed) {
  * before a write-only access of an overlapping view marks it newer on this side. */
 static void order_reads_first(launch *l) {
   for (int j = 1; j < l->narrays; j++)
-    for (int m = j; m > 0 && l->arrays[m].mode == TWIN_READ &&
-                    l->arrays[m - 1].mode != TWIN_READ;
+    for (int m = j; m > 0 && l->arrays[m].mode == TWIN_READ && l->arrays[m - 1].mode != TWIN_READ;
          m--) {
       bound_array t = l->arrays[m];
       l->arrays[m] = l->arrays[m - 1];
@@ -741,8 +779,8 @@ static twin_status enqueue(launch *l, int work_dim, const size_t *global, const 
   int nvalues = fill_values(l), failed_value = -1;
   pthread_mutex_lock(&l->k->lock);
   mark_same(l->k, l->values, nvalues);
-  twin_status s = ctx->ops->kernel_enqueue(ctx, l->k->handle, l->values, nvalues, work_dim,
-                                           global, local, &failed_value);
+  twin_status s = ctx->ops->kernel_enqueue(ctx, l->k->handle, l->values, nvalues, work_dim, global,
+                                           local, &failed_value);
   remember(l->k, l->values, nvalues, s == TWIN_OK);
   pthread_mutex_unlock(&l->k->lock);
   if (s != TWIN_OK && failed_value >= 0)
@@ -775,8 +813,10 @@ static twin_status run_host(launch *l, int work_dim, const size_t *global, const
     else if (arg->kind == TWIN_ARG_SCALAR)
       data[i] = (void *)&arg->value;
     else if (!(data[i] = twin__malloc(arg->local_bytes)))
-      s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: argument %d: no memory for %zu bytes of "
-                     "local memory", l->fn, i, arg->local_bytes);
+      s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
+                     "%s: argument %d: no memory for %zu bytes of "
+                     "local memory",
+                     l->fn, i, arg->local_bytes);
   }
   hl.data = data;
   if (s == TWIN_OK)
@@ -817,14 +857,14 @@ twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *globa
   bound_arg bound[STACK_ARGS];
   twin__kvalue values[4 * STACK_ARGS];
   twin__dirty befores[STACK_BEFORES];
-  launch l = {fn, k, k->host_fn ? TWIN__HOST : TWIN__DEVICE, nargs, 0, args, arrays, bound,
-              values, NULL, befores};
+  launch l = {
+      fn,   k,      k->host_fn ? TWIN__HOST : TWIN__DEVICE, nargs, 0, args, arrays, bound, values,
+      NULL, befores};
   void *heap = NULL;
   if (nargs > STACK_ARGS) {
     size_t each = sizeof *arrays + sizeof *bound + 4 * sizeof *values;
     if (!(heap = twin__malloc((size_t)nargs * each)))
-      return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for %d arguments", fn,
-                        nargs);
+      return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for %d arguments", fn, nargs);
     l.values = heap;
     l.bound = (bound_arg *)(l.values + 4 * nargs);
     l.arrays = (bound_array *)(l.bound + nargs);

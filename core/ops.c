@@ -15,8 +15,7 @@
 static const char *shape_text(const twin_array *a, char *buf) {
   size_t used = (size_t)snprintf(buf, SHAPE_TEXT_CAP, "(");
   for (int i = 0; i < a->ndim; i++)
-    used += (size_t)snprintf(buf + used, SHAPE_TEXT_CAP - used, i ? ", %zu" : "%zu",
-                             a->shape[i]);
+    used += (size_t)snprintf(buf + used, SHAPE_TEXT_CAP - used, i ? ", %zu" : "%zu", a->shape[i]);
   snprintf(buf + used, SHAPE_TEXT_CAP - used, a->ndim == 1 ? ",)" : ")");
   return buf;
 }
@@ -42,8 +41,10 @@ static twin_status broadcast_strides(const char *fn, const twin_array *dst, cons
   if (ok)
     return TWIN_OK;
   char a[SHAPE_TEXT_CAP], b[SHAPE_TEXT_CAP];
-  return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: the source's shape %s cannot be broadcast to "
-                    "the destination's shape %s", fn, shape_text(src, a), shape_text(dst, b));
+  return twin__fail(TWIN_ERR_SHAPE_MISMATCH,
+                    "%s: the source's shape %s cannot be broadcast to "
+                    "the destination's shape %s",
+                    fn, shape_text(src, a), shape_text(dst, b));
 }
 
 static bool overlap(const twin_array *a, const twin_array *b) {
@@ -75,12 +76,14 @@ static placement place(const twin_context *ctx) {
 }
 
 /* Refuses f64 work on a device without fp64 before anything is opened or built. */
-static twin_status check_fp64(const char *fn, const twin_context *ctx, placement p,
-                              twin_dtype a, twin_dtype b) {
+static twin_status check_fp64(const char *fn, const twin_context *ctx, placement p, twin_dtype a,
+                              twin_dtype b) {
   if (!p.device || ctx->device.fp64 || (a != TWIN_F64 && b != TWIN_F64))
     return TWIN_OK;
-  return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: device \"%s\" has no fp64 support for an f64 "
-                    "array", fn, ctx->device.name);
+  return twin__fail(TWIN_ERR_UNSUPPORTED,
+                    "%s: device \"%s\" has no fp64 support for an f64 "
+                    "array",
+                    fn, ctx->device.name);
 }
 
 static twin_status prepare(twin_context *ctx, placement p) {
@@ -159,12 +162,15 @@ twin_status twin_copy(twin_array *dst, twin_array *src) {
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "src");
   twin_context *ctx = dst->buf->ctx;
   if (src->buf->ctx != ctx)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: dst and src belong to different contexts "
-                      "(%s and %s); move data between contexts through host memory", fn,
-                      ctx->device.spec, src->buf->ctx->device.spec);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: dst and src belong to different contexts "
+                      "(%s and %s); move data between contexts through host memory",
+                      fn, ctx->device.spec, src->buf->ctx->device.spec);
   if (dst->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY, "%s: dst is a broadcast view (some elements alias "
-                      "each other) and cannot be written", fn);
+    return twin__fail(TWIN_ERR_READ_ONLY,
+                      "%s: dst is a broadcast view (some elements alias "
+                      "each other) and cannot be written",
+                      fn);
   ptrdiff_t strides[TWIN_MAX_DIMS];
   twin_status s = broadcast_strides(fn, dst, src, strides);
   if (s == TWIN_OK)
@@ -190,8 +196,10 @@ twin_status twin_fill(twin_array *dst, const void *value) {
   if (!dst || !value)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "value");
   if (dst->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY, "%s: dst is a broadcast view (some elements alias "
-                      "each other) and cannot be written", fn);
+    return twin__fail(TWIN_ERR_READ_ONLY,
+                      "%s: dst is a broadcast view (some elements alias "
+                      "each other) and cannot be written",
+                      fn);
   twin_context *ctx = dst->buf->ctx;
   placement p = place(ctx);
   twin_status s = check_fp64(fn, ctx, p, dst->dtype, dst->dtype);
@@ -236,8 +244,7 @@ twin_status(twin_array_copy)(twin_array *a, twin_array **out) {
   return twin_array_copy_at(a, out, NULL, 0);
 }
 
-twin_status twin_array_contiguous_at(twin_array *a, twin_array **out, const char *file,
-                                     int line) {
+twin_status twin_array_contiguous_at(twin_array *a, twin_array **out, const char *file, int line) {
   twin__debug_check(a, "twin_array_contiguous");
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_contiguous: %s is NULL",

@@ -202,9 +202,10 @@ void twin_context_report(twin_context *ctx, FILE *out) {
   human(host, sizeof host, st.host_bytes);
   human(dev, sizeof dev, st.device_bytes);
   human(held, sizeof held, st.held_by_views_bytes);
-  fprintf(out, "twin: context %s: %zu buffers, %zu arrays; host %s, device %s; %s held alive "
-          "by views covering under a quarter of their buffer\n", ctx->device.spec, st.buffers,
-          st.arrays, host, dev, held);
+  fprintf(out,
+          "twin: context %s: %zu buffers, %zu arrays; host %s, device %s; %s held alive "
+          "by views covering under a quarter of their buffer\n",
+          ctx->device.spec, st.buffers, st.arrays, host, dev, held);
   if (twin_context_walk(ctx, print_buffer, out) != TWIN_OK)
     fprintf(out, "twin: the report is incomplete: %s\n", twin_last_error());
 }
@@ -214,9 +215,11 @@ void twin__report_leak(twin_context *ctx) {
     ctx->leak_fn(ctx, ctx->leak_user);
     return;
   }
-  fprintf(stderr, "twin: the application dropped its last reference to context %s while "
+  fprintf(stderr,
+          "twin: the application dropped its last reference to context %s while "
           "arrays are still alive; they hold this memory (and the context) until they are "
-          "unreferenced:\n", ctx->device.spec);
+          "unreferenced:\n",
+          ctx->device.spec);
   twin_context_report(ctx, stderr);
 }
 
@@ -232,8 +235,7 @@ twin_status twin_context_set_leak_handler(twin_context *ctx, twin_leak_fn fn, vo
  * 2-byte view of a 10-byte buffer, which the per-owner figures count). */
 static bool held_by_views(size_t covered, size_t nbytes) {
   size_t scaled;
-  return !__builtin_mul_overflow(covered, (size_t)HELD_BY_VIEWS_SHARE, &scaled) &&
-         scaled < nbytes;
+  return !__builtin_mul_overflow(covered, (size_t)HELD_BY_VIEWS_SHARE, &scaled) && scaled < nbytes;
 }
 
 size_t twin__held_by_views(twin_context *ctx) {
@@ -269,7 +271,9 @@ static void add_owned(const twin_buffer_info *b, const char *owner, twin_stats *
 twin_status twin_context_owner_stats(twin_context *ctx, const char *owner, twin_stats *out) {
   if (!ctx || !owner || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_owner_stats: %s is NULL",
-                      !ctx ? "ctx" : !owner ? "owner" : "out");
+                      !ctx     ? "ctx"
+                      : !owner ? "owner"
+                               : "out");
   twin_buffer_info *infos;
   size_t n;
   twin_status s = snapshot(ctx, &infos, &n);

@@ -8,8 +8,8 @@ static const char *side_name(twin__side_id side) {
 
 static twin_status to_side_id(const char *fn, twin_side side, twin__side_id *out) {
   if (side != TWIN_HOST && side != TWIN_DEVICE)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: side is %d, not TWIN_HOST or TWIN_DEVICE",
-                      fn, (int)side);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: side is %d, not TWIN_HOST or TWIN_DEVICE", fn,
+                      (int)side);
   *out = side == TWIN_HOST ? TWIN__HOST : TWIN__DEVICE;
   return TWIN_OK;
 }
@@ -18,22 +18,26 @@ static twin_status to_side_id(const char *fn, twin_side side, twin__side_id *out
 static twin_status evictable(const char *fn, const twin__buffer *b, twin__side_id x) {
   bool two_copies = !b->zero_copy && b->ctx->ops->dev_alloc;
   if (twin__is_external(b, x))
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s side is memory the application lent "
-                      "twin (wrapped or imported); twin never frees it", fn, side_name(x));
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: the %s side is memory the application lent "
+                      "twin (wrapped or imported); twin never frees it",
+                      fn, side_name(x));
   if (two_copies && (!b->mem[x] || twin__evictable_quiet(b, x)))
     return TWIN_OK; /* nothing to free, or a redundant copy */
   if (b->zero_copy)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: a zero-copy buffer is one allocation; it has "
-                      "no redundant copy to free", fn);
+    return twin__fail(TWIN_ERR_UNSUPPORTED,
+                      "%s: a zero-copy buffer is one allocation; it has "
+                      "no redundant copy to free",
+                      fn);
   if (!two_copies)
     return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend keeps a single host copy", fn,
                       b->ctx->ops->name);
   if (b->open_reads[x] || b->open_writes[x])
-    return twin__fail(TWIN_ERR_BUSY, "%s: a %s access to this buffer is open", fn,
-                      side_name(x));
-  return twin__fail(TWIN_ERR_BAD_STATE, "%s: the %s copy holds data the %s does not have; "
-                    "bring it over first (twin_array_prefetch)", fn, side_name(x),
-                    side_name(!x));
+    return twin__fail(TWIN_ERR_BUSY, "%s: a %s access to this buffer is open", fn, side_name(x));
+  return twin__fail(TWIN_ERR_BAD_STATE,
+                    "%s: the %s copy holds data the %s does not have; "
+                    "bring it over first (twin_array_prefetch)",
+                    fn, side_name(x), side_name(!x));
 }
 
 /* With b->lock held and evictable(): frees side x; the other side now holds everything. */
@@ -84,9 +88,10 @@ twin_status twin_array_prefetch(twin_array *a, twin_side side) {
   twin__array_extent(a, &lo, &hi);
   pthread_mutex_lock(&b->lock);
   if (b->open_writes[!x])
-    s = twin__fail(TWIN_ERR_BUSY, "%s: a %s write access to this buffer is open, begun at "
-                   "%s:%d", fn, side_name(!x), twin__site_file(b->write_site[!x]),
-                   b->write_site[!x].line);
+    s = twin__fail(TWIN_ERR_BUSY,
+                   "%s: a %s write access to this buffer is open, begun at "
+                   "%s:%d",
+                   fn, side_name(!x), twin__site_file(b->write_site[!x]), b->write_site[!x].line);
   if (s == TWIN_OK)
     s = twin__buffer_reserve(b);
   if (s == TWIN_OK)
@@ -96,8 +101,7 @@ twin_status twin_array_prefetch(twin_array *a, twin_side side) {
 }
 
 /* Where side x stands for the bytes [lo, hi). */
-static twin_residency side_residency(const twin__buffer *b, twin__side_id x, size_t lo,
-                                     size_t hi) {
+static twin_residency side_residency(const twin__buffer *b, twin__side_id x, size_t lo, size_t hi) {
   if (!b->mem[x])
     return TWIN_RESIDENT_NONE;
   if (b->zero_copy)
@@ -109,7 +113,9 @@ twin_status twin_array_residency(twin_array *a, twin_residency *host, twin_resid
   twin__debug_check(a, "twin_array_residency");
   if (!a || !host || !device)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_residency: %s is NULL",
-                      !a ? "a" : !host ? "host" : "device");
+                      !a      ? "a"
+                      : !host ? "host"
+                              : "device");
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
   pthread_mutex_lock(&a->buf->lock);
@@ -155,8 +161,10 @@ twin_status twin_context_trim(twin_context *ctx, unsigned what, size_t *freed_by
   if (!ctx)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_trim: ctx is NULL");
   if (!what || (what & ~(unsigned)(TWIN_TRIM_HOST | TWIN_TRIM_DEVICE)))
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_trim: what is 0x%x; use "
-                      "TWIN_TRIM_HOST, TWIN_TRIM_DEVICE or both", what);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "twin_context_trim: what is 0x%x; use "
+                      "TWIN_TRIM_HOST, TWIN_TRIM_DEVICE or both",
+                      what);
   size_t freed = twin__trim(ctx, what);
   if (freed_bytes)
     *freed_bytes = freed;

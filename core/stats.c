@@ -4,9 +4,8 @@
 
 static void raise_peak(atomic_size_t *peak, size_t now) {
   size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
-  while (now > seen &&
-         !atomic_compare_exchange_weak_explicit(peak, &seen, now, memory_order_relaxed,
-                                                memory_order_relaxed))
+  while (now > seen && !atomic_compare_exchange_weak_explicit(
+                           peak, &seen, now, memory_order_relaxed, memory_order_relaxed))
     ;
 }
 
@@ -24,16 +23,14 @@ bool twin__budget_take(twin_context *ctx, twin__side_id side, size_t n) {
       return false;
   } while (!atomic_compare_exchange_weak_explicit(live, &now, next, memory_order_relaxed,
                                                   memory_order_relaxed));
-  raise_peak(side == TWIN__HOST ? &ctx->counters.peak_host_bytes
-                                : &ctx->counters.peak_device_bytes,
+  raise_peak(side == TWIN__HOST ? &ctx->counters.peak_host_bytes : &ctx->counters.peak_device_bytes,
              next);
   return true;
 }
 
 void twin__budget_count(twin_context *ctx, twin__side_id side, size_t n) {
   size_t now = atomic_fetch_add_explicit(live_of(ctx, side), n, memory_order_relaxed) + n;
-  raise_peak(side == TWIN__HOST ? &ctx->counters.peak_host_bytes
-                                : &ctx->counters.peak_device_bytes,
+  raise_peak(side == TWIN__HOST ? &ctx->counters.peak_host_bytes : &ctx->counters.peak_device_bytes,
              now);
 }
 

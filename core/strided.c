@@ -16,8 +16,7 @@ static void copy_row(char *dst, ptrdiff_t ds, const char *src, ptrdiff_t ss, siz
 }
 
 void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src,
-                        const ptrdiff_t *src_strides, const size_t *shape, int ndim,
-                        size_t item) {
+                        const ptrdiff_t *src_strides, const size_t *shape, int ndim, size_t item) {
   size_t total = 1;
   for (int i = 0; i < ndim; i++)
     total *= shape[i];

@@ -36,6 +36,7 @@ extern "C" {
 
 /* One table gives the enum, twin_status_name() and twin_status_message(), so they cannot
  * drift apart. X(name, message) */
+// clang-format off
 #define TWIN_STATUS_TABLE(X)                                                                   \
   X(TWIN_OK, "success")                                                                        \
   X(TWIN_ERR_INVALID_ARGUMENT, "an argument is invalid")                                      \
@@ -51,6 +52,7 @@ extern "C" {
   X(TWIN_ERR_NOT_VIEWABLE, "the result cannot be a view of the same memory")                 \
   X(TWIN_ERR_READ_ONLY, "the array cannot be written through")                               \
   X(TWIN_ERR_SHAPE_MISMATCH, "array shapes do not match")
+// clang-format on
 
 typedef enum twin_status {
 #define TWIN_X_ENUM(name, msg) name,
@@ -110,16 +112,16 @@ typedef enum twin_device_type {
 } twin_device_type;
 
 typedef struct twin_device_info {
-  char spec[24];        /* a spec that selects exactly this device: "host" or "opencl:P.D" */
-  char platform[128];   /* OpenCL platform name; "twin" for the host backend */
-  char name[128];       /* device name */
+  char spec[24];      /* a spec that selects exactly this device: "host" or "opencl:P.D" */
+  char platform[128]; /* OpenCL platform name; "twin" for the host backend */
+  char name[128];     /* device name */
   twin_device_type type;
-  int platform_index;   /* P and D of "opencl:P.D"; -1 for the host backend */
+  int platform_index; /* P and D of "opencl:P.D"; -1 for the host backend */
   int device_index;
-  uint64_t global_mem_bytes;    /* CL_DEVICE_GLOBAL_MEM_SIZE; physical memory for the host */
-  uint64_t max_alloc_bytes;     /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; PTRDIFF_MAX for the host */
-  bool host_unified_memory;     /* the device shares host memory (true for the host backend) */
-  bool fp64;                    /* f64 arrays can be used on the device */
+  uint64_t global_mem_bytes; /* CL_DEVICE_GLOBAL_MEM_SIZE; physical memory for the host */
+  uint64_t max_alloc_bytes;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; PTRDIFF_MAX for the host */
+  bool host_unified_memory;  /* the device shares host memory (true for the host backend) */
+  bool fp64;                 /* f64 arrays can be used on the device */
 } twin_device_info;
 
 /* Lists every device twin can use: each OpenCL device of each platform the ICD loader knows,
@@ -161,7 +163,7 @@ typedef enum twin_coherence {
 } twin_coherence;
 
 typedef struct twin_context_options {
-  const char *device;       /* device spec as for twin_context_new; NULL reads TWIN_DEVICE */
+  const char *device; /* device spec as for twin_context_new; NULL reads TWIN_DEVICE */
   twin_coherence coherence;
   /* Budgets twin enforces itself, in bytes; 0 reads TWIN_HOST_MEMORY_LIMIT and
    * TWIN_DEVICE_MEMORY_LIMIT (a byte count with an optional K, M or G suffix), unset means no
@@ -180,8 +182,7 @@ typedef struct twin_context_options {
 
 /* twin_context_new with options; options NULL means all defaults. An unknown TWIN_COHERENCE
  * value or a malformed memory limit is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
-TWIN_API twin_status twin_context_new_with(const twin_context_options *options,
-                                           twin_context **out);
+TWIN_API twin_status twin_context_new_with(const twin_context_options *options, twin_context **out);
 
 /* True when the context's buffers are one allocation shared by host and device. */
 TWIN_API bool twin_context_is_zero_copy(const twin_context *ctx);
@@ -201,18 +202,18 @@ TWIN_API const twin_device_info *twin_context_device(const twin_context *ctx);
 /* ---- Statistics --------------------------------------------------------------------------- */
 
 typedef struct twin_stats {
-  size_t host_bytes;         /* host memory allocated for buffers now */
-  size_t device_bytes;       /* device memory allocated for buffers now */
-  size_t peak_host_bytes;    /* highest host_bytes since the context was made */
-  size_t peak_device_bytes;  /* highest device_bytes since the context was made */
-  size_t buffers;            /* live buffers */
-  size_t arrays;             /* live arrays (views included) */
-  size_t zero_copy_buffers;  /* live buffers whose host and device memory are one; their
-                                memory counts once, in host_bytes */
+  size_t host_bytes;          /* host memory allocated for buffers now */
+  size_t device_bytes;        /* device memory allocated for buffers now */
+  size_t peak_host_bytes;     /* highest host_bytes since the context was made */
+  size_t peak_device_bytes;   /* highest device_bytes since the context was made */
+  size_t buffers;             /* live buffers */
+  size_t arrays;              /* live arrays (views included) */
+  size_t zero_copy_buffers;   /* live buffers whose host and device memory are one; their
+                                 memory counts once, in host_bytes */
   size_t held_by_views_bytes; /* bytes of buffers whose live views cover under a quarter of
                                  them: the huge[:, 100] trap made visible */
-  uint64_t bytes_to_device, bytes_to_host;             /* bytes moved each way */
-  uint64_t transfers_to_device, transfers_to_host;     /* transfer commands each way */
+  uint64_t bytes_to_device, bytes_to_host;         /* bytes moved each way */
+  uint64_t transfers_to_device, transfers_to_host; /* transfer commands each way */
 } twin_stats;
 
 /* Copies the context's counters into *out. Counters are updated atomically as allocations and
@@ -263,8 +264,8 @@ typedef struct twin_buffer_info {
   bool zero_copy;
   const char *file; /* where the array that made the buffer was made */
   int line;
-  size_t views;      /* live array objects on it */
-  double coverage;   /* their element bytes summed (overlaps count twice) / nbytes, at most 1 */
+  size_t views;    /* live array objects on it */
+  double coverage; /* their element bytes summed (overlaps count twice) / nbytes, at most 1 */
   const twin_view_info *view; /* `views` entries, valid only during the callback */
 } twin_buffer_info;
 
@@ -296,8 +297,7 @@ typedef void (*twin_leak_fn)(twin_context *ctx, void *user);
 
 /* Sets (or with fn NULL clears) the leak handler. Not thread-safe with a concurrent last
  * twin_context_unref of the same context. */
-TWIN_API twin_status twin_context_set_leak_handler(twin_context *ctx, twin_leak_fn fn,
-                                                   void *user);
+TWIN_API twin_status twin_context_set_leak_handler(twin_context *ctx, twin_leak_fn fn, void *user);
 
 /* The statistics of the buffers that at least one live view tagged `owner` keeps alive:
  * host_bytes, device_bytes, buffers, arrays (the tagged ones), zero_copy_buffers and
@@ -321,30 +321,29 @@ typedef struct twin_array twin_array;
  * the array holds a reference on its buffer, which holds one on ctx. Thread-safe. */
 TWIN_API twin_status twin_array_new(twin_context *ctx, twin_dtype dtype, int ndim,
                                     const size_t *shape, twin_array **out);
-TWIN_API twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, twin_array **out,
-                                       const char *file, int line);
+TWIN_API twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim,
+                                       const size_t *shape, twin_array **out, const char *file,
+                                       int line);
 #define twin_array_new(...) twin_array_new_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* As twin_array_new, with every element zero. The zeros are written on whichever side is used
  * first, never transferred. Thread-safe. */
 TWIN_API twin_status twin_array_zeros(twin_context *ctx, twin_dtype dtype, int ndim,
                                       const size_t *shape, twin_array **out);
-TWIN_API twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, twin_array **out,
-                                         const char *file, int line);
+TWIN_API twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim,
+                                         const size_t *shape, twin_array **out, const char *file,
+                                         int line);
 #define twin_array_zeros(...) twin_array_zeros_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* As twin_array_new, with contents copied from data: C order, tightly packed, of the array's
  * byte size. data stays the caller's and may be reused as soon as the call returns (NULL only
  * when the array has no elements). Thread-safe. */
 TWIN_API twin_status twin_array_from_host(twin_context *ctx, twin_dtype dtype, int ndim,
-                                          const size_t *shape, const void *data,
-                                          twin_array **out);
-TWIN_API twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape, const void *data, twin_array **out,
-                                             const char *file, int line);
+                                          const size_t *shape, const void *data, twin_array **out);
+TWIN_API twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndim,
+                                             const size_t *shape, const void *data,
+                                             twin_array **out, const char *file, int line);
 #define twin_array_from_host(...) twin_array_from_host_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* Takes one more reference on a and returns a. Thread-safe. */
 TWIN_API twin_array *twin_array_ref(twin_array *a);
@@ -392,10 +391,10 @@ TWIN_API bool twin_array_is_contiguous(const twin_array *a);
 TWIN_API twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
                                            const ptrdiff_t *strides, ptrdiff_t offset,
                                            twin_array **out);
-TWIN_API twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape, const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out,
-                                              const char *file, int line);
+TWIN_API twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape,
+                                              const ptrdiff_t *strides, ptrdiff_t offset,
+                                              twin_array **out, const char *file, int line);
 #define twin_array_as_strided(...) twin_array_as_strided_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* Omitted slice bound, NumPy's None. */
 #define TWIN_NONE PTRDIFF_MIN
@@ -412,21 +411,17 @@ typedef struct twin_slice {
 
 /* A view selecting per_axis[i] on each of a's ndim axes (per_axis has ndim entries; it may be
  * NULL when ndim is 0). Step 0 is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
-TWIN_API twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis,
-                                      twin_array **out);
-TWIN_API twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out,
-                                         const char *file, int line);
+TWIN_API twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis, twin_array **out);
+TWIN_API twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis,
+                                         twin_array **out, const char *file, int line);
 #define twin_array_slice(...) twin_array_slice_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* A view with axis `axis` fixed at `index` (negative counts from the end) and dropped, as
  * NumPy's a[..., index, ...]. Thread-safe. */
-TWIN_API twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index,
-                                      twin_array **out);
+TWIN_API twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index, twin_array **out);
 TWIN_API twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out,
                                          const char *file, int line);
 #define twin_array_index(...) twin_array_index_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* A view whose axis i is a's axis perm[i]; perm has ndim entries naming every axis once, or
  * is NULL to reverse the axes (NumPy's a.T). Thread-safe. */
@@ -434,7 +429,6 @@ TWIN_API twin_status twin_array_transpose(twin_array *a, const int *perm, twin_a
 TWIN_API twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array **out,
                                              const char *file, int line);
 #define twin_array_transpose(...) twin_array_transpose_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* In a reshape's shape, the one axis whose length follows from the others (NumPy's -1). */
 #define TWIN_INFER ((size_t)-1)
@@ -445,10 +439,9 @@ TWIN_API twin_status twin_array_transpose_at(twin_array *a, const int *perm, twi
  * A count mismatch is TWIN_ERR_SHAPE_MISMATCH. Thread-safe. */
 TWIN_API twin_status twin_array_reshape(twin_array *a, int ndim, const size_t *shape,
                                         twin_array **out);
-TWIN_API twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, twin_array **out,
-                                           const char *file, int line);
+TWIN_API twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape,
+                                           twin_array **out, const char *file, int line);
 #define twin_array_reshape(...) twin_array_reshape_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* A read-only view of a broadcast to shape (ndim >= a's ndim) by NumPy's rules: axes align at
  * the end, and length-1 or missing axes repeat with stride 0. Writing through it (or a view
@@ -456,17 +449,15 @@ TWIN_API twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t
  * Thread-safe. */
 TWIN_API twin_status twin_array_broadcast_to(twin_array *a, int ndim, const size_t *shape,
                                              twin_array **out);
-TWIN_API twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *shape, twin_array **out,
-                                                const char *file, int line);
+TWIN_API twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *shape,
+                                                twin_array **out, const char *file, int line);
 #define twin_array_broadcast_to(...) twin_array_broadcast_to_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* A view without a's length-1 axes. Thread-safe. */
 TWIN_API twin_status twin_array_squeeze(twin_array *a, twin_array **out);
-TWIN_API twin_status twin_array_squeeze_at(twin_array *a, twin_array **out,
-                                           const char *file, int line);
+TWIN_API twin_status twin_array_squeeze_at(twin_array *a, twin_array **out, const char *file,
+                                           int line);
 #define twin_array_squeeze(...) twin_array_squeeze_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* A view with a new length-1 axis inserted at position axis (-ndim-1..ndim; negative counts
  * from the end, as in NumPy). Thread-safe. */
@@ -474,7 +465,6 @@ TWIN_API twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array 
 TWIN_API twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out,
                                                const char *file, int line);
 #define twin_array_expand_dims(...) twin_array_expand_dims_at(__VA_ARGS__, __FILE__, __LINE__)
-
 
 /* ---- Residency ---------------------------------------------------------------------------- */
 
@@ -605,15 +595,15 @@ typedef void (*twin_release_fn)(void *user_data);
  * (CL_MEM_USE_HOST_PTR); on a two-copy context it is the host side, and the device copy is
  * twin's, made at first device use. On failure release_fn is not called and nothing changed.
  * The caller owns *out. Thread-safe. */
-TWIN_API twin_status twin_array_wrap_host(twin_context *ctx, void *ptr, twin_dtype dtype,
-                                          int ndim, const size_t *shape,
-                                          const ptrdiff_t *strides, twin_release_fn release_fn,
-                                          void *user_data, twin_array **out);
+TWIN_API twin_status twin_array_wrap_host(twin_context *ctx, void *ptr, twin_dtype dtype, int ndim,
+                                          const size_t *shape, const ptrdiff_t *strides,
+                                          twin_release_fn release_fn, void *user_data,
+                                          twin_array **out);
 TWIN_API twin_status twin_array_wrap_host_at(twin_context *ctx, void *ptr, twin_dtype dtype,
                                              int ndim, const size_t *shape,
-                                             const ptrdiff_t *strides,
-                                             twin_release_fn release_fn, void *user_data,
-                                             twin_array **out, const char *file, int line);
+                                             const ptrdiff_t *strides, twin_release_fn release_fn,
+                                             void *user_data, twin_array **out, const char *file,
+                                             int line);
 #define twin_array_wrap_host(...) twin_array_wrap_host_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* ---- DLPack ---------------------------------------------------------------------------------
@@ -740,11 +730,11 @@ static inline twin_arg twin_arg_view(twin_array *a, twin_access access) {
 static inline twin_arg twin_arg_local(size_t bytes) {
   return twin__arg(TWIN_ARG_LOCAL, NULL, TWIN_READ, TWIN_U8, bytes);
 }
-#define TWIN__ARG_SCALAR(name, T, DTYPE)                                                       \
-  static inline twin_arg twin_arg_##name(T v) {                                                \
-    twin_arg r = twin__arg(TWIN_ARG_SCALAR, NULL, TWIN_READ, DTYPE, 0);                        \
-    r.value.name = v;                                                                          \
-    return r;                                                                                  \
+#define TWIN__ARG_SCALAR(name, T, DTYPE)                                                           \
+  static inline twin_arg twin_arg_##name(T v) {                                                    \
+    twin_arg r = twin__arg(TWIN_ARG_SCALAR, NULL, TWIN_READ, DTYPE, 0);                            \
+    r.value.name = v;                                                                              \
+    return r;                                                                                      \
   }
 TWIN__ARG_SCALAR(i8, int8_t, TWIN_I8)
 TWIN__ARG_SCALAR(u8, uint8_t, TWIN_U8)
@@ -762,7 +752,7 @@ TWIN__ARG_SCALAR(f64, double, TWIN_F64)
 typedef struct twin_host_launch {
   int work_dim;
   size_t global[3];
-  size_t local[3];      /* 0 where the launch gave no local size */
+  size_t local[3]; /* 0 where the launch gave no local size */
   int nargs;
   const twin_arg *args; /* as given to twin_kernel_launch */
   /* Per argument: an array's element 0 (a host address, valid during the call; index it with

@@ -18,9 +18,9 @@ extern "C" {
 /* Opens device access to a and stores its buffer's cl_mem in *mem and the byte offset of a's
  * first element within that cl_mem in *byte_offset. With TWIN_READ the array's byte extent is
  * brought up to date on the device first, moving only the parts the host holds newer;
- * TWIN_WRITE alone over a contiguous array moves nothing. *mem is borrowed: valid until twin_device_end(a),
- * not to be released. Commands the caller enqueues on twin_context_cl_queue() between begin
- * and end are ordered correctly with twin's own. On the host backend this is
+ * TWIN_WRITE alone over a contiguous array moves nothing. *mem is borrowed: valid until
+ * twin_device_end(a), not to be released. Commands the caller enqueues on twin_context_cl_queue()
+ * between begin and end are ordered correctly with twin's own. On the host backend this is
  * TWIN_ERR_UNSUPPORTED. The same open rules as twin_host_begin apply. Thread-safe. */
 TWIN_API twin_status twin_device_begin(twin_array *a, twin_access access, cl_mem *mem,
                                        size_t *byte_offset);
@@ -56,10 +56,10 @@ TWIN_API cl_command_queue twin_context_cl_queue(twin_context *ctx);
 TWIN_API twin_status twin_array_wrap_cl_mem(twin_context *ctx, cl_mem mem, size_t byte_offset,
                                             twin_dtype dtype, int ndim, const size_t *shape,
                                             const ptrdiff_t *strides, twin_array **out);
-TWIN_API twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem,
-                                               size_t byte_offset, twin_dtype dtype, int ndim,
-                                               const size_t *shape, const ptrdiff_t *strides,
-                                               twin_array **out, const char *file, int line);
+TWIN_API twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, size_t byte_offset,
+                                               twin_dtype dtype, int ndim, const size_t *shape,
+                                               const ptrdiff_t *strides, twin_array **out,
+                                               const char *file, int line);
 #define twin_array_wrap_cl_mem(...) twin_array_wrap_cl_mem_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* Exports a as a DLPack kDLOpenCL tensor: dl_tensor.data is the buffer's cl_mem and

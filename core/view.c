@@ -11,13 +11,15 @@ static twin_status check_inside(const char *fn, int ndim, const size_t *shape,
   size_t n = 1;
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(n, shape[i], &n))
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn,
-                        i, shape[i]);
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
+                        shape[i]);
   *size = n;
   if (n == 0) {
     if (offset < 0 || (size_t)offset > elements)
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: offset %td is outside the buffer of "
-                        "%zu elements", fn, offset, elements);
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                        "%s: offset %td is outside the buffer of "
+                        "%zu elements",
+                        fn, offset, elements);
     return TWIN_OK;
   }
   ptrdiff_t lo = offset, hi = offset;
@@ -26,12 +28,16 @@ static twin_status check_inside(const char *fn, int ndim, const size_t *shape,
     if (shape[i] - 1 > PTRDIFF_MAX ||
         __builtin_mul_overflow(strides[i], (ptrdiff_t)(shape[i] - 1), &span) ||
         __builtin_add_overflow(span < 0 ? lo : hi, span, span < 0 ? &lo : &hi))
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: the extent overflows at axis %d (shape %zu, "
-                        "stride %td)", fn, i, shape[i], strides[i]);
+      return twin__fail(TWIN_ERR_OVERFLOW,
+                        "%s: the extent overflows at axis %d (shape %zu, "
+                        "stride %td)",
+                        fn, i, shape[i], strides[i]);
   }
   if (lo < 0 || (size_t)hi >= elements)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the view reaches elements %td..%td, "
-                      "outside its buffer of %zu elements", fn, lo, hi, elements);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: the view reaches elements %td..%td, "
+                      "outside its buffer of %zu elements",
+                      fn, lo, hi, elements);
   return TWIN_OK;
 }
 
@@ -68,12 +74,15 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
 }
 
 twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape,
-                                     const ptrdiff_t *strides, ptrdiff_t offset,
-                                     twin_array **out, const char *file, int line) {
+                                     const ptrdiff_t *strides, ptrdiff_t offset, twin_array **out,
+                                     const char *file, int line) {
   static const char fn[] = "twin_array_as_strided";
   if (!a || !out || (ndim > 0 && (!shape || !strides)))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !a ? "a" : !out ? "out" : !shape ? "shape" : "strides");
+                      !a       ? "a"
+                      : !out   ? "out"
+                      : !shape ? "shape"
+                               : "strides");
   ptrdiff_t start;
   if (__builtin_add_overflow((ptrdiff_t)a->offset, offset, &start))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: offset %td overflows", fn, offset);
@@ -106,11 +115,14 @@ static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrd
   return *start < *stop ? (size_t)((*stop - *start - 1) / step + 1) : 0;
 }
 
-twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out, const char *file, int line) {
+twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out,
+                                const char *file, int line) {
   static const char fn[] = "twin_array_slice";
   if (!a || !out || (a->ndim > 0 && !per_axis))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !a ? "a" : !out ? "out" : "per_axis");
+                      !a     ? "a"
+                      : !out ? "out"
+                             : "per_axis");
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
   for (int i = 0; i < a->ndim; i++) {
@@ -132,7 +144,8 @@ twin_status(twin_array_slice)(twin_array *a, const twin_slice *per_axis, twin_ar
   return twin_array_slice_at(a, per_axis, out, NULL, 0);
 }
 
-twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out, const char *file, int line) {
+twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out,
+                                const char *file, int line) {
   static const char fn[] = "twin_array_index";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
@@ -141,8 +154,10 @@ twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_a
                       a->ndim - 1);
   ptrdiff_t len = (ptrdiff_t)a->shape[axis], i = index < 0 ? index + len : index;
   if (i < 0 || i >= len)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: index %td is out of range for axis %d "
-                      "of length %td", fn, index, axis, len);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: index %td is out of range for axis %d "
+                      "of length %td",
+                      fn, index, axis, len);
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS];
   for (int k = 0, j = 0; k < a->ndim; k++)
@@ -151,14 +166,16 @@ twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_a
       strides[j++] = a->strides[k];
     }
   return twin__array_view(fn, a, a->ndim - 1, shape, strides,
-                          (ptrdiff_t)a->offset + i * a->strides[axis], (twin__site){file, line}, out);
+                          (ptrdiff_t)a->offset + i * a->strides[axis], (twin__site){file, line},
+                          out);
 }
 
 twin_status(twin_array_index)(twin_array *a, int axis, ptrdiff_t index, twin_array **out) {
   return twin_array_index_at(a, axis, index, out, NULL, 0);
 }
 
-twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array **out, const char *file, int line) {
+twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array **out,
+                                    const char *file, int line) {
   static const char fn[] = "twin_array_transpose";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
@@ -168,14 +185,16 @@ twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array *
   for (int i = 0; i < a->ndim; i++) {
     int p = perm ? perm[i] : a->ndim - 1 - i;
     if (p < 0 || p >= a->ndim || seen[p])
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: perm[%d] = %d is %s; perm must order "
-                        "the axes 0..%d once each", fn, i, p,
-                        p < 0 || p >= a->ndim ? "out of range" : "repeated", a->ndim - 1);
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                        "%s: perm[%d] = %d is %s; perm must order "
+                        "the axes 0..%d once each",
+                        fn, i, p, p < 0 || p >= a->ndim ? "out of range" : "repeated", a->ndim - 1);
     seen[p] = true;
     shape[i] = a->shape[p];
     strides[i] = a->strides[p];
   }
-  return twin__array_view(fn, a, a->ndim, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, a->ndim, shape, strides, (ptrdiff_t)a->offset,
+                          (twin__site){file, line}, out);
 }
 
 twin_status(twin_array_transpose)(twin_array *a, const int *perm, twin_array **out) {
@@ -183,16 +202,18 @@ twin_status(twin_array_transpose)(twin_array *a, const int *perm, twin_array **o
 }
 
 /* Resolves one TWIN_INFER entry and checks the element count matches a's. */
-static twin_status reshape_shape(const char *fn, const twin_array *a, int ndim,
-                                 const size_t *in, size_t *shape) {
+static twin_status reshape_shape(const char *fn, const twin_array *a, int ndim, const size_t *in,
+                                 size_t *shape) {
   size_t known = 1;
   int infer = -1;
   for (int i = 0; i < ndim; i++) {
     shape[i] = in[i];
     if (in[i] == TWIN_INFER) {
       if (infer >= 0)
-        return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: TWIN_INFER appears twice (axes %d "
-                          "and %d)", fn, infer, i);
+        return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                          "%s: TWIN_INFER appears twice (axes %d "
+                          "and %d)",
+                          fn, infer, i);
       infer = i;
     } else if (twin__mul_overflows(known, in[i], &known)) {
       return twin__fail(TWIN_ERR_OVERFLOW, "%s: the new shape's element count overflows", fn);
@@ -200,21 +221,24 @@ static twin_status reshape_shape(const char *fn, const twin_array *a, int ndim,
   }
   if (infer >= 0) {
     if (known == 0 || a->size % known != 0)
-      return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: cannot infer axis %d: %zu elements do "
-                        "not divide by %zu", fn, infer, a->size, known);
+      return twin__fail(TWIN_ERR_SHAPE_MISMATCH,
+                        "%s: cannot infer axis %d: %zu elements do "
+                        "not divide by %zu",
+                        fn, infer, a->size, known);
     shape[infer] = a->size / known;
     known = a->size;
   }
   if (known != a->size)
-    return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: the new shape has %zu elements, the array "
-                      "%zu", fn, known, a->size);
+    return twin__fail(TWIN_ERR_SHAPE_MISMATCH,
+                      "%s: the new shape has %zu elements, the array "
+                      "%zu",
+                      fn, known, a->size);
   return TWIN_OK;
 }
 
 /* NumPy's _attempt_nocopy_reshape (C order): groups old and new axes whose products match;
  * each group of old axes must be contiguous among themselves. False when no view exists. */
-static bool nocopy_strides(const twin_array *a, int ndim, const size_t *shape,
-                           ptrdiff_t *strides) {
+static bool nocopy_strides(const twin_array *a, int ndim, const size_t *shape, ptrdiff_t *strides) {
   size_t old_shape[TWIN_MAX_DIMS];
   ptrdiff_t old_strides[TWIN_MAX_DIMS];
   int old_nd = 0;
@@ -247,11 +271,14 @@ static bool nocopy_strides(const twin_array *a, int ndim, const size_t *shape,
   return true;
 }
 
-twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, twin_array **out, const char *file, int line) {
+twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, twin_array **out,
+                                  const char *file, int line) {
   static const char fn[] = "twin_array_reshape";
   if (!a || !out || (ndim > 0 && !shape))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !a ? "a" : !out ? "out" : "shape");
+                      !a     ? "a"
+                      : !out ? "out"
+                             : "shape");
   if (ndim < 0 || ndim > TWIN_MAX_DIMS)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
                       TWIN_MAX_DIMS);
@@ -262,8 +289,10 @@ twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, 
     return s;
   if (a->size == 0 || !nocopy_strides(a, ndim, new_shape, strides)) {
     if (a->size != 0)
-      return twin__fail(TWIN_ERR_NOT_VIEWABLE, "%s: the array's strides do not allow this shape "
-                        "as a view; make it contiguous first (twin_array_contiguous)", fn);
+      return twin__fail(TWIN_ERR_NOT_VIEWABLE,
+                        "%s: the array's strides do not allow this shape "
+                        "as a view; make it contiguous first (twin_array_contiguous)",
+                        fn);
     /* No elements: C-order strides where they fit, 0 where they would overflow. */
     ptrdiff_t stride = 1;
     for (int i = ndim - 1; i >= 0; i--) {
@@ -273,7 +302,8 @@ twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, 
         stride = 0;
     }
   }
-  return twin__array_view(fn, a, ndim, new_shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, ndim, new_shape, strides, (ptrdiff_t)a->offset,
+                          (twin__site){file, line}, out);
 }
 
 twin_status(twin_array_reshape)(twin_array *a, int ndim, const size_t *shape, twin_array **out) {
@@ -281,14 +311,16 @@ twin_status(twin_array_reshape)(twin_array *a, int ndim, const size_t *shape, tw
 }
 
 twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *shape,
-                                    twin_array **out, const char *file, int line) {
+                                       twin_array **out, const char *file, int line) {
   static const char fn[] = "twin_array_broadcast_to";
   if (!a || !out || (ndim > 0 && !shape))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
-                      !a ? "a" : !out ? "out" : "shape");
+                      !a     ? "a"
+                      : !out ? "out"
+                             : "shape");
   if (ndim < a->ndim || ndim > TWIN_MAX_DIMS)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim %d is outside %d..%d", fn, ndim,
-                      a->ndim, TWIN_MAX_DIMS);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim %d is outside %d..%d", fn, ndim, a->ndim,
+                      TWIN_MAX_DIMS);
   ptrdiff_t strides[TWIN_MAX_DIMS];
   int lead = ndim - a->ndim;
   for (int i = 0; i < ndim; i++) {
@@ -298,11 +330,14 @@ twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *sh
     else if (a->shape[k] == shape[i])
       strides[i] = a->strides[k];
     else
-      return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: axis %d of length %zu cannot broadcast "
-                        "to %zu", fn, k, a->shape[k], shape[i]);
+      return twin__fail(TWIN_ERR_SHAPE_MISMATCH,
+                        "%s: axis %d of length %zu cannot broadcast "
+                        "to %zu",
+                        fn, k, a->shape[k], shape[i]);
   }
   twin_array *v;
-  twin_status s = twin__array_view(fn, a, ndim, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, &v);
+  twin_status s = twin__array_view(fn, a, ndim, shape, strides, (ptrdiff_t)a->offset,
+                                   (twin__site){file, line}, &v);
   if (s == TWIN_OK) {
     v->read_only = true; /* elements alias each other, as in NumPy */
     *out = v;
@@ -311,7 +346,7 @@ twin_status twin_array_broadcast_to_at(twin_array *a, int ndim, const size_t *sh
 }
 
 twin_status(twin_array_broadcast_to)(twin_array *a, int ndim, const size_t *shape,
-                                    twin_array **out) {
+                                     twin_array **out) {
   return twin_array_broadcast_to_at(a, ndim, shape, out, NULL, 0);
 }
 
@@ -327,14 +362,16 @@ twin_status twin_array_squeeze_at(twin_array *a, twin_array **out, const char *f
       shape[n] = a->shape[i];
       strides[n++] = a->strides[i];
     }
-  return twin__array_view(fn, a, n, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, n, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line},
+                          out);
 }
 
 twin_status(twin_array_squeeze)(twin_array *a, twin_array **out) {
   return twin_array_squeeze_at(a, out, NULL, 0);
 }
 
-twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out, const char *file, int line) {
+twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out, const char *file,
+                                      int line) {
   static const char fn[] = "twin_array_expand_dims";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
@@ -356,7 +393,8 @@ twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out,
     shape[i] = a->shape[k];
     strides[i] = a->strides[k++];
   }
-  return twin__array_view(fn, a, a->ndim + 1, shape, strides, (ptrdiff_t)a->offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, a->ndim + 1, shape, strides, (ptrdiff_t)a->offset,
+                          (twin__site){file, line}, out);
 }
 
 twin_status(twin_array_expand_dims)(twin_array *a, int axis, twin_array **out) {

@@ -11,8 +11,8 @@
 static void show(twin_context *ctx, const char *when) {
   twin_stats st;
   twin_context_stats(ctx, &st);
-  printf("%-40s host %7zu B  device %7zu B  moved: to device %7llu B, to host %7llu B\n",
-         when, st.host_bytes, st.device_bytes, (unsigned long long)st.bytes_to_device,
+  printf("%-40s host %7zu B  device %7zu B  moved: to device %7llu B, to host %7llu B\n", when,
+         st.host_bytes, st.device_bytes, (unsigned long long)st.bytes_to_device,
          (unsigned long long)st.bytes_to_host);
 }
 
@@ -28,7 +28,7 @@ int main(void) {
   const twin_device_info *dev = twin_context_device(ctx);
   printf("device: %s (%s / %s), %s\n\n", dev->spec, dev->platform, dev->name,
          twin_context_is_zero_copy(ctx) ? "zero-copy: host and device share each buffer"
-                                         : "two copies: only stale ranges move");
+                                        : "two copies: only stale ranges move");
 
   size_t shape[] = {256, 256};
   twin_array *a, *row, *col;

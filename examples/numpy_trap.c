@@ -10,8 +10,8 @@
 static void show(twin_context *ctx, const char *when) {
   twin_stats st;
   twin_context_stats(ctx, &st);
-  printf("%-34s host %9.1f KiB, device %9.1f KiB, held alive by small views %9.1f KiB\n",
-         when, st.host_bytes / 1024.0, st.device_bytes / 1024.0, st.held_by_views_bytes / 1024.0);
+  printf("%-34s host %9.1f KiB, device %9.1f KiB, held alive by small views %9.1f KiB\n", when,
+         st.host_bytes / 1024.0, st.device_bytes / 1024.0, st.held_by_views_bytes / 1024.0);
 }
 
 static int fail(const char *what) {
@@ -30,7 +30,7 @@ int main(void) {
   if (twin_array_zeros(ctx, TWIN_F32, 2, shape, &huge) != TWIN_OK)
     return fail("twin_array_zeros");
   twin_array_set_owner(huge, "loader");
-  twin_array_prefetch(huge, TWIN_HOST); /* touch it, as real code would */
+  twin_array_prefetch(huge, TWIN_HOST);                /* touch it, as real code would */
   if (twin_array_index(huge, 1, 100, &col) != TWIN_OK) /* col = huge[:, 100] */
     return fail("twin_array_index");
   twin_array_unref(huge); /* del huge */

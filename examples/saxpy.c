@@ -85,8 +85,7 @@ int main(void) {
   for (size_t i = 0; i < N; i++)
     wrong += out[i] != a * init[i] + 1.0f;
   twin_host_end(y);
-  printf("%s over %d elements with %s: %zu mismatches\n", twin_kernel_name(k), N, kind,
-         wrong);
+  printf("%s over %d elements with %s: %zu mismatches\n", twin_kernel_name(k), N, kind, wrong);
 
   twin_kernel_unref(k);
   twin_array_unref(x);

@@ -29,7 +29,7 @@ static twin_status jacobi_host(const twin_host_launch *l, void *user) {
   float *dst = l->data[1];
   const ptrdiff_t *ss = twin_array_strides(l->args[0].array);
   const ptrdiff_t *ds = twin_array_strides(l->args[1].array);
-#define SRC(i, j) src[(ptrdiff_t)(i) * ss[0] + (ptrdiff_t)(j) * ss[1]]
+#define SRC(i, j) src[(ptrdiff_t)(i)*ss[0] + (ptrdiff_t)(j)*ss[1]]
   for (size_t i = 0; i < l->global[0]; i++)
     for (size_t j = 0; j < l->global[1]; j++)
       dst[(ptrdiff_t)i * ds[0] + (ptrdiff_t)j * ds[1]] =
@@ -70,8 +70,8 @@ static float *reference(void) {
   for (int s = 0; s < STEPS; s++) {
     for (int i = 1; i < N - 1; i++)
       for (int j = 1; j < N - 1; j++)
-        b[i * N + j] = 0.25f * (a[(i - 1) * N + j] + a[(i + 1) * N + j] + a[i * N + j - 1] +
-                                a[i * N + j + 1]);
+        b[i * N + j] =
+            0.25f * (a[(i - 1) * N + j] + a[(i + 1) * N + j] + a[i * N + j - 1] + a[i * N + j + 1]);
     float *t = a;
     a = b;
     b = t;
@@ -123,9 +123,8 @@ int main(void) {
       worst = d;
   }
   printf("%d steps on a %d x %d plate: 4 cells below the hot edge's middle %.4f, largest "
-         "difference from plain C %.2g; %llu bytes moved to the device in all\n", STEPS, N, N,
-         got[4 * N + N / 2],
-         worst, (unsigned long long)st.bytes_to_device);
+         "difference from plain C %.2g; %llu bytes moved to the device in all\n",
+         STEPS, N, N, got[4 * N + N / 2], worst, (unsigned long long)st.bytes_to_device);
 
   twin_kernel_unref(k);
   for (int g = 0; g < 2; g++) {

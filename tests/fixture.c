@@ -66,18 +66,18 @@ int twin_fixture_teardown(void **state) {
   twin_fixture *f = fixture(state);
   restore_hooks();
   twin_stats st = fixture_stats(f), *old = &f->leaked;
-  if (st.arrays == old->arrays && st.buffers == old->buffers &&
-      st.host_bytes == old->host_bytes && st.device_bytes == old->device_bytes)
+  if (st.arrays == old->arrays && st.buffers == old->buffers && st.host_bytes == old->host_bytes &&
+      st.device_bytes == old->device_bytes)
     return 0;
   print_error("left alive in the context: %zu arrays, %zu buffers, %zu host bytes, %zu device "
-              "bytes\n", st.arrays, st.buffers, st.host_bytes, st.device_bytes);
+              "bytes\n",
+              st.arrays, st.buffers, st.host_bytes, st.device_bytes);
   /* A failed case leaves its objects behind; report them once, not in every later case. */
   *old = st;
   return -1;
 }
 
-static int run_group(const char *file, const char *spec, const struct CMUnitTest *tests,
-                     size_t n) {
+static int run_group(const char *file, const char *spec, const struct CMUnitTest *tests, size_t n) {
   char name[256];
   const char *base = strrchr(file, '/');
   snprintf(name, sizeof name, "%s on %s", base ? base + 1 : file, spec);

@@ -37,19 +37,19 @@ int twin_fixture_teardown(void **state);
  * Returns the number of failures. */
 int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n);
 
-#define TWIN_TEST_MAIN(tests)                                                                  \
-  int main(void) {                                                                             \
-    return twin_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);                     \
+#define TWIN_TEST_MAIN(tests)                                                                      \
+  int main(void) {                                                                                 \
+    return twin_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);                         \
   }
 
 /* Asserts a status and prints the last error when it differs. */
-#define assert_status(expr, expected)                                                          \
-  do {                                                                                         \
-    twin_status s_ = (expr);                                                                   \
-    if (s_ != (expected))                                                                      \
-      print_error("%s = %s, expected %s; last error: %s\n", #expr, twin_status_name(s_),      \
-                  twin_status_name(expected), twin_last_error());                             \
-    assert_int_equal(s_, (expected));                                                         \
+#define assert_status(expr, expected)                                                              \
+  do {                                                                                             \
+    twin_status s_ = (expr);                                                                       \
+    if (s_ != (expected))                                                                          \
+      print_error("%s = %s, expected %s; last error: %s\n", #expr, twin_status_name(s_),           \
+                  twin_status_name(expected), twin_last_error());                                  \
+    assert_int_equal(s_, (expected));                                                              \
   } while (0)
 #define assert_ok(expr) assert_status(expr, TWIN_OK)
 

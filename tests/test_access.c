@@ -32,8 +32,8 @@ static void expect_i32(twin_array *a, int seed) {
 /* A view of all of a, a second array object on the same buffer. */
 static twin_array *alias(twin_array *a) {
   twin_array *v;
-  assert_ok(twin_array_as_strided(a, twin_array_ndim(a), twin_array_shape(a),
-                                  twin_array_strides(a), 0, &v));
+  assert_ok(twin_array_as_strided(a, twin_array_ndim(a), twin_array_shape(a), twin_array_strides(a),
+                                  0, &v));
   return v;
 }
 
@@ -50,13 +50,15 @@ static void expect_moved(const twin_fixture *f, const twin_stats *base, uint64_t
 }
 
 static void cl_read(twin_context *ctx, cl_mem mem, size_t off, void *dst, size_t n) {
-  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, dst, 0,
-                                       NULL, NULL), CL_SUCCESS);
+  assert_int_equal(
+      clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, dst, 0, NULL, NULL),
+      CL_SUCCESS);
 }
 
 static void cl_write(twin_context *ctx, cl_mem mem, size_t off, const void *src, size_t n) {
-  assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, src, 0,
-                                        NULL, NULL), CL_SUCCESS);
+  assert_int_equal(
+      clEnqueueWriteBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, src, 0, NULL, NULL),
+      CL_SUCCESS);
 }
 
 /* Overwrites a (i32) on the device with seed*1000 + i. */

@@ -11,9 +11,9 @@
 #include "core/twin_opencl.h"
 #endif
 
-static const twin_dtype all_dtypes[TWIN_DTYPE_COUNT] = {
-    TWIN_I8, TWIN_U8, TWIN_I16, TWIN_U16, TWIN_I32, TWIN_U32, TWIN_I64, TWIN_U64, TWIN_F32,
-    TWIN_F64};
+static const twin_dtype all_dtypes[TWIN_DTYPE_COUNT] = {TWIN_I8,  TWIN_U8,  TWIN_I16, TWIN_U16,
+                                                        TWIN_I32, TWIN_U32, TWIN_I64, TWIN_U64,
+                                                        TWIN_F32, TWIN_F64};
 
 /* Fills n elements of dt at p with distinctive values: negative ones, the top of each unsigned
  * range, fractional floats; `seed` gives a different pattern. */
@@ -21,16 +21,36 @@ static void pattern(twin_dtype dt, void *p, size_t n, int seed) {
   for (size_t i = 0; i < n; i++) {
     long long k = (long long)i + 1 + seed * 1000LL;
     switch (dt) {
-    case TWIN_I8: ((int8_t *)p)[i] = (int8_t)(-1 - k % 127); break;
-    case TWIN_U8: ((uint8_t *)p)[i] = (uint8_t)(255 - k % 200); break;
-    case TWIN_I16: ((int16_t *)p)[i] = (int16_t)(-30000 + k % 20000); break;
-    case TWIN_U16: ((uint16_t *)p)[i] = (uint16_t)(65535 - k % 30000); break;
-    case TWIN_I32: ((int32_t *)p)[i] = (int32_t)(-2000000000 + k * 12345); break;
-    case TWIN_U32: ((uint32_t *)p)[i] = UINT32_MAX - (uint32_t)k * 7u; break;
-    case TWIN_I64: ((int64_t *)p)[i] = INT64_MIN + k * 1000003; break;
-    case TWIN_U64: ((uint64_t *)p)[i] = UINT64_MAX - (uint64_t)k * 999983u; break;
-    case TWIN_F32: ((float *)p)[i] = (float)k * -1.25f + 0.5f; break;
-    case TWIN_F64: ((double *)p)[i] = ((double)k * 0.1 - 7.0) * 1e200; break;
+    case TWIN_I8:
+      ((int8_t *)p)[i] = (int8_t)(-1 - k % 127);
+      break;
+    case TWIN_U8:
+      ((uint8_t *)p)[i] = (uint8_t)(255 - k % 200);
+      break;
+    case TWIN_I16:
+      ((int16_t *)p)[i] = (int16_t)(-30000 + k % 20000);
+      break;
+    case TWIN_U16:
+      ((uint16_t *)p)[i] = (uint16_t)(65535 - k % 30000);
+      break;
+    case TWIN_I32:
+      ((int32_t *)p)[i] = (int32_t)(-2000000000 + k * 12345);
+      break;
+    case TWIN_U32:
+      ((uint32_t *)p)[i] = UINT32_MAX - (uint32_t)k * 7u;
+      break;
+    case TWIN_I64:
+      ((int64_t *)p)[i] = INT64_MIN + k * 1000003;
+      break;
+    case TWIN_U64:
+      ((uint64_t *)p)[i] = UINT64_MAX - (uint64_t)k * 999983u;
+      break;
+    case TWIN_F32:
+      ((float *)p)[i] = (float)k * -1.25f + 0.5f;
+      break;
+    case TWIN_F64:
+      ((double *)p)[i] = ((double)k * 0.1 - 7.0) * 1e200;
+      break;
     }
   }
 }
@@ -64,14 +84,16 @@ static void touch_host(twin_array *a) {
 #ifdef TWIN_HAVE_OPENCL
 static void cl_read(twin_context *ctx, cl_mem mem, size_t off, void *dst, size_t n) {
   if (n)
-    assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, dst,
-                                         0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(
+        clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, dst, 0, NULL, NULL),
+        CL_SUCCESS);
 }
 
 static void cl_write(twin_context *ctx, cl_mem mem, size_t off, const void *src, size_t n) {
   if (n)
-    assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, src,
-                                          0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(
+        clEnqueueWriteBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, src, 0, NULL, NULL),
+        CL_SUCCESS);
 }
 
 /* Makes a's device side allocated and current; nothing on the host backend. */
@@ -94,8 +116,7 @@ static void touch_device(twin_array *a) {
 static void test_dtype_size_and_name_for_every_dtype(void **state) {
   (void)state;
   static const size_t sizes[] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8};
-  static const char *names[] = {"i8", "u8", "i16", "u16", "i32",
-                                "u32", "i64", "u64", "f32", "f64"};
+  static const char *names[] = {"i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64", "f32", "f64"};
   for (int i = 0; i < TWIN_DTYPE_COUNT; i++) {
     assert_int_equal(twin_dtype_size(all_dtypes[i]), sizes[i]);
     assert_string_equal(twin_dtype_name(all_dtypes[i]), names[i]);
@@ -335,8 +356,7 @@ static void test_ndim_outside_zero_to_eight_is_invalid(void **state) {
     twin_array *a = SENTINEL;
     assert_status(twin_array_new(f->ctx, TWIN_I8, bad[i], shape, &a), TWIN_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(twin_last_error(), "ndim"));
-    assert_status(twin_array_zeros(f->ctx, TWIN_I8, bad[i], shape, &a),
-                  TWIN_ERR_INVALID_ARGUMENT);
+    assert_status(twin_array_zeros(f->ctx, TWIN_I8, bad[i], shape, &a), TWIN_ERR_INVALID_ARGUMENT);
     assert_status(twin_array_from_host(f->ctx, TWIN_I8, bad[i], shape, data, &a),
                   TWIN_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(twin_last_error(), "ndim"));
@@ -433,7 +453,7 @@ static void test_element_count_overflow(void **state) {
 
 static void test_byte_size_overflow(void **state) {
   twin_fixture *f = fixture(state);
-  const size_t wraps[] = {SIZE_MAX / 8 + 1};     /* 2^61 f64: the byte size wraps size_t */
+  const size_t wraps[] = {SIZE_MAX / 8 + 1};      /* 2^61 f64: the byte size wraps size_t */
   const size_t too_big[] = {PTRDIFF_MAX / 4 + 1}; /* fits size_t, exceeds PTRDIFF_MAX */
   twin_array *a = SENTINEL;
   assert_status(twin_array_new(f->ctx, TWIN_F64, 1, wraps, &a), TWIN_ERR_OVERFLOW);
@@ -582,12 +602,12 @@ static void test_view_outside_the_buffer_is_refused(void **state) {
     size_t shape;
     ptrdiff_t stride, offset;
   } bad[] = {
-      {6, 2, 0},   /* reaches element 10 */
-      {2, 9, 1},   /* reaches element 10 */
-      {3, -2, 3},  /* reaches element -1 */
-      {1, 1, 10},  /* starts past the end */
-      {1, 1, -1},  /* starts before the start */
-      {0, 1, 11},  /* empty, but offset past the end */
+      {6, 2, 0},  /* reaches element 10 */
+      {2, 9, 1},  /* reaches element 10 */
+      {3, -2, 3}, /* reaches element -1 */
+      {1, 1, 10}, /* starts past the end */
+      {1, 1, -1}, /* starts before the start */
+      {0, 1, 11}, /* empty, but offset past the end */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     twin_array *v = SENTINEL;

@@ -169,7 +169,8 @@ static void device_write(twin_fixture *f, twin_array *a, int32_t value) {
   assert_ok(twin_device_begin(a, TWIN_WRITE, &mem, &off));
   if (n)
     assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                          n * sizeof *data, data, 0, NULL, NULL), CL_SUCCESS);
+                                          n * sizeof *data, data, 0, NULL, NULL),
+                     CL_SUCCESS);
   assert_ok(twin_device_end(a));
   test_free(data);
 }
@@ -181,7 +182,8 @@ static void device_read(twin_fixture *f, twin_array *a, int32_t *out) {
   assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
   if (n)
     assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                         n * sizeof *out, out, 0, NULL, NULL), CL_SUCCESS);
+                                         n * sizeof *out, out, 0, NULL, NULL),
+                     CL_SUCCESS);
   assert_ok(twin_device_end(a));
 }
 
@@ -306,8 +308,8 @@ static void *work(void *arg) {
   cl_command_queue q = twin_context_cl_queue(w->f->ctx);
   /* A sibling's open access on the other side makes an access busy: retry, as an application
    * sharing a buffer between threads would. */
-#define RETRY(call)                                                                            \
-  while ((s = (call)) == TWIN_ERR_BUSY)                                                        \
+#define RETRY(call)                                                                                \
+  while ((s = (call)) == TWIN_ERR_BUSY)                                                            \
   sched_yield()
   for (int it = 0; it < 50; it++) {
     int32_t v = w->id * 1000 + it, back = -1, *p;

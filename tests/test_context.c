@@ -112,8 +112,8 @@ static void test_unknown_spec_lists_devices(void **state) {
   twin_device_info d;
   memset(&d, 0x5a, sizeof d);
   twin_device_info before = d;
-  const char *bad[] = {"opencl:nosuchdevice", "cuda", "opencl:", "opencl:7.7", "opencl:0.",
-                       "opencl:gpu:0"};
+  const char *bad[] = {
+      "opencl:nosuchdevice", "cuda", "opencl:", "opencl:7.7", "opencl:0.", "opencl:gpu:0"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     twin_status s = twin_device_resolve(bad[i], &d);
     if (strcmp(bad[i], "opencl:gpu:0") == 0 && s == TWIN_OK)

@@ -73,13 +73,13 @@ typedef struct loaded {
 static loaded load(const void *p, twin_dtype t) {
   loaded v = {SIGNED, 0, 0, 0};
   switch (t) {
-#define LOAD_INT(E, T, K, field)                                                               \
-  case E: {                                                                                    \
-    T x;                                                                                       \
-    memcpy(&x, p, sizeof x);                                                                   \
-    v.kind = K;                                                                                \
-    v.field = x;                                                                               \
-    break;                                                                                     \
+#define LOAD_INT(E, T, K, field)                                                                   \
+  case E: {                                                                                        \
+    T x;                                                                                           \
+    memcpy(&x, p, sizeof x);                                                                       \
+    v.kind = K;                                                                                    \
+    v.field = x;                                                                                   \
+    break;                                                                                         \
   }
     LOAD_INT(TWIN_I8, int8_t, SIGNED, i)
     LOAD_INT(TWIN_I16, int16_t, SIGNED, i)
@@ -174,14 +174,43 @@ static void reference_copy(void *dbuf, twin_dtype dt, const layout *d, const voi
 /* ---- random data and layouts ---- */
 
 static double random_float_value(uint64_t *rng) {
-  static const double special[] = {
-      0.0,     -0.0,        INFINITY,      -INFINITY,  NAN,         0.5,
-      -0.5,    -1.0,        -1.5,          127.5,      128.0,       -128.5,
-      -129.0,  255.5,       256.0,         32767.5,    32768.0,     65535.9,
-      65536.0, 2147483520., 2147483648.0,  -2147483648.0, -2147483904., 4294967295.5,
-      4294967296.0, 9.2233720368547748e18, 9.2233720368547758e18, -9.2233720368547758e18,
-      1.8446744073709550e19, 1.8446744073709552e19, 1e30, -1e30, 1e300, 1.4e-45,
-      1e-310,  3.4028235677973366e38, 16777217.0};
+  static const double special[] = {0.0,
+                                   -0.0,
+                                   INFINITY,
+                                   -INFINITY,
+                                   NAN,
+                                   0.5,
+                                   -0.5,
+                                   -1.0,
+                                   -1.5,
+                                   127.5,
+                                   128.0,
+                                   -128.5,
+                                   -129.0,
+                                   255.5,
+                                   256.0,
+                                   32767.5,
+                                   32768.0,
+                                   65535.9,
+                                   65536.0,
+                                   2147483520.,
+                                   2147483648.0,
+                                   -2147483648.0,
+                                   -2147483904.,
+                                   4294967295.5,
+                                   4294967296.0,
+                                   9.2233720368547748e18,
+                                   9.2233720368547758e18,
+                                   -9.2233720368547758e18,
+                                   1.8446744073709550e19,
+                                   1.8446744073709552e19,
+                                   1e30,
+                                   -1e30,
+                                   1e300,
+                                   1.4e-45,
+                                   1e-310,
+                                   3.4028235677973366e38,
+                                   16777217.0};
   switch (below(rng, 4)) {
   case 0:
     return special[below(rng, sizeof special / sizeof special[0])];
@@ -346,8 +375,8 @@ static void random_case(uint64_t *rng, bool fp64, int pair, diff_case *c) {
 }
 
 /* Runs case c in ctx from the given initial buffers; returns dst's whole buffer in out. */
-static void run_case(twin_context *ctx, const diff_case *c, const void *sdata,
-                     const void *ddata, void *out) {
+static void run_case(twin_context *ctx, const diff_case *c, const void *sdata, const void *ddata,
+                     void *out) {
   twin_array *sb = from_bytes(ctx, c->st, c->sbuf, sdata);
   twin_array *db = from_bytes(ctx, c->dt, c->dbuf, ddata);
   twin_array *sv = view_of(sb, c->s.ndim, c->s.shape, c->s.strides, c->s.offset);
@@ -749,11 +778,13 @@ static void test_fill_every_dtype(void **state) {
 
 static void test_conversion_edge_values(void **state) {
   twin_fixture *f = fixture(state);
-  static const float fv[] = {NAN, -NAN, INFINITY, -INFINITY, -1.5f, -0.5f, -0.0f, 0.0f, 0.5f,
-                             1.5f, 127.5f, 128.0f, 255.5f, 256.0f, -128.5f, -129.0f,
-                             2147483520.0f, 2147483648.0f, -2147483648.0f, 4294967296.0f,
-                             9.2233720e18f, -9.2233720e18f, 1.8446744e19f, 3e9f, 1e30f,
-                             -1e30f, 1.4e-45f, 65535.9f, -32768.5f};
+  static const float fv[] = {
+      NAN,           -NAN,           INFINITY,      -INFINITY,      -1.5f,
+      -0.5f,         -0.0f,          0.0f,          0.5f,           1.5f,
+      127.5f,        128.0f,         255.5f,        256.0f,         -128.5f,
+      -129.0f,       2147483520.0f,  2147483648.0f, -2147483648.0f, 4294967296.0f,
+      9.2233720e18f, -9.2233720e18f, 1.8446744e19f, 3e9f,           1e30f,
+      -1e30f,        1.4e-45f,       65535.9f,      -32768.5f};
   enum { N = sizeof fv / sizeof fv[0] };
   twin_array *src = from_bytes(f->ctx, TWIN_F32, N, fv);
   for (int t = 0; t < TWIN_DTYPE_COUNT; t++) {
@@ -815,7 +846,11 @@ static void test_conversion_edge_values(void **state) {
 /* Integers to floats round once, to nearest even, also from 64 bits. */
 static void test_conversion_rounding_to_float(void **state) {
   twin_fixture *f = fixture(state);
-  const int64_t iv[] = {16777217, -16777219, INT64_MAX, INT64_MIN, (INT64_C(1) << 53) + 1,
+  const int64_t iv[] = {16777217,
+                        -16777219,
+                        INT64_MAX,
+                        INT64_MIN,
+                        (INT64_C(1) << 53) + 1,
                         (INT64_C(1) << 62) + (INT64_C(1) << 38) + 1};
   const uint64_t uv[] = {UINT64_MAX, (UINT64_C(1) << 63) + (UINT64_C(1) << 39),
                          (UINT64_C(1) << 63) + (UINT64_C(1) << 39) + 1, 16777217};

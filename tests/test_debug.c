@@ -58,17 +58,17 @@ static void capture_end(void) {
 }
 
 /* Runs `call`, which must be reported exactly once (and not return). */
-#define EXPECT_REPORT(call)                                                                    \
-  do {                                                                                         \
-    fatal_calls = 0;                                                                           \
-    capture_begin();                                                                           \
-    if (setjmp(back) == 0) {                                                                   \
-      call;                                                                                    \
-    }                                                                                          \
-    capture_end();                                                                             \
-    if (fatal_calls != 1)                                                                      \
-      print_error("%s was not reported; stderr: %s\n", #call, report);                        \
-    assert_int_equal(fatal_calls, 1);                                                          \
+#define EXPECT_REPORT(call)                                                                        \
+  do {                                                                                             \
+    fatal_calls = 0;                                                                               \
+    capture_begin();                                                                               \
+    if (setjmp(back) == 0) {                                                                       \
+      call;                                                                                        \
+    }                                                                                              \
+    capture_end();                                                                                 \
+    if (fatal_calls != 1)                                                                          \
+      print_error("%s was not reported; stderr: %s\n", #call, report);                             \
+    assert_int_equal(fatal_calls, 1);                                                              \
   } while (0)
 
 /* Asserts the report names `fn` and "made at FILE:LINE". */
@@ -141,10 +141,10 @@ typedef struct misuse {
   void (*call)(twin_array *dead, twin_array *live);
 } misuse;
 
-#define MISUSE(name, body)                                                                     \
-  static void call_##name(twin_array *dead, twin_array *live) {                                \
-    (void)live;                                                                                \
-    body;                                                                                      \
+#define MISUSE(name, body)                                                                         \
+  static void call_##name(twin_array *dead, twin_array *live) {                                    \
+    (void)live;                                                                                    \
+    body;                                                                                          \
   }
 static twin_array *out_;
 static void *ptr_;

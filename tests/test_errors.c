@@ -175,7 +175,7 @@ static void test_host_alloc_failure_sweep(void **state) {
     if (s == TWIN_OK) {
       check_and_drop_host_work(&w, true);
       if (alloc_calls < n)
-        break; /* no call was the Nth: every allocation has been failed once */
+        break;     /* no call was the Nth: every allocation has been failed once */
       recovered++; /* a redundant copy was trimmed and the allocation retried */
       continue;
     }
@@ -234,8 +234,8 @@ static void cl_inject(int fail_at, cl_int code) {
   cl_failed = NULL;
 }
 
-static cl_mem CL_API_CALL fail_create_buffer(cl_context c, cl_mem_flags flags, size_t n,
-                                             void *host, cl_int *err) {
+static cl_mem CL_API_CALL fail_create_buffer(cl_context c, cl_mem_flags flags, size_t n, void *host,
+                                             cl_int *err) {
   if (cl_should_fail("clCreateBuffer")) {
     if (err)
       *err = cl_fail_code;
@@ -244,32 +244,32 @@ static cl_mem CL_API_CALL fail_create_buffer(cl_context c, cl_mem_flags flags, s
   return twin__cl_real.clCreateBuffer(c, flags, n, host, err);
 }
 
-static cl_int CL_API_CALL fail_write_buffer(cl_command_queue q, cl_mem m, cl_bool block,
-                                            size_t off, size_t n, const void *p, cl_uint ne,
+static cl_int CL_API_CALL fail_write_buffer(cl_command_queue q, cl_mem m, cl_bool block, size_t off,
+                                            size_t n, const void *p, cl_uint ne,
                                             const cl_event *wait, cl_event *ev) {
   if (cl_should_fail("clEnqueueWriteBuffer"))
     return cl_fail_code;
   return twin__cl_real.clEnqueueWriteBuffer(q, m, block, off, n, p, ne, wait, ev);
 }
 
-static cl_int CL_API_CALL fail_read_buffer(cl_command_queue q, cl_mem m, cl_bool block,
-                                           size_t off, size_t n, void *p, cl_uint ne,
-                                           const cl_event *wait, cl_event *ev) {
+static cl_int CL_API_CALL fail_read_buffer(cl_command_queue q, cl_mem m, cl_bool block, size_t off,
+                                           size_t n, void *p, cl_uint ne, const cl_event *wait,
+                                           cl_event *ev) {
   if (cl_should_fail("clEnqueueReadBuffer"))
     return cl_fail_code;
   return twin__cl_real.clEnqueueReadBuffer(q, m, block, off, n, p, ne, wait, ev);
 }
 
 static cl_int CL_API_CALL fail_fill_buffer(cl_command_queue q, cl_mem m, const void *pattern,
-                                           size_t pattern_size, size_t off, size_t n,
-                                           cl_uint ne, const cl_event *wait, cl_event *ev) {
+                                           size_t pattern_size, size_t off, size_t n, cl_uint ne,
+                                           const cl_event *wait, cl_event *ev) {
   if (cl_should_fail("clEnqueueFillBuffer"))
     return cl_fail_code;
   return twin__cl_real.clEnqueueFillBuffer(q, m, pattern, pattern_size, off, n, ne, wait, ev);
 }
 
 static cl_int CL_API_CALL fail_destructor(cl_mem m, void(CL_CALLBACK *fn)(cl_mem, void *),
-                                           void *user) {
+                                          void *user) {
   if (cl_should_fail("clSetMemObjectDestructorCallback"))
     return cl_fail_code;
   return twin__cl_real.clSetMemObjectDestructorCallback(m, fn, user);
@@ -294,12 +294,10 @@ static cl_int CL_API_CALL fail_unmap(cl_command_queue q, cl_mem m, void *p, cl_u
   return cl_should_fail("clEnqueueUnmapMemObject") ? cl_fail_code : real;
 }
 
-static cl_context CL_API_CALL fail_create_context(const cl_context_properties *props,
-                                                  cl_uint nd, const cl_device_id *devs,
-                                                  void(CL_CALLBACK *notify)(const char *,
-                                                                            const void *,
-                                                                            size_t, void *),
-                                                  void *user, cl_int *err) {
+static cl_context CL_API_CALL
+fail_create_context(const cl_context_properties *props, cl_uint nd, const cl_device_id *devs,
+                    void(CL_CALLBACK *notify)(const char *, const void *, size_t, void *),
+                    void *user, cl_int *err) {
   if (cl_should_fail("clCreateContext")) {
     if (err)
       *err = cl_fail_code;
@@ -326,7 +324,8 @@ static cl_int CL_API_CALL counting_release_context(cl_context c) {
 
 static void cl_read_i32(twin_fixture *f, cl_mem mem, size_t off, int32_t *dst, size_t n) {
   assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                       n * sizeof *dst, dst, 0, NULL, NULL), CL_SUCCESS);
+                                       n * sizeof *dst, dst, 0, NULL, NULL),
+                   CL_SUCCESS);
 }
 
 /* Asserts the device side of a (i32) holds seed*1000 + i, read straight from its cl_mem. */
@@ -352,7 +351,8 @@ static void device_fill_i32(twin_fixture *f, twin_array *a, int seed) {
   size_t off;
   assert_ok(twin_device_begin(a, TWIN_WRITE, &mem, &off));
   assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                        n * sizeof *data, data, 0, NULL, NULL), CL_SUCCESS);
+                                        n * sizeof *data, data, 0, NULL, NULL),
+                   CL_SUCCESS);
   assert_ok(twin_device_end(a));
 }
 
@@ -378,7 +378,7 @@ static void test_clCreateBuffer_failure_is_out_of_device_memory(void **state) {
   expect_same_live(f, &base);
   assert_int_equal(fixture_stats(f).bytes_to_device, base.bytes_to_device);
   assert_status(twin_device_end(a), TWIN_ERR_BAD_STATE); /* nothing was left open */
-  expect_device_i32(f, a, 1); /* the retry works */
+  expect_device_i32(f, a, 1);                            /* the retry works */
   assert_int_equal(fixture_stats(f).device_bytes, base.device_bytes + 400);
   twin_array_unref(a);
 #endif
@@ -601,7 +601,8 @@ static twin_status cl_workload(twin_fixture *f, cl_work *w) {
   if ((s = twin_device_begin(w->a, TWIN_READ_WRITE, &mem, &off)) != TWIN_OK)
     return s;
   assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                        sizeof dev, dev, 0, NULL, NULL), CL_SUCCESS);
+                                        sizeof dev, dev, 0, NULL, NULL),
+                   CL_SUCCESS);
   assert_ok(twin_device_end(w->a));
   w->a_seed = 2;
   if ((s = twin_array_read(w->a, got, sizeof got)) != TWIN_OK)
@@ -644,9 +645,12 @@ static void test_opencl_failure_sweep(void **state) {
   twin_stats base = fixture_stats(f);
   /* Zero-copy buffers wrap host memory and map it; two-copy buffers allocate and transfer. */
   enum { NAMES = 7 };
-  static const char *names[NAMES] = {"clCreateBuffer", "clEnqueueWriteBuffer",
-                                     "clEnqueueFillBuffer", "clEnqueueReadBuffer",
-                                     "clSetMemObjectDestructorCallback", "clEnqueueMapBuffer",
+  static const char *names[NAMES] = {"clCreateBuffer",
+                                     "clEnqueueWriteBuffer",
+                                     "clEnqueueFillBuffer",
+                                     "clEnqueueReadBuffer",
+                                     "clSetMemObjectDestructorCallback",
+                                     "clEnqueueMapBuffer",
                                      "clEnqueueUnmapMemObject"};
   static const bool used_two_copies[NAMES] = {true, true, true, true, false, false, false};
   static const bool used_zero_copy[NAMES] = {true, false, false, false, true, true, true};
@@ -655,7 +659,8 @@ static void test_opencl_failure_sweep(void **state) {
   static const bool used_two_copies_unified[NAMES] = {true, true, true, true, true, false, false};
   bool unified = twin_context_device(f->ctx)->host_unified_memory;
   const bool *used = f->zero_copy ? used_zero_copy
-                                  : unified ? used_two_copies_unified : used_two_copies;
+                     : unified    ? used_two_copies_unified
+                                  : used_two_copies;
   bool failed[NAMES] = {false};
   int failures = 0, recovered = 0;
   for (int n = 1;; n++) {
@@ -675,7 +680,7 @@ static void test_opencl_failure_sweep(void **state) {
     if (s == TWIN_OK) {
       check_and_drop_cl_work(f, &w);
       if (cl_calls < n)
-        break; /* no call was the Nth: every call has been failed once */
+        break;     /* no call was the Nth: every call has been failed once */
       recovered++; /* a redundant copy was trimmed and the allocation retried */
       for (int k = 0; k < NAMES; k++)
         failed[k] |= strcmp(cl_failed, names[k]) == 0;
@@ -769,9 +774,9 @@ static void test_zero_copy_map_failure_leaves_no_access_open(void **state) {
 static void test_status_name_and_message_follow_the_table(void **state) {
   (void)state;
   int count = 0;
-#define CHECK_STATUS(name, msg)                                                                \
-  assert_string_equal(twin_status_name(name), #name);                                         \
-  assert_string_equal(twin_status_message(name), msg);                                        \
+#define CHECK_STATUS(name, msg)                                                                    \
+  assert_string_equal(twin_status_name(name), #name);                                              \
+  assert_string_equal(twin_status_message(name), msg);                                             \
   assert_int_equal(name, count++);
   TWIN_STATUS_TABLE(CHECK_STATUS)
 #undef CHECK_STATUS

@@ -27,10 +27,10 @@ static void assert_message_has(const char *needle) {
   assert_non_null(strstr(twin_last_error(), needle));
 }
 
-#define DEVICE_ONLY(f)                                                                         \
-  do {                                                                                         \
-    if (!(f)->has_device)                                                                      \
-      skip();                                                                                  \
+#define DEVICE_ONLY(f)                                                                             \
+  do {                                                                                             \
+    if (!(f)->has_device)                                                                          \
+      skip();                                                                                      \
   } while (0)
 
 /* Writes value into every element of a on the side twin computes on (the device when the
@@ -133,15 +133,14 @@ static void test_wrap_host_failures_release_nothing(void **state) {
                                      count_release, NULL, &a),
                 TWIN_ERR_INVALID_ARGUMENT);
   assert_message_has("is not aligned for f32 elements");
-  assert_status(twin_array_wrap_host(f->ctx, NULL, TWIN_F32, 1, shape, NULL, count_release,
-                                     NULL, &a),
-                TWIN_ERR_INVALID_ARGUMENT);
-  assert_status(twin_array_wrap_host(f->ctx, mem, TWIN_F32, 2, huge, NULL, count_release, NULL,
-                                     &a),
+  assert_status(
+      twin_array_wrap_host(f->ctx, NULL, TWIN_F32, 1, shape, NULL, count_release, NULL, &a),
+      TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_wrap_host(f->ctx, mem, TWIN_F32, 2, huge, NULL, count_release, NULL, &a),
                 TWIN_ERR_OVERFLOW);
-  assert_status(twin_array_wrap_host(f->ctx, mem, (twin_dtype)42, 1, shape, NULL, count_release,
-                                     NULL, &a),
-                TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(
+      twin_array_wrap_host(f->ctx, mem, (twin_dtype)42, 1, shape, NULL, count_release, NULL, &a),
+      TWIN_ERR_INVALID_ARGUMENT);
   assert_null(a);
   assert_int_equal(atomic_load(&releases), 0);
 }
@@ -223,8 +222,8 @@ static void make_producer(producer *p, bool strided) {
   p->shape[1] = 4;
   p->strides[0] = 1; /* a transposed 4 x 3 block */
   p->strides[1] = 3;
-  p->t.dl_tensor = (DLTensor){p->data, {kDLCPU, 0}, 2, {kDLFloat, 32, 1}, p->shape,
-                              strided ? p->strides : NULL, 0};
+  p->t.dl_tensor = (DLTensor){
+      p->data, {kDLCPU, 0}, 2, {kDLFloat, 32, 1}, p->shape, strided ? p->strides : NULL, 0};
   p->t.manager_ctx = p;
   p->t.deleter = producer_delete;
 }
@@ -292,22 +291,22 @@ static void test_dlpack_round_trip_through_twin(void **state) {
 #ifdef TWIN_HAVE_OPENCL
 static cl_uint ref_count(cl_mem mem) {
   cl_uint n = 0;
-  assert_int_equal(clGetMemObjectInfo(mem, CL_MEM_REFERENCE_COUNT, sizeof n, &n, NULL),
-                   CL_SUCCESS);
+  assert_int_equal(clGetMemObjectInfo(mem, CL_MEM_REFERENCE_COUNT, sizeof n, &n, NULL), CL_SUCCESS);
   return n;
 }
 
 static cl_mem make_cl_mem(twin_context *ctx, const float *data, size_t n) {
   cl_int err;
-  cl_mem mem = clCreateBuffer(twin_context_cl_context(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                              n * sizeof *data, (void *)data, &err);
+  cl_mem mem =
+      clCreateBuffer(twin_context_cl_context(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                     n * sizeof *data, (void *)data, &err);
   assert_int_equal(err, CL_SUCCESS);
   return mem;
 }
 
 static void read_cl_mem(twin_context *ctx, cl_mem mem, float *out, size_t n) {
-  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, 0,
-                                       n * sizeof *out, out, 0, NULL, NULL),
+  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, 0, n * sizeof *out,
+                                       out, 0, NULL, NULL),
                    CL_SUCCESS);
 }
 #endif
@@ -419,9 +418,8 @@ static void test_dlpack_opencl_both_ways(void **state) {
   assert_ptr_equal(t->dl_tensor.data, mem);
   assert_ok(twin_device_end(a));
   float got[6];
-  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), t->dl_tensor.data,
-                                       CL_TRUE, t->dl_tensor.byte_offset, sizeof got, got, 0,
-                                       NULL, NULL),
+  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), t->dl_tensor.data, CL_TRUE,
+                                       t->dl_tensor.byte_offset, sizeof got, got, 0, NULL, NULL),
                    CL_SUCCESS);
   assert_true(got[0] == 2.0f && got[5] == 7.0f);
   twin_array_unref(v);
@@ -487,8 +485,8 @@ static twin_status lend_export_import(twin_fixture *f, float *mem, producer *p, 
   twin_array *a = NULL, *b = NULL;
   DLManagedTensor *t = NULL;
   float got[12];
-  twin_status s = twin_array_wrap_host(f->ctx, mem, TWIN_F32, 1, shape, NULL, count_release,
-                                       NULL, &a);
+  twin_status s =
+      twin_array_wrap_host(f->ctx, mem, TWIN_F32, 1, shape, NULL, count_release, NULL, &a);
   done->wrapped = s == TWIN_OK;
   if (s == TWIN_OK)
     s = twin_array_to_dlpack(a, TWIN_READ, &t);
@@ -544,8 +542,7 @@ static void test_empty_lent_memory(void **state) {
   size_t shape[] = {0, 5};
   twin_array *a;
   atomic_store(&releases, 0);
-  assert_ok(twin_array_wrap_host(f->ctx, NULL, TWIN_F64, 2, shape, NULL, count_release, NULL,
-                                 &a));
+  assert_ok(twin_array_wrap_host(f->ctx, NULL, TWIN_F64, 2, shape, NULL, count_release, NULL, &a));
   assert_int_equal(twin_array_size(a), 0);
   void *p;
   assert_ok(twin_host_begin(a, TWIN_READ_WRITE, &p));

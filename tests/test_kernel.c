@@ -88,10 +88,10 @@ static void assert_message_has(const char *needle) {
   assert_non_null(strstr(twin_last_error(), needle));
 }
 
-#define DEVICE_ONLY(f)                                                                         \
-  do {                                                                                         \
-    if (!(f)->has_device)                                                                      \
-      skip();                                                                                  \
+#define DEVICE_ONLY(f)                                                                             \
+  do {                                                                                             \
+    if (!(f)->has_device)                                                                          \
+      skip();                                                                                      \
   } while (0)
 
 /* ---- Building ---- */
@@ -246,7 +246,7 @@ static views make_views(twin_fixture *f) {
   v.grid = f32_array(f, 2, gshape, 0);
   v.out = f32_array(f, 2, oshape, 1000);
   twin_array *t;
-  assert_ok(twin_array_transpose(v.grid, NULL, &t)); /* 8 x 6, strides (1, 8) */
+  assert_ok(twin_array_transpose(v.grid, NULL, &t));        /* 8 x 6, strides (1, 8) */
   twin_slice s[] = {{1, TWIN_NONE, 1}, {TWIN_NONE, 0, -1}}; /* 7 x 5, strides (1, -8) */
   assert_ok(twin_array_slice(t, s, &v.src));
   twin_array_unref(t);
@@ -270,8 +270,8 @@ static void check_scaled(twin_array *out, float factor) {
     for (int j = 0; j < 7; j++) {
       float expect = 1000.0f + (float)(i * 7 + j);
       if (i >= 1 && i < 8 && j >= 1 && j < 6) {
-        int si = i - 1, sj = j - 1;        /* element (si, sj) of src */
-        int row = 5 - sj, col = si + 1;    /* is grid[row][col] */
+        int si = i - 1, sj = j - 1;     /* element (si, sj) of src */
+        int row = 5 - sj, col = si + 1; /* is grid[row][col] */
         expect = factor * (float)(row * 8 + col);
       }
       if (got[i * 7 + j] != expect)
@@ -373,16 +373,21 @@ static void test_scalars_of_every_type_arrive(void **state) {
   twin_array *out;
   assert_ok(twin_array_zeros(f->ctx, TWIN_I64, 1, shape, &out));
   twin_kernel *k = kernel_of(f, "scalars");
-  twin_arg args[] = {twin_arg_array(out, TWIN_WRITE), twin_arg_i8(-5),
-                     twin_arg_u8(250),                twin_arg_i16(-30000),
-                     twin_arg_u16(60000),             twin_arg_i32(-2000000000),
-                     twin_arg_u32(4000000000u),       twin_arg_i64(-5000000000ll),
-                     twin_arg_u64(1ull << 62),        twin_arg_f32(2.5f)};
+  twin_arg args[] = {twin_arg_array(out, TWIN_WRITE),
+                     twin_arg_i8(-5),
+                     twin_arg_u8(250),
+                     twin_arg_i16(-30000),
+                     twin_arg_u16(60000),
+                     twin_arg_i32(-2000000000),
+                     twin_arg_u32(4000000000u),
+                     twin_arg_i64(-5000000000ll),
+                     twin_arg_u64(1ull << 62),
+                     twin_arg_f32(2.5f)};
   assert_ok(twin_kernel_launch(k, 1, global, NULL, 10, args));
   int64_t got[9];
   assert_ok(twin_array_read(out, got, sizeof got));
-  int64_t expect[9] = {-5, 250, -30000, 60000, -2000000000, 4000000000ll, -5000000000ll,
-                       (int64_t)(1ull << 62), 10};
+  int64_t expect[9] = {
+      -5, 250, -30000, 60000, -2000000000, 4000000000ll, -5000000000ll, (int64_t)(1ull << 62), 10};
   assert_memory_equal(got, expect, sizeof got);
   twin_kernel_unref(k);
   twin_array_unref(out);
@@ -559,8 +564,8 @@ static void test_bad_arguments_are_refused_before_anything_opens(void **state) {
   twin_fixture *f = fixture(state);
   DEVICE_ONLY(f);
   saxpy_case c = saxpy_setup(f);
-  twin_arg strided[] = {twin_arg_array(c.strided, TWIN_READ),
-                        twin_arg_array(c.y, TWIN_READ_WRITE), twin_arg_f32(1)};
+  twin_arg strided[] = {twin_arg_array(c.strided, TWIN_READ), twin_arg_array(c.y, TWIN_READ_WRITE),
+                        twin_arg_f32(1)};
   expect_refused(f, &c, 3, strided, TWIN_ERR_INVALID_ARGUMENT);
   assert_message_has("argument 0: the array is not C-contiguous; pass it with twin_arg_view");
   twin_arg null_array[] = {twin_arg_array(NULL, TWIN_READ), twin_arg_array(c.y, TWIN_READ_WRITE),
@@ -625,8 +630,7 @@ static cl_int CL_API_CALL failing_enqueue(cl_command_queue q, cl_kernel k, cl_ui
                                           const size_t *off, const size_t *global,
                                           const size_t *local, cl_uint n, const cl_event *wait,
                                           cl_event *ev) {
-  (void)q, (void)k, (void)dim, (void)off, (void)global, (void)local, (void)n, (void)wait,
-      (void)ev;
+  (void)q, (void)k, (void)dim, (void)off, (void)global, (void)local, (void)n, (void)wait, (void)ev;
   return CL_OUT_OF_RESOURCES;
 }
 #endif
@@ -648,8 +652,7 @@ static void test_failed_enqueue_changes_nothing(void **state) {
     p[i] = 100.0f + (float)i; /* now newer on the host */
   assert_ok(twin_host_end(c.y));
   twin__cl.clEnqueueNDRangeKernel = failing_enqueue;
-  assert_status(twin_kernel_launch(c.k, 1, global, NULL, 3, args),
-                TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+  assert_status(twin_kernel_launch(c.k, 1, global, NULL, 3, args), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   assert_message_has("clEnqueueNDRangeKernel failed with CL_OUT_OF_RESOURCES");
   twin__cl = twin__cl_real;
   float got[8];
@@ -834,8 +837,8 @@ static void test_threads_share_one_kernel(void **state) {
   worker w[2];
   pthread_t t[2];
   for (int i = 0; i < 2; i++) {
-    w[i] = (worker){k, f32_array(f, 1, shape, (float)(1000 * i)), f32_array(f, 1, shape, 0),
-                    TWIN_OK};
+    w[i] =
+        (worker){k, f32_array(f, 1, shape, (float)(1000 * i)), f32_array(f, 1, shape, 0), TWIN_OK};
     assert_int_equal(pthread_create(&t[i], NULL, launch_many, &w[i]), 0);
   }
   for (int i = 0; i < 2; i++) {
@@ -903,9 +906,9 @@ static cl_int CL_API_CALL sweep_enqueue(cl_command_queue q, cl_kernel k, cl_uint
                                         const size_t *off, const size_t *global,
                                         const size_t *local, cl_uint n, const cl_event *wait,
                                         cl_event *ev) {
-  return cl_should_fail() ? CL_OUT_OF_RESOURCES
-                          : twin__cl_real.clEnqueueNDRangeKernel(q, k, dim, off, global, local,
-                                                                 n, wait, ev);
+  return cl_should_fail()
+             ? CL_OUT_OF_RESOURCES
+             : twin__cl_real.clEnqueueNDRangeKernel(q, k, dim, off, global, local, n, wait, ev);
 }
 
 static void install_cl_sweep(int fail_at) {
@@ -929,8 +932,7 @@ static twin_status build_and_launch(twin_fixture *f, twin_array *x, twin_array *
   twin_program *p = NULL;
   twin_kernel *k = NULL;
   size_t global[] = {16};
-  twin_arg args[] = {twin_arg_array(x, TWIN_READ), twin_arg_array(y, TWIN_WRITE),
-                     twin_arg_i32(5)};
+  twin_arg args[] = {twin_arg_array(x, TWIN_READ), twin_arg_array(y, TWIN_WRITE), twin_arg_i32(5)};
   *step = 0;
   twin_status s = twin_program_new(f->ctx, src, NULL, &p);
   if (s == TWIN_OK && ++*step)

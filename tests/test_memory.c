@@ -242,7 +242,7 @@ static void test_held_by_views_is_the_numpy_trap(void **state) {
   twin_array *huge, *col, *rows, *kept;
   assert_ok(twin_array_new(f->ctx, TWIN_F32, 2, shape, &huge));
   host_touch(huge, TWIN_WRITE);
-  assert_ok(twin_array_index(huge, 1, 10, &col)); /* huge[:, 10], 256 bytes */
+  assert_ok(twin_array_index(huge, 1, 10, &col));            /* huge[:, 10], 256 bytes */
   assert_int_equal(fixture_stats(f).held_by_views_bytes, 0); /* the base covers it all */
   twin_array_unref(huge);
   twin_stats st = fixture_stats(f);
@@ -252,12 +252,10 @@ static void test_held_by_views_is_the_numpy_trap(void **state) {
   assert_int_equal(st.arrays, 1);
   /* Under a quarter is held: 14 rows (3584 bytes) and the column make 3840 of 16384... */
   twin_array *one;
-  assert_ok(twin_array_as_strided(col, 2, (size_t[]){14, 64}, (ptrdiff_t[]){64, 1}, -10,
-                                  &rows));
+  assert_ok(twin_array_as_strided(col, 2, (size_t[]){14, 64}, (ptrdiff_t[]){64, 1}, -10, &rows));
   assert_int_equal(fixture_stats(f).held_by_views_bytes, 16384);
   /* ...a 15th row makes exactly a quarter (4096), which is no longer held. */
-  assert_ok(twin_array_as_strided(col, 1, (size_t[]){64}, (ptrdiff_t[]){1}, 14 * 64 - 10,
-                                  &one));
+  assert_ok(twin_array_as_strided(col, 1, (size_t[]){64}, (ptrdiff_t[]){1}, 14 * 64 - 10, &one));
   assert_int_equal(fixture_stats(f).held_by_views_bytes, 0);
   twin_array_unref(one);
   twin_array_unref(rows);
@@ -279,8 +277,8 @@ static void test_held_by_views_is_exact_for_odd_sizes(void **state) {
   const size_t n = 10;
   twin_array *a, *two, *three;
   assert_ok(twin_array_zeros(f->ctx, TWIN_U8, 1, &n, &a));
-  assert_ok(twin_array_slice(a, (twin_slice[]){{0, 2, 1}}, &two));     /* 2/10 < 1/4 */
-  assert_ok(twin_array_slice(a, (twin_slice[]){{5, 8, 1}}, &three));   /* 3/10 > 1/4 */
+  assert_ok(twin_array_slice(a, (twin_slice[]){{0, 2, 1}}, &two));   /* 2/10 < 1/4 */
+  assert_ok(twin_array_slice(a, (twin_slice[]){{5, 8, 1}}, &three)); /* 3/10 > 1/4 */
   twin_array_unref(a);
   assert_int_equal(fixture_stats(f).held_by_views_bytes, 0); /* 5 of 10 covered */
   twin_array_unref(three);
@@ -433,13 +431,15 @@ static void drop_layout(layout *l) {
 
 /* The residency the layout's buffer a must show on each side. */
 static twin_residency a_host(const twin_fixture *f) {
-  return f->zero_copy ? TWIN_RESIDENT_SHARED
-                      : two_copies(f) ? TWIN_RESIDENT_STALE : TWIN_RESIDENT_VALID;
+  return f->zero_copy    ? TWIN_RESIDENT_SHARED
+         : two_copies(f) ? TWIN_RESIDENT_STALE
+                         : TWIN_RESIDENT_VALID;
 }
 
 static twin_residency a_device(const twin_fixture *f) {
-  return f->zero_copy ? TWIN_RESIDENT_SHARED
-                      : two_copies(f) ? TWIN_RESIDENT_VALID : TWIN_RESIDENT_NONE;
+  return f->zero_copy    ? TWIN_RESIDENT_SHARED
+         : two_copies(f) ? TWIN_RESIDENT_VALID
+                         : TWIN_RESIDENT_NONE;
 }
 
 static twin_residency c_host(const twin_fixture *f) {
@@ -668,8 +668,8 @@ static void test_leak_handler_runs_once_and_memory_stays_until_the_arrays_go(voi
                      CL_SUCCESS);
     assert_int_equal(refs, 1); /* ours alone: twin released its cl_mem */
     assert_int_equal(clReleaseMemObject(mem), CL_SUCCESS);
-    assert_int_equal(clGetContextInfo(cl_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs,
-                                      NULL), CL_SUCCESS);
+    assert_int_equal(clGetContextInfo(cl_ctx, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
+                     CL_SUCCESS);
     assert_int_equal(refs, 1); /* and its context */
     assert_int_equal(clReleaseContext(cl_ctx), CL_SUCCESS);
   }
@@ -766,8 +766,9 @@ static void test_trim_device_frees_exactly_the_redundant_device_copies(void **st
   assert_int_equal(st.peak_device_bytes, before.peak_device_bytes);
   twin_residency h, d;
   assert_ok(twin_array_residency(t.a, &h, &d));
-  assert_int_equal(d, two_copies(f) ? TWIN_RESIDENT_NONE : f->zero_copy ? TWIN_RESIDENT_SHARED
-                                                                          : TWIN_RESIDENT_NONE);
+  assert_int_equal(d, two_copies(f)  ? TWIN_RESIDENT_NONE
+                      : f->zero_copy ? TWIN_RESIDENT_SHARED
+                                     : TWIN_RESIDENT_NONE);
   /* A later device access brings the data back, and says so. */
   device_touch(f, t.a, TWIN_READ);
   st = fixture_stats(f);
@@ -813,8 +814,9 @@ static void test_trim_skips_copies_in_use(void **state) {
   assert_ok(twin_context_trim(f->ctx, TWIN_TRIM_HOST, NULL));
   twin_residency h, d;
   assert_ok(twin_array_residency(t.b, &h, &d));
-  assert_int_equal(h, two_copies(f) ? TWIN_RESIDENT_NONE
-                                    : f->zero_copy ? TWIN_RESIDENT_SHARED : TWIN_RESIDENT_VALID);
+  assert_int_equal(h, two_copies(f)  ? TWIN_RESIDENT_NONE
+                      : f->zero_copy ? TWIN_RESIDENT_SHARED
+                                     : TWIN_RESIDENT_VALID);
   assert_status(twin_context_trim(f->ctx, 0, NULL), TWIN_ERR_INVALID_ARGUMENT);
   assert_status(twin_context_trim(f->ctx, 4, NULL), TWIN_ERR_INVALID_ARGUMENT);
   assert_status(twin_context_trim(NULL, TWIN_TRIM_HOST, NULL), TWIN_ERR_INVALID_ARGUMENT);
@@ -846,8 +848,8 @@ static void test_evict_and_prefetch_on_the_host_backend_and_zero_copy(void **sta
   assert_status(twin_array_evict(a, TWIN_HOST), TWIN_ERR_UNSUPPORTED);
   expect_message_has(f->zero_copy ? "zero-copy" : "host backend");
   assert_status(twin_array_evict(a, TWIN_DEVICE), TWIN_ERR_UNSUPPORTED);
-  assert_status(twin_array_prefetch(a, TWIN_DEVICE), f->has_device ? TWIN_OK
-                                                                   : TWIN_ERR_UNSUPPORTED);
+  assert_status(twin_array_prefetch(a, TWIN_DEVICE),
+                f->has_device ? TWIN_OK : TWIN_ERR_UNSUPPORTED);
   assert_status(twin_array_evict(a, (twin_side)3), TWIN_ERR_INVALID_ARGUMENT);
   assert_status(twin_array_prefetch(a, (twin_side)0), TWIN_ERR_INVALID_ARGUMENT);
   twin_stats st = fixture_stats(f);
@@ -1004,7 +1006,7 @@ static void test_device_budget_trims_or_explains(void **state) {
   NEW_U8(ctx, 4000, &b);
   NEW_U8(ctx, 7000, &c);
   assert_ok(twin_array_prefetch(a, TWIN_HOST));
-  device_touch(f, a, TWIN_READ); /* with two copies, a's device copy is now redundant */
+  device_touch(f, a, TWIN_READ);  /* with two copies, a's device copy is now redundant */
   device_touch(f, b, TWIN_WRITE); /* which this trims */
   twin_stats st = stats_of(ctx);
   if (f->zero_copy) {
@@ -1108,8 +1110,8 @@ static void test_budgets_from_the_environment(void **state) {
 
 static void test_malformed_limits_are_invalid(void **state) {
   twin_fixture *f = fixture(state);
-  static const char *bad[] = {"12Q", "-5", "K", "1.5G", "10KB", " 5", "0x10",
-                              "99999999999999999999", "17179869184G"};
+  static const char *bad[] = {
+      "12Q", "-5", "K", "1.5G", "10KB", " 5", "0x10", "99999999999999999999", "17179869184G"};
   static const char *names[] = {"TWIN_HOST_MEMORY_LIMIT", "TWIN_DEVICE_MEMORY_LIMIT"};
   for (size_t k = 0; k < 2; k++)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1286,7 +1288,7 @@ static void test_host_allocation_failure_sweep(void **state) {
     if (s == TWIN_OK) {
       check_and_drop_work(&w);
       if (atomic_load(&alloc_calls) < n)
-        break; /* no call was the Nth: each has been failed once */
+        break;     /* no call was the Nth: each has been failed once */
       recovered++; /* a redundant copy was trimmed and the allocation retried */
       continue;
     }
@@ -1376,9 +1378,9 @@ static cl_int CL_API_CALL w_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t 
              : twin__cl_real.clEnqueueCopyBuffer(q, s, d, so, dof, n, ne, wl, ev);
 }
 
-static void *CL_API_CALL w_map(cl_command_queue q, cl_mem m, cl_bool b, cl_map_flags fl,
-                               size_t off, size_t n, cl_uint ne, const cl_event *wl,
-                               cl_event *ev, cl_int *err) {
+static void *CL_API_CALL w_map(cl_command_queue q, cl_mem m, cl_bool b, cl_map_flags fl, size_t off,
+                               size_t n, cl_uint ne, const cl_event *wl, cl_event *ev,
+                               cl_int *err) {
   if (cl_should_fail("clEnqueueMapBuffer")) {
     if (err)
       *err = CL_ERR;
@@ -1408,8 +1410,8 @@ static cl_int CL_API_CALL w_set_arg(cl_kernel k, cl_uint i, size_t n, const void
 }
 
 static cl_int CL_API_CALL w_launch(cl_command_queue q, cl_kernel k, cl_uint d, const size_t *o,
-                                   const size_t *g, const size_t *l, cl_uint ne,
-                                   const cl_event *wl, cl_event *ev) {
+                                   const size_t *g, const size_t *l, cl_uint ne, const cl_event *wl,
+                                   cl_event *ev) {
   return cl_should_fail("clEnqueueNDRangeKernel")
              ? CL_ERR
              : twin__cl_real.clEnqueueNDRangeKernel(q, k, d, o, g, l, ne, wl, ev);

@@ -160,8 +160,7 @@ static void test_reshape_is_a_view_where_strides_allow(void **state) {
   assert_ok(twin_array_reshape(v, 3, split, &w));
   int32_t got[12];
   read_all(w, got);
-  assert_memory_equal(got, ((int32_t[]){0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17}),
-                      sizeof got);
+  assert_memory_equal(got, ((int32_t[]){0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17}), sizeof got);
   twin_array_unref(w);
   /* Flattening across the gap between rows cannot be a view. */
   size_t flat12[] = {12};
@@ -335,8 +334,9 @@ static int32_t device_element(twin_fixture *f, twin_array *v, size_t k) {
   int32_t x;
   assert_ok(twin_device_begin(v, TWIN_READ, &mem, &off));
   off += (size_t)((ptrdiff_t)k * twin_array_strides(v)[0]) * sizeof x;
-  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                       sizeof x, &x, 0, NULL, NULL), CL_SUCCESS);
+  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off, sizeof x,
+                                       &x, 0, NULL, NULL),
+                   CL_SUCCESS);
   assert_ok(twin_device_end(v));
   return x;
 }
@@ -373,8 +373,9 @@ static void test_device_write_through_view_is_seen_on_host_through_another(void 
   int32_t v = 777;
   assert_ok(twin_device_begin(rev, TWIN_READ_WRITE, &mem, &off));
   /* rev[0][0] is a[3][3], the first element of the view. */
-  assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                        sizeof v, &v, 0, NULL, NULL), CL_SUCCESS);
+  assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off, sizeof v,
+                                        &v, 0, NULL, NULL),
+                   CL_SUCCESS);
   assert_ok(twin_device_end(rev));
   size_t dshape[] = {4};
   ptrdiff_t dstride[] = {5};

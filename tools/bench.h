@@ -18,33 +18,32 @@ void bench_check(twin_status s, const char *what);
 int bench_cmp_double(const void *a, const void *b);
 
 /* Median of `reps` timings of `iters` calls each, in ns per call. */
-#define TIME_NS(result, reps, iters, body)                                                     \
-  do {                                                                                         \
-    double t_[reps];                                                                           \
-    for (int r_ = 0; r_ < (reps); r_++) {                                                      \
-      double t0_ = bench_now();                                                                      \
-      for (long i_ = 0; i_ < (iters); i_++) {                                                  \
-        body;                                                                                  \
-      }                                                                                        \
-      t_[r_] = (bench_now() - t0_) * 1e9 / (double)(iters);                                          \
-    }                                                                                          \
-    qsort(t_, (reps), sizeof(double), bench_cmp_double);                                             \
-    (result) = t_[(reps) / 2];                                                                 \
+#define TIME_NS(result, reps, iters, body)                                                         \
+  do {                                                                                             \
+    double t_[reps];                                                                               \
+    for (int r_ = 0; r_ < (reps); r_++) {                                                          \
+      double t0_ = bench_now();                                                                    \
+      for (long i_ = 0; i_ < (iters); i_++) {                                                      \
+        body;                                                                                      \
+      }                                                                                            \
+      t_[r_] = (bench_now() - t0_) * 1e9 / (double)(iters);                                        \
+    }                                                                                              \
+    qsort(t_, (reps), sizeof(double), bench_cmp_double);                                           \
+    (result) = t_[(reps) / 2];                                                                     \
   } while (0)
 
 /* Median wall time in seconds of `reps` runs of body. */
-#define TIME_S(result, reps, body)                                                             \
-  do {                                                                                         \
-    double t_[reps];                                                                           \
-    for (int r_ = 0; r_ < (reps); r_++) {                                                      \
-      double t0_ = bench_now();                                                                      \
-      body;                                                                                    \
-      t_[r_] = bench_now() - t0_;                                                                    \
-    }                                                                                          \
-    qsort(t_, (reps), sizeof(double), bench_cmp_double);                                             \
-    (result) = t_[(reps) / 2];                                                                 \
+#define TIME_S(result, reps, body)                                                                 \
+  do {                                                                                             \
+    double t_[reps];                                                                               \
+    for (int r_ = 0; r_ < (reps); r_++) {                                                          \
+      double t0_ = bench_now();                                                                    \
+      body;                                                                                        \
+      t_[r_] = bench_now() - t0_;                                                                  \
+    }                                                                                              \
+    qsort(t_, (reps), sizeof(double), bench_cmp_double);                                           \
+    (result) = t_[(reps) / 2];                                                                     \
   } while (0)
-
 
 #ifdef TWIN_HAVE_OPENCL
 /* Exits when an OpenCL call of the reference code fails. */
@@ -54,12 +53,12 @@ void bench_cl_check(cl_int err, const char *what);
 /* A twin array of n bytes (f32) with its memory allocated and written once. */
 twin_array *bench_ready(twin_context *ctx, size_t n);
 
-void bench_views(twin_context *ctx);                       /* bench_views.c */
+void bench_views(twin_context *ctx);                             /* bench_views.c */
 void bench_handoff(twin_context *zero_copy, twin_context *copy); /* bench_memory.c */
 void bench_fresh(twin_context *ctx);
 int bench_rss_child(const char *spec, const char *mode);
 double bench_spawn_rss(const char *self, const char *mode, const char *spec);
-void bench_copy(twin_context *ctx);                        /* bench_copy.c */
-void bench_launch(twin_context *ctx);                      /* bench_launch.c */
+void bench_copy(twin_context *ctx);   /* bench_copy.c */
+void bench_launch(twin_context *ctx); /* bench_launch.c */
 
 #endif

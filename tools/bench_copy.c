@@ -9,10 +9,10 @@
 enum { N = 4096, REPS = 7 };
 
 /* Median seconds of a twin operation, waiting for the device each time. */
-#define TIME_OP(result, ctx, call)                                                             \
-  TIME_S(result, REPS, {                                                                       \
-    bench_check(call, #call);                                                                  \
-    bench_check(twin_context_finish(ctx), "twin_context_finish");                              \
+#define TIME_OP(result, ctx, call)                                                                 \
+  TIME_S(result, REPS, {                                                                           \
+    bench_check(call, #call);                                                                      \
+    bench_check(twin_context_finish(ctx), "twin_context_finish");                                  \
   })
 
 static double memcpy_time(size_t n) {

@@ -38,8 +38,8 @@ static void raw_launch(cl_command_queue q, const raw_kernel *r, const size_t *gl
 }
 
 /* One batch of twin launches (which = 0) or raw ones, closed by clFinish: ns per launch. */
-static double batch(cl_command_queue q, int which, twin_kernel *k, const twin_arg *args,
-                    int nargs, const raw_kernel *r) {
+static double batch(cl_command_queue q, int which, twin_kernel *k, const twin_arg *args, int nargs,
+                    const raw_kernel *r) {
   size_t global[] = {1};
   double t0 = bench_now();
   for (int i = 0; i < BATCH; i++) {
@@ -128,8 +128,7 @@ void bench_launch(twin_context *ctx) {
   printf("| kernel arguments | raw OpenCL ns/launch | twin_kernel_launch ns/launch | twin / raw "
          "(median of adjacent pairs) |\n| --- | --- | --- | --- |\n");
   printf("| 1 array (read-write) + 1 scalar | %.0f | %.0f | %.3f |\n", m1[0], m1[1], m1[2]);
-  printf("| 3 arrays (2 read, 1 write) + 1 scalar | %.0f | %.0f | %.3f |\n", m3[0], m3[1],
-         m3[2]);
+  printf("| 3 arrays (2 read, 1 write) + 1 scalar | %.0f | %.0f | %.3f |\n", m3[0], m3[1], m3[2]);
   clReleaseKernel(r1.kernel);
   clReleaseKernel(r3.kernel);
   clReleaseProgram(raw);

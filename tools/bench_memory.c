@@ -53,7 +53,10 @@ static handoff measure_handoff(twin_context *zc, twin_context *cp, size_t n) {
   char *src = malloc(n), *dst = malloc(n);
   memset(src, 1, n);
   memset(dst, 2, n);
-  TIME_S(h.memcpy_s, REPS, { memcpy(dst, src, n); memcpy(src, dst, n); });
+  TIME_S(h.memcpy_s, REPS, {
+    memcpy(dst, src, n);
+    memcpy(src, dst, n);
+  });
   cl_int err;
   cl_mem plain = clCreateBuffer(clctx, CL_MEM_READ_WRITE, n, NULL, &err);
   bench_cl_check(err, "clCreateBuffer");
@@ -65,8 +68,8 @@ static handoff measure_handoff(twin_context *zc, twin_context *cp, size_t n) {
   cl_mem pinned = clCreateBuffer(clctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, n, NULL, &err);
   bench_cl_check(err, "clCreateBuffer(ALLOC_HOST_PTR)");
   TIME_S(h.raw_map_s, REPS, {
-    void *m = clEnqueueMapBuffer(q, pinned, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0, n, 0,
-                                 NULL, NULL, &err);
+    void *m = clEnqueueMapBuffer(q, pinned, CL_TRUE, CL_MAP_WRITE_INVALIDATE_REGION, 0, n, 0, NULL,
+                                 NULL, &err);
     clEnqueueUnmapMemObject(q, pinned, m, 0, NULL, NULL);
     m = clEnqueueMapBuffer(q, pinned, CL_TRUE, CL_MAP_READ, 0, n, 0, NULL, NULL, &err);
     clEnqueueUnmapMemObject(q, pinned, m, 0, NULL, NULL);
@@ -99,8 +102,8 @@ void bench_handoff(twin_context *zc, twin_context *cp) {
   printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int i = 0; i < 3; i++)
     printf("| %zu MiB | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.0fx |\n", mib[i],
-           h[i].memcpy_s * 1e3, h[i].raw_copy_s * 1e3, h[i].raw_map_s * 1e3,
-           h[i].zero_copy_s * 1e3, h[i].copy_mode_s * 1e3, h[i].copy_mode_s / h[i].raw_copy_s,
+           h[i].memcpy_s * 1e3, h[i].raw_copy_s * 1e3, h[i].raw_map_s * 1e3, h[i].zero_copy_s * 1e3,
+           h[i].copy_mode_s * 1e3, h[i].copy_mode_s / h[i].raw_copy_s,
            h[i].raw_copy_s / h[i].zero_copy_s);
   printf("\nzero-copy cycle at 512 MiB / at 1 MiB: %.2f\n", h[2].zero_copy_s / h[0].zero_copy_s);
 }
@@ -195,4 +198,3 @@ double bench_spawn_rss(const char *self, const char *mode, const char *spec) {
     waitpid(pid, &status, 0);
   return got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? atof(buf) : -1;
 }
-

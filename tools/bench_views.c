@@ -31,8 +31,6 @@ void bench_views(twin_context *ctx) {
   printf("| operation | ns per op | x malloc+free |\n| --- | --- | --- |\n");
   printf("| slice a[:, 100] + unref | %.1f | %.2f |\n", slice_ns, slice_ns / malloc_ns);
   printf("| transpose + unref | %.1f | %.2f |\n", transpose_ns, transpose_ns / malloc_ns);
-  printf("| array_new (16 f32, lazy) + unref | %.1f | %.2f |\n", create_ns,
-         create_ns / malloc_ns);
+  printf("| array_new (16 f32, lazy) + unref | %.1f | %.2f |\n", create_ns, create_ns / malloc_ns);
   printf("| malloc(192) + free | %.1f | 1.00 |\n", malloc_ns);
 }
-

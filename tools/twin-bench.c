@@ -28,7 +28,7 @@ static const struct section {
   const char *name;
   void (*run)(twin_context *ctx);
 } sections[] = {
-    {"views", bench_views}, {"copy", bench_copy}, {"handoff", run_handoff},
+    {"views", bench_views}, {"copy", bench_copy},     {"handoff", run_handoff},
     {"fresh", bench_fresh}, {"launch", bench_launch},
 };
 

@@ -14,18 +14,18 @@
 #include "../backend.h"
 
 /* Bounds are powers of two, exact in float and double, so the comparisons are exact. */
-#define SAT(D, x, LO, HI, DMIN, DMAX)                                                          \
+#define SAT(D, x, LO, HI, DMIN, DMAX)                                                              \
   ((x) != (x) ? (D)0 : (x) <= (LO) ? (D)(DMIN) : (x) >= (HI) ? (D)(DMAX) : (D)(x))
 
-#define DEFINE_TO_INT(dn, D, LO, HI, DMIN, DMAX)                                               \
-  static inline D dn##_from_f32(float x) {                                                     \
-    return SAT(D, x, LO, HI, DMIN, DMAX);                                                      \
-  }                                                                                            \
-  static inline D dn##_from_f64(double x) {                                                    \
-    return SAT(D, x, LO, HI, DMIN, DMAX);                                                      \
-  }                                                                                            \
-  static inline D dn##_from_int(uint64_t x) {                                                  \
-    return (D)x;                                                                               \
+#define DEFINE_TO_INT(dn, D, LO, HI, DMIN, DMAX)                                                   \
+  static inline D dn##_from_f32(float x) {                                                         \
+    return SAT(D, x, LO, HI, DMIN, DMAX);                                                          \
+  }                                                                                                \
+  static inline D dn##_from_f64(double x) {                                                        \
+    return SAT(D, x, LO, HI, DMIN, DMAX);                                                          \
+  }                                                                                                \
+  static inline D dn##_from_int(uint64_t x) {                                                      \
+    return (D)x;                                                                                   \
   }
 
 DEFINE_TO_INT(i8, int8_t, -0x1p7f, 0x1p7f, INT8_MIN, INT8_MAX)
@@ -38,8 +38,8 @@ DEFINE_TO_INT(i64, int64_t, -0x1p63f, 0x1p63f, INT64_MIN, INT64_MAX)
 DEFINE_TO_INT(u64, uint64_t, 0.0f, 0x1p64f, 0, UINT64_MAX)
 
 /* TO_<dst>(x) converts x of any twin element type; _Generic picks the rule by x's type. */
-#define TO_INT(dn, x)                                                                          \
-  _Generic((x), float: dn##_from_f32, double: dn##_from_f64, default: dn##_from_int)(x)
+#define TO_INT(dn, x)                                                                              \
+  _Generic((x), float : dn##_from_f32, double : dn##_from_f64, default : dn##_from_int)(x)
 #define TO_i8(x) TO_INT(i8, x)
 #define TO_u8(x) TO_INT(u8, x)
 #define TO_i16(x) TO_INT(i16, x)
@@ -52,41 +52,40 @@ DEFINE_TO_INT(u64, uint64_t, 0.0f, 0x1p64f, 0, UINT64_MAX)
 #define TO_f64(x) ((double)(x))
 
 /* X(..., name, C type, enum) for every dtype: the destinations of a conversion. */
-#define DTYPES(X, ...)                                                                         \
-  X(__VA_ARGS__, i8, int8_t, TWIN_I8)                                                          \
-  X(__VA_ARGS__, u8, uint8_t, TWIN_U8)                                                         \
-  X(__VA_ARGS__, i16, int16_t, TWIN_I16)                                                       \
-  X(__VA_ARGS__, u16, uint16_t, TWIN_U16)                                                      \
-  X(__VA_ARGS__, i32, int32_t, TWIN_I32)                                                       \
-  X(__VA_ARGS__, u32, uint32_t, TWIN_U32)                                                      \
-  X(__VA_ARGS__, i64, int64_t, TWIN_I64)                                                       \
-  X(__VA_ARGS__, u64, uint64_t, TWIN_U64)                                                      \
-  X(__VA_ARGS__, f32, float, TWIN_F32)                                                         \
+#define DTYPES(X, ...)                                                                             \
+  X(__VA_ARGS__, i8, int8_t, TWIN_I8)                                                              \
+  X(__VA_ARGS__, u8, uint8_t, TWIN_U8)                                                             \
+  X(__VA_ARGS__, i16, int16_t, TWIN_I16)                                                           \
+  X(__VA_ARGS__, u16, uint16_t, TWIN_U16)                                                          \
+  X(__VA_ARGS__, i32, int32_t, TWIN_I32)                                                           \
+  X(__VA_ARGS__, u32, uint32_t, TWIN_U32)                                                          \
+  X(__VA_ARGS__, i64, int64_t, TWIN_I64)                                                           \
+  X(__VA_ARGS__, u64, uint64_t, TWIN_U64)                                                          \
+  X(__VA_ARGS__, f32, float, TWIN_F32)                                                             \
   X(__VA_ARGS__, f64, double, TWIN_F64)
 
 /* Converts n elements of one row; strides in elements. */
 typedef void (*convert_row_fn)(char *dst, ptrdiff_t ds, const char *src, ptrdiff_t ss, size_t n);
 
-#define DEFINE_ROW(sn, S, se, dn, D, de)                                                       \
-  static void row_##sn##_##dn(char *dst, ptrdiff_t ds, const char *src, ptrdiff_t ss,         \
-                              size_t n) {                                                      \
-    D *d = (D *)dst;                                                                           \
-    const S *s = (const S *)src;                                                               \
-    for (size_t i = 0; i < n; i++)                                                             \
-      d[(ptrdiff_t)i * ds] = TO_##dn(s[(ptrdiff_t)i * ss]);                                    \
+#define DEFINE_ROW(sn, S, se, dn, D, de)                                                           \
+  static void row_##sn##_##dn(char *dst, ptrdiff_t ds, const char *src, ptrdiff_t ss, size_t n) {  \
+    D *d = (D *)dst;                                                                               \
+    const S *s = (const S *)src;                                                                   \
+    for (size_t i = 0; i < n; i++)                                                                 \
+      d[(ptrdiff_t)i * ds] = TO_##dn(s[(ptrdiff_t)i * ss]);                                        \
   }
 /* X(name, C type, enum) for every dtype: the sources. (The same list as DTYPES; a macro cannot
  * expand itself, so the nested loop needs two.) */
-#define SOURCES(X)                                                                             \
-  X(i8, int8_t, TWIN_I8)                                                                       \
-  X(u8, uint8_t, TWIN_U8)                                                                      \
-  X(i16, int16_t, TWIN_I16)                                                                    \
-  X(u16, uint16_t, TWIN_U16)                                                                   \
-  X(i32, int32_t, TWIN_I32)                                                                    \
-  X(u32, uint32_t, TWIN_U32)                                                                   \
-  X(i64, int64_t, TWIN_I64)                                                                    \
-  X(u64, uint64_t, TWIN_U64)                                                                   \
-  X(f32, float, TWIN_F32)                                                                      \
+#define SOURCES(X)                                                                                 \
+  X(i8, int8_t, TWIN_I8)                                                                           \
+  X(u8, uint8_t, TWIN_U8)                                                                          \
+  X(i16, int16_t, TWIN_I16)                                                                        \
+  X(u16, uint16_t, TWIN_U16)                                                                       \
+  X(i32, int32_t, TWIN_I32)                                                                        \
+  X(u32, uint32_t, TWIN_U32)                                                                       \
+  X(i64, int64_t, TWIN_I64)                                                                        \
+  X(u64, uint64_t, TWIN_U64)                                                                       \
+  X(f32, float, TWIN_F32)                                                                          \
   X(f64, double, TWIN_F64)
 
 #define DEFINE_ROWS_FROM(sn, S, se) DTYPES(DEFINE_ROW, sn, S, se)
@@ -139,8 +138,8 @@ static void byte_steps(const twin__view *v, ptrdiff_t *steps) {
 
 typedef struct convert_args {
   convert_row_fn fn;
-  size_t n;          /* row length */
-  ptrdiff_t ds, ss;  /* row strides in elements */
+  size_t n;         /* row length */
+  ptrdiff_t ds, ss; /* row strides in elements */
 } convert_args;
 
 static void convert_visit(const void *arg, char *d, const char *s) {
@@ -169,8 +168,8 @@ twin_status twin__host_copy(twin_context *ctx, const twin__view *dst, const twin
 }
 
 typedef struct fill_args {
-  size_t n, item;    /* row length, element size */
-  ptrdiff_t ds;      /* row stride in elements */
+  size_t n, item; /* row length, element size */
+  ptrdiff_t ds;   /* row stride in elements */
   union {
     uint8_t u8;
     uint16_t u16;
@@ -179,11 +178,11 @@ typedef struct fill_args {
   } value;
 } fill_args;
 
-#define FILL_ROW(T, field)                                                                     \
-  do {                                                                                         \
-    T *p = (T *)d;                                                                             \
-    for (size_t i = 0; i < f->n; i++)                                                          \
-      p[(ptrdiff_t)i * f->ds] = f->value.field;                                                \
+#define FILL_ROW(T, field)                                                                         \
+  do {                                                                                             \
+    T *p = (T *)d;                                                                                 \
+    for (size_t i = 0; i < f->n; i++)                                                              \
+      p[(ptrdiff_t)i * f->ds] = f->value.field;                                                    \
   } while (0)
 
 static void fill_visit(const void *arg, char *d, const char *s) {
@@ -213,8 +212,10 @@ twin_status twin__host_fill(twin_context *ctx, const twin__view *dst, const void
   if (elements(dst) == 0)
     return TWIN_OK;
   int last = dst->ndim - 1;
-  fill_args f = {dst->ndim ? dst->shape[last] : 1, twin_dtype_size(dst->dtype),
-                 dst->ndim ? dst->strides[last] : 0, {0}};
+  fill_args f = {dst->ndim ? dst->shape[last] : 1,
+                 twin_dtype_size(dst->dtype),
+                 dst->ndim ? dst->strides[last] : 0,
+                 {0}};
   memcpy(&f.value, value, f.item); /* a fill writes bits: no float arithmetic on the value */
   ptrdiff_t dstep[TWIN_MAX_DIMS];
   byte_steps(dst, dstep);

@@ -6,6 +6,7 @@ const twin__cl_api twin__cl_real = {TWIN_CL_FUNCTIONS(TWIN_X_INIT)};
 twin__cl_api twin__cl = {TWIN_CL_FUNCTIONS(TWIN_X_INIT)};
 #undef TWIN_X_INIT
 
+// clang-format off
 #define CL_ERRORS(X)                                                                           \
   X(CL_SUCCESS) X(CL_DEVICE_NOT_FOUND) X(CL_DEVICE_NOT_AVAILABLE) X(CL_COMPILER_NOT_AVAILABLE)  \
   X(CL_MEM_OBJECT_ALLOCATION_FAILURE) X(CL_OUT_OF_RESOURCES) X(CL_OUT_OF_HOST_MEMORY)          \
@@ -27,11 +28,12 @@ twin__cl_api twin__cl = {TWIN_CL_FUNCTIONS(TWIN_X_INIT)};
   X(CL_INVALID_MIP_LEVEL) X(CL_INVALID_GLOBAL_WORK_SIZE) X(CL_INVALID_PROPERTY)                \
   X(CL_INVALID_IMAGE_DESCRIPTOR) X(CL_INVALID_COMPILER_OPTIONS) X(CL_INVALID_LINKER_OPTIONS)   \
   X(CL_INVALID_DEVICE_PARTITION_COUNT)
+// clang-format on
 
 const char *twin__cl_error_name(cl_int err) {
   switch (err) {
-#define TWIN_X_CASE(code)                                                                      \
-  case code:                                                                                   \
+#define TWIN_X_CASE(code)                                                                          \
+  case code:                                                                                       \
     return #code;
     CL_ERRORS(TWIN_X_CASE)
 #undef TWIN_X_CASE

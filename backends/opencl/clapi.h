@@ -10,6 +10,7 @@
 #include "../../core/internal.h"
 #include "../backend.h"
 
+// clang-format off
 #define TWIN_CL_FUNCTIONS(X)                                                                   \
   X(clGetPlatformIDs)                                                                          \
   X(clGetPlatformInfo)                                                                         \
@@ -46,6 +47,7 @@
   X(clGetProgramInfo)                                                                          \
   X(clGetMemObjectInfo)                                                                        \
   X(clRetainMemObject)
+// clang-format on
 
 typedef struct twin__cl_api {
 #define TWIN_X_MEMBER(f) __typeof__(&f) f;
@@ -133,8 +135,8 @@ twin_status twin__cl_to_device(twin_context *ctx, void *handle, size_t off, size
 twin_status twin__cl_to_host(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
 twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n);
 twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle);
-twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n,
-                         twin_access access, bool invalidate, void **ptr);
+twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n, twin_access access,
+                         bool invalidate, void **ptr);
 twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr);
 
 /* Appends the compiler's log for program to this thread's error message (program.c). */

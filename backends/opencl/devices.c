@@ -18,8 +18,7 @@ static twin_device_type type_of(cl_device_type t) {
 }
 
 /* Fills one record. A device that fails to answer a query keeps a zero in that field. */
-static void describe(cl_device_id dev, const char *platform, int p, int d,
-                     twin_device_info *out) {
+static void describe(cl_device_id dev, const char *platform, int p, int d, twin_device_info *out) {
   memset(out, 0, sizeof *out);
   snprintf(out->spec, sizeof out->spec, "opencl:%d.%d", p, d);
   snprintf(out->platform, sizeof out->platform, "%s", platform);
@@ -31,8 +30,7 @@ static void describe(cl_device_id dev, const char *platform, int p, int d,
   out->type = type_of(type);
   cl_ulong global = 0, max_alloc = 0;
   twin__cl.clGetDeviceInfo(dev, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof global, &global, NULL);
-  twin__cl.clGetDeviceInfo(dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc,
-                           NULL);
+  twin__cl.clGetDeviceInfo(dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL);
   out->global_mem_bytes = global;
   out->max_alloc_bytes = max_alloc;
   cl_bool unified = CL_FALSE;

@@ -42,8 +42,8 @@ cl_command_queue twin_context_cl_queue(twin_context *ctx) {
 
 twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, size_t byte_offset,
                                       twin_dtype dtype, int ndim, const size_t *shape,
-                                      const ptrdiff_t *strides, twin_array **out,
-                                      const char *file, int line) {
+                                      const ptrdiff_t *strides, twin_array **out, const char *file,
+                                      int line) {
   return twin__array_wrap_device("twin_array_wrap_cl_mem", ctx, mem, byte_offset, dtype, ndim,
                                  shape, strides, NULL, NULL, (twin__site){file, line}, out);
 }

@@ -41,8 +41,7 @@ twin_status twin__cl_program_build(twin_context *ctx, const char *source, const 
   twin__cl_context *cl = to_cl(ctx);
   char line_directive[300];
   cl_uint count;
-  const char **lines = program_lines(source, label, line_directive, sizeof line_directive,
-                                     &count);
+  const char **lines = program_lines(source, label, line_directive, sizeof line_directive, &count);
   char *all_options = build_options(options);
   twin_status s = TWIN_OK;
   cl_program p = NULL;
@@ -60,8 +59,9 @@ twin_status twin__cl_program_build(twin_context *ctx, const char *source, const 
   if (err != CL_SUCCESS) {
     s = twin__fail(err == CL_INVALID_BUILD_OPTIONS ? TWIN_ERR_INVALID_ARGUMENT : TWIN_ERR_BUILD,
                    "twin_program_new: clBuildProgram failed with %s (%d) for \"%s\" with "
-                   "options \"%s\" on \"%s\"", twin__cl_error_name(err), (int)err, label,
-                   options ? options : "", ctx->device.name);
+                   "options \"%s\" on \"%s\"",
+                   twin__cl_error_name(err), (int)err, label, options ? options : "",
+                   ctx->device.name);
     twin__cl_append_build_log(cl, p);
     twin__cl.clReleaseProgram(p);
     goto done;
@@ -81,8 +81,8 @@ void twin__cl_program_free(twin_context *ctx, void *program) {
 /* Appends the names of the program's kernels to the message, for a name that is not one. */
 static void append_kernel_names(cl_program program) {
   size_t size = 0;
-  if (twin__cl.clGetProgramInfo(program, CL_PROGRAM_KERNEL_NAMES, 0, NULL, &size) !=
-          CL_SUCCESS || size == 0)
+  if (twin__cl.clGetProgramInfo(program, CL_PROGRAM_KERNEL_NAMES, 0, NULL, &size) != CL_SUCCESS ||
+      size == 0)
     return;
   char *names = twin__malloc(size + 1);
   if (!names)
@@ -126,8 +126,8 @@ static cl_int describe_param(cl_kernel kernel, cl_uint i, twin__param *p) {
   cl_kernel_arg_address_qualifier space;
   cl_kernel_arg_type_qualifier type_q = 0;
   memset(p, 0, sizeof *p);
-  cl_int err = twin__cl.clGetKernelArgInfo(kernel, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER,
-                                           sizeof space, &space, NULL);
+  cl_int err = twin__cl.clGetKernelArgInfo(kernel, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER, sizeof space,
+                                           &space, NULL);
   if (err == CL_KERNEL_ARG_INFO_NOT_AVAILABLE)
     return CL_SUCCESS;
   if (err == CL_SUCCESS)
@@ -153,8 +153,10 @@ static twin_status describe_params(cl_kernel kernel, twin__param **params, int *
     return twin__cl_fail("clGetKernelInfo(CL_KERNEL_NUM_ARGS)", err);
   twin__param *p = twin__calloc(n ? n : 1, sizeof *p);
   if (!p)
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_kernel_new: no memory to describe %u "
-                      "parameters", n);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
+                      "twin_kernel_new: no memory to describe %u "
+                      "parameters",
+                      n);
   for (cl_uint i = 0; i < n && err == CL_SUCCESS; i++)
     err = describe_param(kernel, i, &p[i]);
   if (err != CL_SUCCESS) {
@@ -174,8 +176,10 @@ twin_status twin__cl_kernel_create(twin_context *ctx, void *program, const char 
   if (!k) {
     if (err != CL_INVALID_KERNEL_NAME)
       return twin__cl_fail("clCreateKernel", err);
-    twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_kernel_new: the program has no kernel named "
-               "\"%s\"", name);
+    twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+               "twin_kernel_new: the program has no kernel named "
+               "\"%s\"",
+               name);
     append_kernel_names((cl_program)program);
     return TWIN_ERR_INVALID_ARGUMENT;
   }
@@ -219,7 +223,8 @@ twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes) {
   if (err != CL_SUCCESS)
     return twin__cl_fail("clGetMemObjectInfo(CL_MEM_CONTEXT)", err);
   if (owner != to_cl(ctx)->context)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "the cl_mem belongs to another OpenCL context "
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "the cl_mem belongs to another OpenCL context "
                       "than the twin context's (twin_context_cl_context)");
   cl_mem_object_type type = 0;
   err = twin__cl.clGetMemObjectInfo(mem, CL_MEM_TYPE, sizeof type, &type, NULL);
@@ -253,17 +258,17 @@ static void CL_CALLBACK external_released(cl_mem mem, void *user) {
 twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
                                    void (*done)(void *arg), void *arg, void **handle) {
   if (nbytes > ctx->device.max_alloc_bytes)
-    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY, "%zu bytes exceed the device's largest "
-                      "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes", nbytes,
-                      (unsigned long long)ctx->device.max_alloc_bytes);
+    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
+                      "%zu bytes exceed the device's largest "
+                      "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
+                      nbytes, (unsigned long long)ctx->device.max_alloc_bytes);
   external_done *d = twin__malloc(sizeof *d);
   if (!d)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to wrap host memory");
   *d = (external_done){done, arg};
   cl_int err;
-  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context,
-                                       CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host,
-                                       &err);
+  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
+                                       nbytes, host, &err);
   if (!mem) {
     twin__free(d);
     return twin__cl_fail("clCreateBuffer(CL_MEM_USE_HOST_PTR)", err);

@@ -24,7 +24,8 @@ typedef struct arg {
   const void *value;
 } arg;
 
-#define ARG(v) {sizeof(v), &(v)}
+#define ARG(v)                                                                                     \
+  { sizeof(v), &(v) }
 
 static size_t round_up(size_t n, size_t m) {
   return (n + m - 1) / m * m;
@@ -104,14 +105,13 @@ static bool moves_bits(twin_dtype dst, twin_dtype src) {
 static twin_status copy_buffer(twin_context *ctx, const twin__view *d, const twin__view *s,
                                size_t n) {
   size_t item = twin_dtype_size(d->dtype);
-  cl_int err = twin__cl.clEnqueueCopyBuffer(to_cl(ctx)->queue, (cl_mem)s->mem, (cl_mem)d->mem,
-                                            s->offset * item, d->offset * item, n * item, 0,
-                                            NULL, NULL);
+  cl_int err =
+      twin__cl.clEnqueueCopyBuffer(to_cl(ctx)->queue, (cl_mem)s->mem, (cl_mem)d->mem,
+                                   s->offset * item, d->offset * item, n * item, 0, NULL, NULL);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueCopyBuffer", err);
 }
 
-static twin_status copy_1d(twin_context *ctx, const twin__view *d, const twin__view *s,
-                           cl_long n) {
+static twin_status copy_1d(twin_context *ctx, const twin__view *d, const twin__view *s, cl_long n) {
   cl_mem dmem = d->mem, smem = s->mem;
   cl_long doff = (cl_long)d->offset, ds = d->strides[0], soff = (cl_long)s->offset,
           ss = s->strides[0], chunk = CHUNK_1D;
@@ -203,8 +203,8 @@ twin_status twin__cl_fill(twin_context *ctx, const twin__view *dst, const void *
     cl_int ndim = d.ndim;
     cl_long chunk = CHUNK_ND;
     cl_long8 shape = long8_of(&d, false), strides = long8_of(&d, true);
-    arg args[] = {ARG(dmem), ARG(doff), ARG(ndim),  ARG(shape),
-                  ARG(strides), ARG(ln), ARG(chunk), value_arg};
+    arg args[] = {ARG(dmem),    ARG(doff), ARG(ndim),  ARG(shape),
+                  ARG(strides), ARG(ln),   ARG(chunk), value_arg};
     size_t items = (n + CHUNK_ND - 1) / CHUNK_ND, group = GROUP_1D;
     st = launch(ctx, twin__cl_kernel_id(TWIN__CL_FILLN, item), args, 8, 1, &items, &group);
   }

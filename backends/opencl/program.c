@@ -30,8 +30,7 @@ int twin__cl_convert_id(twin_dtype src, twin_dtype dst) {
 static void kernel_name(int id, char *buf, size_t cap) {
   int families = TWIN__CL_FAMILIES * TWIN__CL_SIZES;
   if (id < families) {
-    snprintf(buf, cap, "%s_%s", family_names[id / TWIN__CL_SIZES],
-             size_names[id % TWIN__CL_SIZES]);
+    snprintf(buf, cap, "%s_%s", family_names[id / TWIN__CL_SIZES], size_names[id % TWIN__CL_SIZES]);
     return;
   }
   id -= families;
@@ -41,8 +40,9 @@ static void kernel_name(int id, char *buf, size_t cap) {
 
 void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program) {
   size_t size = 0;
-  if (twin__cl.clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, 0, NULL,
-                                     &size) != CL_SUCCESS || size <= 1) {
+  if (twin__cl.clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &size) !=
+          CL_SUCCESS ||
+      size <= 1) {
     twin__fail_append("; the device gave no build log");
     return;
   }
@@ -51,8 +51,8 @@ void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program) {
     twin__fail_append("; no memory to fetch the %zu-byte build log", size);
     return;
   }
-  if (twin__cl.clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, size, log,
-                                     NULL) == CL_SUCCESS) {
+  if (twin__cl.clGetProgramBuildInfo(program, cl->device, CL_PROGRAM_BUILD_LOG, size, log, NULL) ==
+      CL_SUCCESS) {
     log[size] = '\0';
     twin__fail_append("\nbuild log:\n%s", log);
   }
@@ -61,17 +61,19 @@ void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program) {
 
 static twin_status build(twin_context *ctx, twin__cl_context *cl) {
   cl_int err;
-  cl_program program = twin__cl.clCreateProgramWithSource(
-      cl->context, (cl_uint)twin__cl_program_line_count, (const char **)twin__cl_program_lines,
-      NULL, &err);
+  cl_program program =
+      twin__cl.clCreateProgramWithSource(cl->context, (cl_uint)twin__cl_program_line_count,
+                                         (const char **)twin__cl_program_lines, NULL, &err);
   if (!program)
     return twin__cl_fail("clCreateProgramWithSource", err);
   /* f64 kernels exist only where the device can compile them. */
   const char *options = ctx->device.fp64 ? "-DTWIN_FP64" : "";
   err = twin__cl.clBuildProgram(program, 1, &cl->device, options, NULL, NULL);
   if (err != CL_SUCCESS) {
-    twin__fail(TWIN_ERR_BUILD, "clBuildProgram failed with %s (%d) for twin's built-in kernels "
-               "on \"%s\"", twin__cl_error_name(err), (int)err, ctx->device.name);
+    twin__fail(TWIN_ERR_BUILD,
+               "clBuildProgram failed with %s (%d) for twin's built-in kernels "
+               "on \"%s\"",
+               twin__cl_error_name(err), (int)err, ctx->device.name);
     twin__cl_append_build_log(cl, program);
     twin__cl.clReleaseProgram(program);
     return TWIN_ERR_BUILD;

@@ -101,19 +101,19 @@ int main(void) {
   operand a = {0}, bo = {0}, c = {0};
   twin_slice inner[] = {{1, M + 1, 1}, {2, N + 2, 1}};
   if (twin_array_from_host(ctx, TWIN_F32, 2, at_shape, at, &at_arr) != TWIN_OK ||
-      twin_array_transpose(at_arr, NULL, &a.view) != TWIN_OK ||          /* M x K, (1, M) */
+      twin_array_transpose(at_arr, NULL, &a.view) != TWIN_OK || /* M x K, (1, M) */
       twin_array_from_host(ctx, TWIN_F32, 2, b_shape, b, &bo.view) != TWIN_OK ||
       twin_array_from_host(ctx, TWIN_F32, 2, big_shape, big, &big_arr) != TWIN_OK ||
-      twin_array_slice(big_arr, inner, &c.view) != TWIN_OK)              /* M x N, ld N + 4 */
+      twin_array_slice(big_arr, inner, &c.view) != TWIN_OK) /* M x N, ld N + 4 */
     return fail("making the operands");
 
   if (begin(&a, TWIN_READ) != TWIN_OK || begin(&bo, TWIN_READ) != TWIN_OK ||
       begin(&c, TWIN_READ_WRITE) != TWIN_OK)
     return fail("twin_device_begin");
   cl_command_queue queue = twin_context_cl_queue(ctx);
-  CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor, a.trans, bo.trans, M, N, K, 1.0f,
-                                      a.mem, a.offset, a.ld, bo.mem, bo.offset, bo.ld, 0.5f,
-                                      c.mem, c.offset, c.ld, &queue, NULL);
+  CLBlastStatusCode st =
+      CLBlastSgemm(CLBlastLayoutRowMajor, a.trans, bo.trans, M, N, K, 1.0f, a.mem, a.offset, a.ld,
+                   bo.mem, bo.offset, bo.ld, 0.5f, c.mem, c.offset, c.ld, &queue, NULL);
   twin_device_end(c.view);
   twin_device_end(bo.view);
   twin_device_end(a.view);
@@ -128,8 +128,8 @@ int main(void) {
   for (size_t i = 0; i < M * N; i++)
     wrong += got[i] != want[i];
   printf("CLBlastSgemm %d x %d x %d, A transposed (%s), C an interior view (ld %zu): %zu "
-         "mismatches\n", M, N, K, a.trans == CLBlastTransposeYes ? "TransposeYes" : "No", c.ld,
-         wrong);
+         "mismatches\n",
+         M, N, K, a.trans == CLBlastTransposeYes ? "TransposeYes" : "No", c.ld, wrong);
 
   twin_array_unref(a.view);
   twin_array_unref(bo.view);
