@@ -5,8 +5,8 @@
 
 /* Checks the arguments every constructor shares and computes the element count and byte
  * size with overflow checks. */
-static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
-                             const size_t *shape, size_t *size, size_t *nbytes) {
+twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_dtype dtype,
+                                 int ndim, const size_t *shape) {
   if (!ctx)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ctx is NULL", fn);
   if (!twin__dtype_valid(dtype))
@@ -17,6 +17,14 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
                       TWIN_MAX_DIMS);
   if (ndim > 0 && !shape)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: shape is NULL with ndim %d", fn, ndim);
+  return TWIN_OK;
+}
+
+static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
+                             const size_t *shape, size_t *size, size_t *nbytes) {
+  twin_status s = twin__check_geometry(fn, ctx, dtype, ndim, shape);
+  if (s != TWIN_OK)
+    return s;
   size_t n = 1;
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(n, shape[i], &n))
@@ -216,6 +224,10 @@ bool twin_array_is_zero_copy(const twin_array *a) {
 
 bool twin_array_is_contiguous(const twin_array *a) {
   twin__debug_check(a, "twin_array_is_contiguous");
+  return twin__is_contiguous(a);
+}
+
+bool twin__is_contiguous(const twin_array *a) {
   ptrdiff_t expect = 1;
   for (int i = a->ndim - 1; i >= 0; i--) {
     if (a->shape[i] != 1 && a->strides[i] != expect)

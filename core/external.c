@@ -63,17 +63,9 @@ static twin_status measure(const char *fn, twin_dtype dtype, int ndim, const siz
 /* Checks what every lent array needs: a context, a dtype, a shape and an out-parameter. */
 static twin_status check_lent(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
                               const size_t *shape, twin_array **out) {
-  if (!ctx || !out)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !ctx ? "ctx" : "out");
-  if (!twin__dtype_valid(dtype))
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: dtype %d is not a twin_dtype", fn,
-                      (int)dtype);
-  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
-                      TWIN_MAX_DIMS);
-  if (ndim > 0 && !shape)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: shape is NULL with ndim %d", fn, ndim);
-  return TWIN_OK;
+  if (ctx && !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+  return twin__check_geometry(fn, ctx, dtype, ndim, shape);
 }
 
 /* A new array object (not yet attached) with the given geometry. */

@@ -331,6 +331,11 @@ static inline void twin__debug_check(const twin_array *a, const char *fn) {
 }
 
 bool twin__dtype_valid(twin_dtype dtype);
+/* Checks the arguments every array constructor shares: ctx, dtype, ndim and shape. */
+twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_dtype dtype,
+                                 int ndim, const size_t *shape);
+/* twin_array_is_contiguous without the debug check, for callers that made it already. */
+bool twin__is_contiguous(const twin_array *a);
 /* A new view on a's buffer with the given geometry (offset in elements from the buffer's
  * start), proven inside the buffer with overflow-checked arithmetic; it inherits read_only.
  * fn names the public call for messages. */

@@ -384,17 +384,6 @@ static int binds(twin_arg_kind kind) {
   return kind == TWIN_ARG_ARRAY ? 2 : kind == TWIN_ARG_VIEW ? 4 : 1;
 }
 
-/* twin_array_is_contiguous without its debug check (done already). */
-static bool contiguous(const twin_array *a) {
-  ptrdiff_t expect = 1;
-  for (int i = a->ndim - 1; i >= 0; i--) {
-    if (a->shape[i] != 1 && a->strides[i] != expect)
-      return a->size == 0;
-    expect *= (ptrdiff_t)a->shape[i];
-  }
-  return true;
-}
-
 static twin_status check_array_arg(const char *fn, const twin_kernel *k, int i,
                                    const twin_arg *arg) {
   const twin_array *a = arg->array;
@@ -417,7 +406,7 @@ static twin_status check_array_arg(const char *fn, const twin_kernel *k, int i,
                       "%s: argument %d: the array is a broadcast view "
                       "(some elements alias each other) and cannot be written",
                       fn, i);
-  if (arg->kind == TWIN_ARG_ARRAY && !contiguous(a))
+  if (arg->kind == TWIN_ARG_ARRAY && !twin__is_contiguous(a))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
                       "%s: argument %d: the array is not "
                       "C-contiguous; pass it with twin_arg_view (shape and strides too) or make "
