@@ -94,13 +94,9 @@ static cl_kernel raw_kernel_of(cl_program p, const char *name) {
   return k;
 }
 
-void bench_launch(twin_context *ctx) {
-  printf("\n## Kernel launch overhead (an empty kernel, batches of %d, one clFinish each)\n\n",
-         BATCH);
-  if (!twin_context_cl_queue(ctx)) {
-    printf("skipped: the host backend runs no OpenCL C\n");
-    return;
-  }
+/* Measures both argument lists on ctx and prints their rows, labelled with its coherence. */
+static void launch_on(twin_context *ctx) {
+  const char *mode = twin_context_is_zero_copy(ctx) ? "zero-copy" : "two copies";
   twin_program *prog;
   twin_kernel *k1, *k3;
   bench_check(twin_program_new(ctx, twin_source, NULL, &prog), "twin_program_new");
@@ -125,10 +121,10 @@ void bench_launch(twin_context *ctx) {
   double m1[3], m3[3];
   measure(q, k1, a1, 2, &r1, m1);
   measure(q, k3, a3, 4, &r3, m3);
-  printf("| kernel arguments | raw OpenCL ns/launch | twin_kernel_launch ns/launch | twin / raw "
-         "(median of adjacent pairs) |\n| --- | --- | --- | --- |\n");
-  printf("| 1 array (read-write) + 1 scalar | %.0f | %.0f | %.3f |\n", m1[0], m1[1], m1[2]);
-  printf("| 3 arrays (2 read, 1 write) + 1 scalar | %.0f | %.0f | %.3f |\n", m3[0], m3[1], m3[2]);
+  printf("| %s | 1 array (read-write) + 1 scalar | %.0f | %.0f | %.3f |\n", mode, m1[0], m1[1],
+         m1[2]);
+  printf("| %s | 3 arrays (2 read, 1 write) + 1 scalar | %.0f | %.0f | %.3f |\n", mode, m3[0],
+         m3[1], m3[2]);
   clReleaseKernel(r1.kernel);
   clReleaseKernel(r3.kernel);
   clReleaseProgram(raw);
@@ -138,6 +134,26 @@ void bench_launch(twin_context *ctx) {
   twin_kernel_unref(k1);
   twin_kernel_unref(k3);
   twin_program_unref(prog);
+}
+
+void bench_launch(twin_context *ctx) {
+  printf("\n## Kernel launch overhead (an empty kernel, batches of %d, one clFinish each)\n\n",
+         BATCH);
+  if (!twin_context_cl_queue(ctx)) {
+    printf("skipped: the host backend runs no OpenCL C\n");
+    return;
+  }
+  printf("| coherence | kernel arguments | raw OpenCL ns/launch | twin_kernel_launch ns/launch | "
+         "twin / raw (median of adjacent pairs) |\n| --- | --- | --- | --- | --- |\n");
+  launch_on(ctx);
+  if (twin_context_is_zero_copy(ctx)) { /* the two-copy path does more bookkeeping per array */
+    twin_context *cp;
+    twin_context_options opt = {.device = twin_context_device(ctx)->spec,
+                                .coherence = TWIN_COHERENCE_COPY};
+    bench_check(twin_context_new_with(&opt, &cp), "twin_context_new_with");
+    launch_on(cp);
+    twin_context_unref(cp);
+  }
 }
 #else
 void bench_launch(twin_context *ctx) {
