@@ -6,6 +6,7 @@
 
 #ifdef TWIN_HAVE_OPENCL
 #include "backends/opencl/clapi.h"
+#include "core/twin_opencl.h"
 #endif
 
 static twin_fixture current;
@@ -53,6 +54,44 @@ static void restore_hooks(void) {
 #ifdef TWIN_HAVE_OPENCL
   if (memcmp(&twin__cl, &twin__cl_real, sizeof twin__cl) != 0)
     twin__cl = twin__cl_real;
+#endif
+}
+
+twin_stats fixture_ctx_stats(twin_context *ctx) {
+  twin_stats st;
+  assert_int_equal(twin_context_stats(ctx, &st), TWIN_OK);
+  return st;
+}
+
+twin_array *fixture_i32(twin_context *ctx, size_t n, int first) {
+  int32_t data[1024];
+  assert_true(n <= 1024);
+  for (size_t i = 0; i < n; i++)
+    data[i] = first + (int32_t)i;
+  twin_array *a;
+  assert_int_equal(twin_array_from_host(ctx, TWIN_I32, 1, &n, data, &a), TWIN_OK);
+  return a;
+}
+
+void fixture_expect_i32(twin_array *a, int first) {
+  int32_t got[1024];
+  size_t n = twin_array_size(a);
+  assert_true(n <= 1024);
+  assert_int_equal(twin_array_read(a, got, n * sizeof *got), TWIN_OK);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(got[i], first + (int32_t)i);
+}
+
+void fixture_device_touch(const twin_fixture *f, twin_array *a, twin_access access) {
+#ifdef TWIN_HAVE_OPENCL
+  if (!f->has_device)
+    return;
+  cl_mem mem;
+  size_t off;
+  assert_int_equal(twin_device_begin(a, access, &mem, &off), TWIN_OK);
+  assert_int_equal(twin_device_end(a), TWIN_OK);
+#else
+  (void)f, (void)a, (void)access;
 #endif
 }
 

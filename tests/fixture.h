@@ -59,4 +59,16 @@ twin_status fixture_open(const char *spec, twin_context **out);
 /* Counts of live objects and bytes in f->ctx. */
 twin_stats fixture_stats(const twin_fixture *f);
 
+/* Statistics of any context. */
+twin_stats fixture_ctx_stats(twin_context *ctx);
+
+/* A new i32 array of n elements (n <= 1024) holding first + i, and the check that an array
+ * (any layout) reads back so. */
+twin_array *fixture_i32(twin_context *ctx, size_t n, int first);
+void fixture_expect_i32(twin_array *a, int first);
+
+/* Opens and closes a device access on a: its device side becomes allocated and current
+ * (nothing on the host backend). */
+void fixture_device_touch(const twin_fixture *f, twin_array *a, twin_access access);
+
 #endif

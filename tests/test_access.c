@@ -9,25 +9,6 @@
 #include "core/twin_opencl.h"
 #endif
 
-/* A fresh i32 array of n elements holding seed*1000 + i (n <= 256). */
-static twin_array *make_i32(twin_fixture *f, size_t n, int seed) {
-  int32_t data[256];
-  for (size_t i = 0; i < n; i++)
-    data[i] = seed * 1000 + (int32_t)i;
-  twin_array *a;
-  assert_ok(twin_array_from_host(f->ctx, TWIN_I32, 1, &n, data, &a));
-  return a;
-}
-
-/* Asserts that a (i32) reads back as seed*1000 + i. */
-static void expect_i32(twin_array *a, int seed) {
-  int32_t got[256];
-  size_t n = twin_array_size(a);
-  assert_ok(twin_array_read(a, got, n * sizeof *got));
-  for (size_t i = 0; i < n; i++)
-    assert_int_equal(got[i], seed * 1000 + (int32_t)i);
-}
-
 #ifdef TWIN_HAVE_OPENCL
 /* A view of all of a, a second array object on the same buffer. */
 static twin_array *alias(twin_array *a) {
@@ -92,7 +73,7 @@ static void expect_device_i32(twin_fixture *f, twin_array *a, int seed) {
 
 static void test_host_begin_points_at_the_first_element(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 6, 1);
+  twin_array *a = fixture_i32(f->ctx, 6, 1000);
   int32_t *p;
   assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p));
   assert_int_equal(p[0], 1000);
@@ -106,7 +87,7 @@ static void test_host_begin_points_at_the_first_element(void **state) {
   for (int i = 0; i < 6; i++)
     p[i] = 2000 + i;
   assert_ok(twin_host_end(a));
-  expect_i32(a, 2);
+  fixture_expect_i32(a, 2000);
   /* A view's pointer is its own first element, inside the same memory. */
   const size_t vshape[] = {2};
   const ptrdiff_t vstrides[] = {2};
@@ -163,7 +144,7 @@ static void test_device_write_is_seen_on_host(void **state) {
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 100, 1);
+  twin_array *a = fixture_i32(f->ctx, 100, 1000);
   device_fill_i32(f, a, TWIN_WRITE, 4);
   int32_t *p;
   assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p));
@@ -182,13 +163,13 @@ static void test_host_write_then_device_read_moves_once(void **state) {
     skip();
 #ifdef TWIN_HAVE_OPENCL
   twin_stats base = fixture_stats(f);
-  twin_array *a = make_i32(f, 200, 1); /* a host write */
+  twin_array *a = fixture_i32(f->ctx, 200, 1000); /* a host write */
   expect_moved(f, &base, 0, 0, 0, 0);
   expect_device_i32(f, a, 1);
   expect_moved(f, &base, 800, 1, 0, 0);
   expect_device_i32(f, a, 1); /* the device copy is current: nothing moves */
   expect_moved(f, &base, 800, 1, 0, 0);
-  expect_i32(a, 1); /* the host copy never went stale */
+  fixture_expect_i32(a, 1000); /* the host copy never went stale */
   expect_moved(f, &base, 800, 1, 0, 0);
   twin_array_unref(a);
 #endif
@@ -199,14 +180,14 @@ static void test_device_write_then_host_read_moves_once(void **state) {
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 200, 1);
+  twin_array *a = fixture_i32(f->ctx, 200, 1000);
   expect_device_i32(f, a, 1);
   twin_stats base = fixture_stats(f);
   device_fill_i32(f, a, TWIN_READ_WRITE, 5);
   expect_moved(f, &base, 0, 0, 0, 0);
-  expect_i32(a, 5);
+  fixture_expect_i32(a, 5000);
   expect_moved(f, &base, 0, 0, 800, 1);
-  expect_i32(a, 5);
+  fixture_expect_i32(a, 5000);
   expect_moved(f, &base, 0, 0, 800, 1);
   twin_array_unref(a);
 #endif
@@ -217,7 +198,7 @@ static void test_write_only_access_of_whole_array_moves_nothing(void **state) {
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 64, 1);
+  twin_array *a = fixture_i32(f->ctx, 64, 1000);
   twin_stats base = fixture_stats(f);
   device_fill_i32(f, a, TWIN_WRITE, 6); /* host is newer, but it is all overwritten */
   expect_moved(f, &base, 0, 0, 0, 0);
@@ -238,7 +219,7 @@ static void test_write_only_part_of_a_buffer_keeps_the_rest(void **state) {
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 10, 1);
+  twin_array *a = fixture_i32(f->ctx, 10, 1000);
   device_fill_i32(f, a, TWIN_WRITE, 2); /* the device holds 2000..2009 */
   const size_t vshape[] = {5};
   const ptrdiff_t vstrides[] = {2};
@@ -262,21 +243,21 @@ static void test_write_only_part_of_a_buffer_keeps_the_rest(void **state) {
 
 static void test_host_end_without_begin_is_bad_state(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
   assert_non_null(strstr(twin_last_error(), "twin_host_end"));
   void *p;
   assert_ok(twin_host_begin(a, TWIN_READ, &p));
   assert_ok(twin_host_end(a));
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE); /* ended twice */
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   twin_array_unref(a);
 }
 
 static void test_device_end_without_begin_is_bad_state(void **state) {
   twin_fixture *f = fixture(state);
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   assert_status(twin_device_end(a), TWIN_ERR_BAD_STATE);
   assert_non_null(strstr(twin_last_error(), "twin_device_end"));
   void *p;
@@ -290,7 +271,7 @@ static void test_device_end_without_begin_is_bad_state(void **state) {
     assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
     assert_ok(twin_device_end(a));
   }
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   twin_array_unref(a);
 #else
   (void)f;
@@ -300,7 +281,7 @@ static void test_device_end_without_begin_is_bad_state(void **state) {
 
 static void test_begin_while_a_write_is_open_is_busy(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   int32_t *p, *q = NULL;
   assert_ok(twin_host_begin(a, TWIN_WRITE, (void **)&p));
   assert_status(twin_host_begin(a, TWIN_READ, (void **)&q), TWIN_ERR_BUSY);
@@ -319,13 +300,13 @@ static void test_begin_while_a_write_is_open_is_busy(void **state) {
     p[i] = 8000 + i;
   assert_ok(twin_host_end(a));
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE); /* the refused begins opened nothing */
-  expect_i32(a, 8);
+  fixture_expect_i32(a, 8000);
   twin_array_unref(a);
 }
 
 static void test_overlapping_reads_each_need_their_own_end(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   int32_t *p, *q;
   assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p));
   assert_ok(twin_host_begin(a, TWIN_READ, (void **)&q));
@@ -351,7 +332,7 @@ static void test_device_begin_is_busy_while_a_view_writes_on_host(void **state) 
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 8, 1), *v = alias(a);
+  twin_array *a = fixture_i32(f->ctx, 8, 1000), *v = alias(a);
   cl_mem mem;
   size_t off;
   void *p;
@@ -374,7 +355,7 @@ static void test_host_begin_is_busy_while_a_view_writes_on_device(void **state) 
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 8, 1), *v = alias(a);
+  twin_array *a = fixture_i32(f->ctx, 8, 1000), *v = alias(a);
   cl_mem mem;
   size_t off;
   void *p;
@@ -384,7 +365,7 @@ static void test_host_begin_is_busy_while_a_view_writes_on_device(void **state) 
   assert_status(twin_host_begin(a, TWIN_WRITE, &p), TWIN_ERR_BUSY);
   assert_ok(twin_device_end(v));
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   twin_array_unref(v);
   twin_array_unref(a);
 #endif
@@ -395,7 +376,7 @@ static void test_write_is_busy_while_the_other_side_reads(void **state) {
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 8, 1), *v = alias(a);
+  twin_array *a = fixture_i32(f->ctx, 8, 1000), *v = alias(a);
   cl_mem mem;
   size_t off;
   void *p;
@@ -404,7 +385,7 @@ static void test_write_is_busy_while_the_other_side_reads(void **state) {
   assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off)); /* reads on both sides may overlap */
   assert_ok(twin_device_end(a));
   assert_ok(twin_host_end(v));
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   twin_array_unref(v);
   twin_array_unref(a);
 #endif
@@ -414,7 +395,7 @@ static void test_write_is_busy_while_the_other_side_reads(void **state) {
 
 static void test_invalid_access_value_is_invalid(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   const twin_access bad[] = {(twin_access)0, (twin_access)4};
   for (size_t i = 0; i < 2; i++) {
     void *p = NULL;
@@ -431,13 +412,13 @@ static void test_invalid_access_value_is_invalid(void **state) {
 #endif
   }
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   twin_array_unref(a);
 }
 
 static void test_null_array_or_pointer_is_invalid(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   void *p;
   assert_status(twin_host_begin(NULL, TWIN_READ, &p), TWIN_ERR_INVALID_ARGUMENT);
   assert_non_null(strstr(twin_last_error(), "array"));
@@ -455,7 +436,7 @@ static void test_null_array_or_pointer_is_invalid(void **state) {
   assert_status(twin_device_end(NULL), TWIN_ERR_INVALID_ARGUMENT);
 #endif
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   twin_array_unref(a);
 }
 
@@ -466,7 +447,7 @@ static void test_host_backend_has_no_device_access(void **state) {
   if (f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   cl_mem mem = NULL;
   size_t off = 77;
   assert_status(twin_device_begin(a, TWIN_READ, &mem, &off), TWIN_ERR_UNSUPPORTED);
@@ -477,7 +458,7 @@ static void test_host_backend_has_no_device_access(void **state) {
   assert_null(twin_context_cl_context(f->ctx));
   assert_null(twin_context_cl_device(f->ctx));
   assert_null(twin_context_cl_queue(NULL));
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   assert_int_equal(fixture_stats(f).device_bytes, 0);
   twin_array_unref(a);
 #else
@@ -540,7 +521,7 @@ static void test_f64_on_a_device_without_fp64_is_unsupported(void **state) {
 
 static void test_read_write_size_mismatch_is_invalid(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 4, 1);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
   int32_t buf[5] = {-1, -1, -1, -1, -1};
   const int32_t untouched[5] = {-1, -1, -1, -1, -1};
   assert_status(twin_array_read(a, buf, 15), TWIN_ERR_INVALID_ARGUMENT);
@@ -554,13 +535,13 @@ static void test_read_write_size_mismatch_is_invalid(void **state) {
   assert_status(twin_array_read(NULL, buf, 16), TWIN_ERR_INVALID_ARGUMENT);
   assert_status(twin_array_write(NULL, buf, 16), TWIN_ERR_INVALID_ARGUMENT);
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   twin_array_unref(a);
 }
 
 static void test_read_write_on_a_strided_view_are_packed(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *a = make_i32(f, 12, 0); /* 0..11 */
+  twin_array *a = fixture_i32(f->ctx, 12, 0); /* 0..11 */
 #ifdef TWIN_HAVE_OPENCL
   if (f->has_device)
     device_fill_i32(f, a, TWIN_WRITE, 0); /* the device holds the newest copy */

@@ -68,12 +68,6 @@ static void expect_live(const twin_fixture *f, const twin_stats *base, size_t ar
   assert_int_equal(st.device_bytes - base->device_bytes, f->has_device && !f->zero_copy ? dev : 0);
 }
 
-static twin_stats stats_of(twin_context *ctx) {
-  twin_stats st;
-  assert_ok(twin_context_stats(ctx, &st));
-  return st;
-}
-
 /* Makes a's host side allocated and current. */
 static void touch_host(twin_array *a) {
   void *p;
@@ -529,7 +523,7 @@ static void test_peaks_keep_the_highest_usage(void **state) {
   assert_ok(twin_array_zeros(ctx, TWIN_U8, 1, s500, &c));
   touch_host(c);
   touch_device(c);
-  twin_stats st = stats_of(ctx);
+  twin_stats st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes, 3500);
   assert_int_equal(st.peak_host_bytes, 4000);
   bool two_copies = f->has_device && !f->zero_copy;
@@ -537,7 +531,7 @@ static void test_peaks_keep_the_highest_usage(void **state) {
   assert_int_equal(st.peak_device_bytes, two_copies ? 3500 : 0);
   twin_array_unref(b);
   twin_array_unref(c);
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes, 0);
   assert_int_equal(st.peak_host_bytes, 4000);
   assert_int_equal(st.peak_device_bytes, two_copies ? 3500 : 0);

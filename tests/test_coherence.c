@@ -41,20 +41,6 @@ static twin_array *big(twin_fixture *f) {
   return a;
 }
 
-/* Opens and closes a device access (a no-op on the host backend). */
-static void device_touch(twin_fixture *f, twin_array *a, twin_access access) {
-#ifdef TWIN_HAVE_OPENCL
-  if (!f->has_device)
-    return;
-  cl_mem mem;
-  size_t off;
-  assert_ok(twin_device_begin(a, access, &mem, &off));
-  assert_ok(twin_device_end(a));
-#else
-  (void)f, (void)a, (void)access;
-#endif
-}
-
 static void host_fill(twin_array *a, float value) {
   float *p;
   assert_ok(twin_host_begin(a, TWIN_READ_WRITE, (void **)&p));
@@ -68,7 +54,7 @@ static void test_one_host_row_then_whole_array_on_device_moves_one_row(void **st
   twin_array *a = big(f), *row = row_of(a, 1234);
   twin_stats before = fixture_stats(f);
   host_fill(row, 1.5f);
-  device_touch(f, a, TWIN_READ);
+  fixture_device_touch(f, a, TWIN_READ);
   twin_stats d = moved_since(f, &before);
   assert_int_equal(d.bytes_to_device, expect_moved(f, ROW_BYTES));
   assert_int_equal(d.transfers_to_device, expect_moved(f, 1));
@@ -80,7 +66,7 @@ static void test_one_host_row_then_whole_array_on_device_moves_one_row(void **st
 static void test_column_read_after_device_write_moves_at_most_its_extent(void **state) {
   twin_fixture *f = fixture(state);
   twin_array *a = big(f), *col;
-  device_touch(f, a, TWIN_WRITE);
+  fixture_device_touch(f, a, TWIN_WRITE);
   assert_ok(twin_array_index(a, 1, 7, &col));
   twin_stats before = fixture_stats(f);
   float *p;
@@ -105,9 +91,9 @@ static void test_sibling_rows_written_on_device_each_read_moves_its_own_row(void
   twin_fixture *f = fixture(state);
   twin_array *a = big(f), *r1 = row_of(a, 10), *r2 = row_of(a, 20);
   host_fill(a, 0.0f);
-  device_touch(f, a, TWIN_READ); /* both sides current */
-  device_touch(f, r1, TWIN_WRITE);
-  device_touch(f, r2, TWIN_WRITE);
+  fixture_device_touch(f, a, TWIN_READ); /* both sides current */
+  fixture_device_touch(f, r1, TWIN_WRITE);
+  fixture_device_touch(f, r2, TWIN_WRITE);
   twin_stats before = fixture_stats(f);
   float *p;
   assert_ok(twin_host_begin(r1, TWIN_READ, (void **)&p));
@@ -129,11 +115,11 @@ static void test_never_written_side_costs_nothing_on_the_other(void **state) {
   twin_fixture *f = fixture(state);
   twin_array *a = big(f);
   twin_stats before = fixture_stats(f);
-  device_touch(f, a, TWIN_READ);
+  fixture_device_touch(f, a, TWIN_READ);
   float *p;
   assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p));
   assert_ok(twin_host_end(a));
-  device_touch(f, a, TWIN_READ_WRITE);
+  fixture_device_touch(f, a, TWIN_READ_WRITE);
   assert_ok(twin_host_begin(a, TWIN_WRITE, (void **)&p)); /* write-only: nothing to fetch */
   assert_ok(twin_host_end(a));
   twin_stats d = moved_since(f, &before);
@@ -149,7 +135,7 @@ static void test_zero_copy_buffer_is_one_allocation(void **state) {
   assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 1, shape, &a));
   assert_int_equal(twin_array_is_zero_copy(a), f->zero_copy);
   host_fill(a, 0.0f);
-  device_touch(f, a, TWIN_READ_WRITE);
+  fixture_device_touch(f, a, TWIN_READ_WRITE);
   twin_stats st = fixture_stats(f);
   assert_int_equal(st.zero_copy_buffers, f->zero_copy ? 1 : 0);
   assert_int_equal(st.host_bytes, 4000);
@@ -247,7 +233,7 @@ static void test_fragmented_writes_move_each_written_byte_once(void **state) {
   size_t shape[] = {R, C};
   twin_array *a;
   assert_ok(twin_array_new(f->ctx, TWIN_I32, 2, shape, &a));
-  device_touch(f, a, TWIN_READ);
+  fixture_device_touch(f, a, TWIN_READ);
   twin_stats before = fixture_stats(f);
   for (ptrdiff_t r = 0; r < R; r += 3) {
     twin_array *row = row_of(a, r);

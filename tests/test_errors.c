@@ -15,25 +15,6 @@
 
 /* ---- helpers ---- */
 
-/* A fresh i32 array of n elements (n <= 256) holding seed*1000 + i. */
-static twin_array *make_i32(twin_context *ctx, size_t n, int seed) {
-  int32_t data[256];
-  for (size_t i = 0; i < n; i++)
-    data[i] = seed * 1000 + (int32_t)i;
-  twin_array *a;
-  assert_ok(twin_array_from_host(ctx, TWIN_I32, 1, &n, data, &a));
-  return a;
-}
-
-/* Asserts that a (i32) reads back as seed*1000 + i. */
-static void expect_i32(twin_array *a, int seed) {
-  int32_t got[256];
-  size_t n = twin_array_size(a);
-  assert_ok(twin_array_read(a, got, n * sizeof *got));
-  for (size_t i = 0; i < n; i++)
-    assert_int_equal(got[i], seed * 1000 + (int32_t)i);
-}
-
 /* Asserts that the live objects and memory of f->ctx are those of `base`. */
 static void expect_same_live(const twin_fixture *f, const twin_stats *base) {
   twin_stats st = fixture_stats(f);
@@ -149,7 +130,7 @@ static void check_and_drop_host_work(host_work *w, bool complete) {
 
 static void test_host_alloc_failure_sweep(void **state) {
   twin_fixture *f = fixture(state);
-  twin_array *keep = make_i32(f->ctx, 50, 7);
+  twin_array *keep = fixture_i32(f->ctx, 50, 7000);
 #ifdef TWIN_HAVE_OPENCL
   if (f->has_device) {
     cl_mem mem;
@@ -185,12 +166,12 @@ static void test_host_alloc_failure_sweep(void **state) {
     assert_non_null(strstr(twin_last_error(), "TWIN_ERR_OUT_OF_HOST_MEMORY"));
     check_and_drop_host_work(&w, false);
     expect_same_live(f, &base);
-    expect_i32(keep, 7);
+    fixture_expect_i32(keep, 7000);
   }
   /* Buffer and array objects for two arrays, a view object and two host mirrors. */
   assert_true(failures + recovered >= 7);
   expect_same_live(f, &base);
-  expect_i32(keep, 7);
+  fixture_expect_i32(keep, 7000);
   twin_array_unref(keep);
 }
 
@@ -363,7 +344,7 @@ static void test_clCreateBuffer_failure_is_out_of_device_memory(void **state) {
   if (!f->has_device || f->zero_copy)
     skip(); /* two-copy mechanics; zero-copy has its own cases */
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f->ctx, 100, 1);
+  twin_array *a = fixture_i32(f->ctx, 100, 1000);
   twin_stats base = fixture_stats(f);
   twin__cl.clCreateBuffer = fail_create_buffer;
   cl_inject(1, CL_MEM_OBJECT_ALLOCATION_FAILURE);
@@ -389,7 +370,7 @@ static void test_failed_upload_keeps_data_and_retries(void **state) {
   if (!f->has_device || f->zero_copy)
     skip(); /* two-copy mechanics; zero-copy has its own cases */
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f->ctx, 100, 1);
+  twin_array *a = fixture_i32(f->ctx, 100, 1000);
   twin_stats base = fixture_stats(f);
   cl_mem mem;
   size_t off;
@@ -401,7 +382,7 @@ static void test_failed_upload_keeps_data_and_retries(void **state) {
   assert_non_null(strstr(twin_last_error(), "CL_OUT_OF_RESOURCES"));
   twin__cl = twin__cl_real;
   expect_same_live(f, &base); /* the device memory made for it went again */
-  expect_i32(a, 1);
+  fixture_expect_i32(a, 1000);
   expect_device_i32(f, a, 1);
   twin_stats after = fixture_stats(f);
   assert_int_equal(after.bytes_to_device - base.bytes_to_device, 400);
@@ -431,7 +412,7 @@ static void test_failed_download_keeps_host_data(void **state) {
   if (!f->has_device || f->zero_copy)
     skip(); /* two-copy mechanics; zero-copy has its own cases */
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f->ctx, 100, 1);
+  twin_array *a = fixture_i32(f->ctx, 100, 1000);
   device_fill_i32(f, a, 2); /* the device now holds the newest copy */
   twin_stats base = fixture_stats(f);
   int32_t got[100];
@@ -452,7 +433,7 @@ static void test_failed_download_keeps_host_data(void **state) {
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
   twin_stats st = fixture_stats(f);
   assert_int_equal(st.bytes_to_host, base.bytes_to_host);
-  expect_i32(a, 2); /* the failed reads did not mark the old host copy current */
+  fixture_expect_i32(a, 2000); /* the failed reads did not mark the old host copy current */
   assert_int_equal(fixture_stats(f).bytes_to_host - base.bytes_to_host, 400);
   /* A host mirror made for a failed download is freed again. */
   const size_t n = 64;
@@ -465,7 +446,7 @@ static void test_failed_download_keeps_host_data(void **state) {
   assert_status(twin_array_read(b, got, 256), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   twin__cl = twin__cl_real;
   expect_same_live(f, &base);
-  expect_i32(b, 3);
+  fixture_expect_i32(b, 3000);
   twin_array_unref(b);
   twin_array_unref(a);
 #endif
@@ -613,7 +594,7 @@ static twin_status cl_workload(twin_fixture *f, cl_work *w) {
 
 static void check_and_drop_cl_work(twin_fixture *f, cl_work *w) {
   if (w->a) {
-    expect_i32(w->a, w->a_seed);
+    fixture_expect_i32(w->a, w->a_seed * 1000);
     expect_device_i32(f, w->a, w->a_seed);
   }
   if (w->z) {
@@ -637,7 +618,7 @@ static void test_opencl_failure_sweep(void **state) {
   if (!f->has_device)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *keep = make_i32(f->ctx, 50, 7);
+  twin_array *keep = fixture_i32(f->ctx, 50, 7000);
   expect_device_i32(f, keep, 7); /* both sides allocated */
   /* The device holds keep's newest data, so no failed device allocation can be rescued by
    * trimming keep's device copy: every injected failure surfaces (recovery has its own tests). */
@@ -696,7 +677,7 @@ static void test_opencl_failure_sweep(void **state) {
       failed[k] |= strcmp(cl_failed, names[k]) == 0;
     check_and_drop_cl_work(f, &w);
     expect_same_live(f, &base);
-    expect_i32(keep, 7);
+    fixture_expect_i32(keep, 7000);
     expect_device_i32(f, keep, 7);
     device_fill_i32(f, keep, 7); /* the device holds the newest data again */
   }
@@ -749,7 +730,7 @@ static void test_zero_copy_map_failure_leaves_no_access_open(void **state) {
   if (!f->zero_copy)
     skip();
 #ifdef TWIN_HAVE_OPENCL
-  twin_array *a = make_i32(f->ctx, 10, 3);
+  twin_array *a = fixture_i32(f->ctx, 10, 3000);
   void *p;
   twin__cl.clEnqueueMapBuffer = fail_map;
   cl_inject(1, CL_MAP_FAILURE);
@@ -764,7 +745,7 @@ static void test_zero_copy_map_failure_leaves_no_access_open(void **state) {
   assert_status(twin_host_end(a), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   twin__cl = twin__cl_real;
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
-  expect_i32(a, 3);
+  fixture_expect_i32(a, 3000);
   twin_array_unref(a);
 #endif
 }

@@ -34,48 +34,10 @@ static twin_context_options options_for(const twin_fixture *f, char *device, siz
   return o;
 }
 
-static twin_stats stats_of(twin_context *ctx) {
-  twin_stats st;
-  assert_ok(twin_context_stats(ctx, &st));
-  return st;
-}
-
-/* Opens and closes a device access (nothing on the host backend). */
-static void device_touch(const twin_fixture *f, twin_array *a, twin_access access) {
-#ifdef TWIN_HAVE_OPENCL
-  if (!f->has_device)
-    return;
-  cl_mem mem;
-  size_t off;
-  assert_ok(twin_device_begin(a, access, &mem, &off));
-  assert_ok(twin_device_end(a));
-#else
-  (void)f, (void)a, (void)access;
-#endif
-}
-
 static void host_touch(twin_array *a, twin_access access) {
   void *p;
   assert_ok(twin_host_begin(a, access, &p));
   assert_ok(twin_host_end(a));
-}
-
-/* An i32 array of n elements (n <= 1024) holding seed + i. */
-static twin_array *make_i32(twin_context *ctx, size_t n, int seed) {
-  int32_t data[1024];
-  for (size_t i = 0; i < n; i++)
-    data[i] = seed + (int32_t)i;
-  twin_array *a;
-  assert_ok(twin_array_from_host(ctx, TWIN_I32, 1, &n, data, &a));
-  return a;
-}
-
-static void expect_i32(twin_array *a, int seed) {
-  int32_t got[1024];
-  size_t n = twin_array_size(a);
-  assert_ok(twin_array_read(a, got, n * sizeof *got));
-  for (size_t i = 0; i < n; i++)
-    assert_int_equal(got[i], seed + (int32_t)i);
 }
 
 static void expect_message_has(const char *needle) {
@@ -148,14 +110,14 @@ static void test_stats_follow_allocations_exactly(void **state) {
   twin_fixture *f = fixture(state);
   twin_context *ctx;
   assert_ok(fixture_open(f->spec, &ctx));
-  twin_stats st = stats_of(ctx), zero;
+  twin_stats st = fixture_ctx_stats(ctx), zero;
   memset(&zero, 0, sizeof zero);
   assert_memory_equal(&st, &zero, sizeof st);
 
   const size_t na = 1000, nb = 10000, n0 = 0;
   twin_array *a, *b, *e, *v;
   assert_ok(twin_array_new(ctx, TWIN_F32, 1, &na, &a));
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.buffers, 1);
   assert_int_equal(st.arrays, 1);
   assert_int_equal(st.zero_copy_buffers, f->zero_copy ? 1 : 0);
@@ -166,13 +128,13 @@ static void test_stats_follow_allocations_exactly(void **state) {
   for (int i = 0; i < 1000; i++)
     data[i] = (float)i;
   assert_ok(twin_array_write(a, data, sizeof data));
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes, 4000);
   assert_int_equal(st.device_bytes, 0);
   assert_int_equal(st.peak_host_bytes, 4000);
 
-  device_touch(f, a, TWIN_READ);
-  st = stats_of(ctx);
+  fixture_device_touch(f, a, TWIN_READ);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes, 4000); /* zero-copy: one allocation, counted once */
   assert_int_equal(st.device_bytes, two_copies(f) ? 4000 : 0);
   assert_int_equal(st.peak_device_bytes, two_copies(f) ? 4000 : 0);
@@ -185,7 +147,7 @@ static void test_stats_follow_allocations_exactly(void **state) {
   assert_ok(twin_array_new(ctx, TWIN_U8, 1, &n0, &e)); /* empty: its allocation is 1 byte */
   assert_ok(twin_array_prefetch(e, TWIN_HOST));
   assert_ok(twin_array_slice(a, (twin_slice[]){{10, 20, 1}}, &v));
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.buffers, 3);
   assert_int_equal(st.arrays, 4);
   assert_int_equal(st.zero_copy_buffers, f->zero_copy ? 3 : 0);
@@ -194,7 +156,7 @@ static void test_stats_follow_allocations_exactly(void **state) {
 
   twin_array_unref(b);
   twin_array_unref(e);
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes, 4000);
   assert_int_equal(st.peak_host_bytes, 14001); /* peaks stay */
   assert_int_equal(st.buffers, 1);
@@ -205,11 +167,11 @@ static void test_stats_follow_allocations_exactly(void **state) {
   assert_ok(twin_host_begin(v, TWIN_READ_WRITE, (void **)&p));
   p[0] = -1.0f;
   assert_ok(twin_host_end(v));
-  device_touch(f, a, TWIN_READ);
-  device_touch(f, a, TWIN_WRITE);
+  fixture_device_touch(f, a, TWIN_READ);
+  fixture_device_touch(f, a, TWIN_WRITE);
   assert_ok(twin_host_begin(v, TWIN_READ, (void **)&p));
   assert_ok(twin_host_end(v));
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.bytes_to_device, two_copies(f) ? 4040 : 0);
   assert_int_equal(st.transfers_to_device, two_copies(f) ? 2 : 0);
   assert_int_equal(st.bytes_to_host, two_copies(f) ? 40 : 0);
@@ -217,7 +179,7 @@ static void test_stats_follow_allocations_exactly(void **state) {
 
   /* A reset starts a new period: peaks from what is live now, movement counts from zero. */
   assert_ok(twin_context_stats_reset(ctx));
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.peak_host_bytes, 4000);
   assert_int_equal(st.peak_device_bytes, two_copies(f) ? 4000 : 0);
   assert_int_equal(st.bytes_to_device + st.bytes_to_host, 0);
@@ -228,7 +190,7 @@ static void test_stats_follow_allocations_exactly(void **state) {
 
   twin_array_unref(v);
   twin_array_unref(a);
-  st = stats_of(ctx);
+  st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes + st.device_bytes + st.buffers + st.arrays, 0);
   assert_int_equal(st.zero_copy_buffers, 0);
   assert_int_equal(st.peak_host_bytes, 4000);
@@ -308,7 +270,7 @@ static void test_owner_stats_count_views_and_shared_buffers(void **state) {
   assert_ok(twin_array_slice(b, (twin_slice[]){{0, 64, 1}}, &vb));
   assert_string_equal(twin_array_owner(vb), "beta");
   assert_ok(twin_array_set_owner(vb, "alpha")); /* b's buffer now has two owners */
-  device_touch(f, a, TWIN_READ);
+  fixture_device_touch(f, a, TWIN_READ);
 
   twin_stats al, be, none;
   assert_ok(twin_context_owner_stats(f->ctx, "alpha", &al));
@@ -406,8 +368,8 @@ static void make_layout(twin_fixture *f, layout *l) {
   host_touch(l->a, TWIN_WRITE);
   l->lva = __LINE__ + 1;
   assert_ok(twin_array_index(l->a, 1, 3, &l->va));
-  device_touch(f, l->a, TWIN_READ);
-  device_touch(f, l->va, TWIN_WRITE);
+  fixture_device_touch(f, l->a, TWIN_READ);
+  fixture_device_touch(f, l->va, TWIN_WRITE);
   l->lb = __LINE__ + 1;
   assert_ok(twin_array_zeros(f->ctx, TWIN_U8, 1, &sb, &l->b));
   l->lvb = __LINE__ + 1;
@@ -620,7 +582,7 @@ static void test_leak_handler_runs_once_and_memory_stays_until_the_arrays_go(voi
   twin_context *ctx;
   assert_ok(fixture_open(f->spec, &ctx));
   assert_ok(twin_context_set_leak_handler(ctx, on_leak, &leak_calls));
-  twin_array *a = make_i32(ctx, 100, 5);
+  twin_array *a = fixture_i32(ctx, 100, 5);
 #ifdef TWIN_HAVE_OPENCL
   cl_context cl_ctx = twin_context_cl_context(ctx);
   cl_mem mem = NULL;
@@ -632,7 +594,7 @@ static void test_leak_handler_runs_once_and_memory_stays_until_the_arrays_go(voi
     assert_ok(twin_device_end(a));
   }
 #endif
-  twin_stats before = stats_of(ctx);
+  twin_stats before = fixture_ctx_stats(ctx);
   leak_calls = 0;
   leak_ctx = NULL;
   twin_context_unref(ctx);
@@ -640,18 +602,18 @@ static void test_leak_handler_runs_once_and_memory_stays_until_the_arrays_go(voi
   assert_ptr_equal(leak_ctx, ctx);
   assert_int_equal(leak_buffers_seen, 1);
   /* Nothing was freed: the array works, and the context lives on through it. */
-  twin_stats st = stats_of(ctx);
+  twin_stats st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes, before.host_bytes);
   assert_int_equal(st.device_bytes, before.device_bytes);
   assert_int_equal(st.buffers, 1);
   assert_int_equal(st.host_bytes, 400);
   assert_int_equal(st.device_bytes, two_copies(f) ? 400 : 0);
-  expect_i32(a, 5);
+  fixture_expect_i32(a, 5);
   int32_t data[100];
   for (int i = 0; i < 100; i++)
     data[i] = 9 + i;
   assert_ok(twin_array_write(a, data, sizeof data));
-  expect_i32(a, 9);
+  fixture_expect_i32(a, 9);
   /* Once: taking and dropping a reference again reports nothing more. */
   twin_context_unref(twin_context_ref(ctx));
   assert_int_equal(leak_calls, 1);
@@ -681,7 +643,7 @@ static void test_no_leak_report_when_nothing_is_alive(void **state) {
   twin_context *ctx;
   assert_ok(fixture_open(f->spec, &ctx));
   assert_ok(twin_context_set_leak_handler(ctx, on_leak, &leak_calls));
-  twin_array *a = make_i32(ctx, 10, 0);
+  twin_array *a = fixture_i32(ctx, 10, 0);
   twin_array_unref(a);
   leak_calls = 0;
   twin_context_unref(ctx);
@@ -732,20 +694,20 @@ typedef struct trim_set {
 /* a (4000 bytes) and b (3000) valid on both sides; c (2000) on the host only; d (1000) newer on
  * the device. */
 static void make_trim_set(twin_fixture *f, trim_set *t) {
-  t->a = make_i32(f->ctx, 1000, 1);
-  t->b = make_i32(f->ctx, 750, 2);
-  t->c = make_i32(f->ctx, 500, 3);
-  t->d = make_i32(f->ctx, 250, 4);
-  device_touch(f, t->a, TWIN_READ);
-  device_touch(f, t->b, TWIN_READ);
-  device_touch(f, t->d, TWIN_READ_WRITE);
+  t->a = fixture_i32(f->ctx, 1000, 1);
+  t->b = fixture_i32(f->ctx, 750, 2);
+  t->c = fixture_i32(f->ctx, 500, 3);
+  t->d = fixture_i32(f->ctx, 250, 4);
+  fixture_device_touch(f, t->a, TWIN_READ);
+  fixture_device_touch(f, t->b, TWIN_READ);
+  fixture_device_touch(f, t->d, TWIN_READ_WRITE);
 }
 
 static void check_and_drop_trim_set(trim_set *t) {
-  expect_i32(t->a, 1);
-  expect_i32(t->b, 2);
-  expect_i32(t->c, 3);
-  expect_i32(t->d, 4);
+  fixture_expect_i32(t->a, 1);
+  fixture_expect_i32(t->b, 2);
+  fixture_expect_i32(t->c, 3);
+  fixture_expect_i32(t->d, 4);
   twin_array_unref(t->a);
   twin_array_unref(t->b);
   twin_array_unref(t->c);
@@ -770,7 +732,7 @@ static void test_trim_device_frees_exactly_the_redundant_device_copies(void **st
                       : f->zero_copy ? TWIN_RESIDENT_SHARED
                                      : TWIN_RESIDENT_NONE);
   /* A later device access brings the data back, and says so. */
-  device_touch(f, t.a, TWIN_READ);
+  fixture_device_touch(f, t.a, TWIN_READ);
   st = fixture_stats(f);
   assert_int_equal(st.bytes_to_device - before.bytes_to_device, two_copies(f) ? 4000 : 0);
   assert_int_equal(st.transfers_to_device - before.transfers_to_device, two_copies(f) ? 1 : 0);
@@ -791,7 +753,7 @@ static void test_trim_both_frees_host_copies_first(void **state) {
   assert_int_equal(st.host_bytes, before.host_bytes - freed);
   assert_int_equal(st.device_bytes, before.device_bytes);
   /* Reading on the host moves each trimmed array back, and nothing else. */
-  expect_i32(t.a, 1);
+  fixture_expect_i32(t.a, 1);
   st = fixture_stats(f);
   assert_int_equal(st.bytes_to_host - before.bytes_to_host, two_copies(f) ? 4000 : 0);
   assert_int_equal(st.transfers_to_host - before.transfers_to_host, two_copies(f) ? 1 : 0);
@@ -883,7 +845,7 @@ static void test_evict_and_prefetch_with_two_copies(void **state) {
   twin_stats st = fixture_stats(f);
   assert_int_equal(st.bytes_to_device - base.bytes_to_device, 400);
   assert_int_equal(st.device_bytes - base.device_bytes, 400);
-  device_touch(f, a, TWIN_READ); /* prefetched: moves nothing */
+  fixture_device_touch(f, a, TWIN_READ); /* prefetched: moves nothing */
   assert_int_equal(fixture_stats(f).bytes_to_device - base.bytes_to_device, 400);
 
   assert_ok(twin_array_evict(r0, TWIN_HOST)); /* the whole buffer's host copy goes */
@@ -903,7 +865,7 @@ static void test_evict_and_prefetch_with_two_copies(void **state) {
   expect_residency(a, TWIN_RESIDENT_VALID, TWIN_RESIDENT_VALID);
 
   /* A device write to one row: that row's host side is stale, the other row's is not. */
-  device_touch(f, r1, TWIN_WRITE);
+  fixture_device_touch(f, r1, TWIN_WRITE);
   expect_residency(r0, TWIN_RESIDENT_VALID, TWIN_RESIDENT_VALID);
   expect_residency(r1, TWIN_RESIDENT_STALE, TWIN_RESIDENT_VALID);
   assert_status(twin_array_evict(r0, TWIN_DEVICE), TWIN_ERR_BAD_STATE);
@@ -955,11 +917,11 @@ static void test_host_budget_trims_or_explains(void **state) {
   NEW_U8(ctx, 4000, &b);
   NEW_U8(ctx, 2000, &fits);
   assert_ok(twin_array_prefetch(a, TWIN_HOST));
-  device_touch(f, a, TWIN_READ); /* with two copies, a's host copy is now redundant */
+  fixture_device_touch(f, a, TWIN_READ); /* with two copies, a's host copy is now redundant */
   twin_status s = twin_array_prefetch(b, TWIN_HOST);
   if (two_copies(f)) {
     assert_ok(s); /* a's host copy was trimmed and the allocation retried */
-    assert_int_equal(stats_of(ctx).host_bytes, 4000);
+    assert_int_equal(fixture_ctx_stats(ctx).host_bytes, 4000);
     expect_residency(a, TWIN_RESIDENT_NONE, TWIN_RESIDENT_VALID);
     /* Bringing a back would exceed the budget while b holds its only copy: refused, with b
      * named as the holder; a's data is still there once b is gone. */
@@ -969,11 +931,11 @@ static void test_host_budget_trims_or_explains(void **state) {
     char holder[600];
     snprintf(holder, sizeof holder, "largest holders: 4000 bytes made at %s;", here(line + 1));
     expect_message_has(holder);
-    assert_int_equal(stats_of(ctx).host_bytes, 4000);
+    assert_int_equal(fixture_ctx_stats(ctx).host_bytes, 4000);
     twin_array_unref(b);
     b = NULL;
     assert_ok(twin_array_prefetch(a, TWIN_HOST));
-    assert_int_equal(stats_of(ctx).bytes_to_host, 8000);
+    assert_int_equal(fixture_ctx_stats(ctx).bytes_to_host, 8000);
   } else {
     assert_int_equal(s, TWIN_ERR_OUT_OF_HOST_MEMORY);
     expect_message_has("cannot allocate 4000 bytes of host memory");
@@ -982,11 +944,11 @@ static void test_host_budget_trims_or_explains(void **state) {
     char holder[600];
     snprintf(holder, sizeof holder, "largest holders: 8000 bytes made at %s;", here(line));
     expect_message_has(holder);
-    assert_int_equal(stats_of(ctx).host_bytes, 8000);
+    assert_int_equal(fixture_ctx_stats(ctx).host_bytes, 8000);
     expect_residency(b, TWIN_RESIDENT_NONE, TWIN_RESIDENT_NONE);
     assert_ok(twin_array_prefetch(fits, TWIN_HOST)); /* 10000 exactly is within budget */
-    assert_int_equal(stats_of(ctx).host_bytes, 10000);
-    assert_int_equal(stats_of(ctx).peak_host_bytes, 10000);
+    assert_int_equal(fixture_ctx_stats(ctx).host_bytes, 10000);
+    assert_int_equal(fixture_ctx_stats(ctx).peak_host_bytes, 10000);
   }
   twin_array_unref(a);
   twin_array_unref(b);
@@ -1006,13 +968,13 @@ static void test_device_budget_trims_or_explains(void **state) {
   NEW_U8(ctx, 4000, &b);
   NEW_U8(ctx, 7000, &c);
   assert_ok(twin_array_prefetch(a, TWIN_HOST));
-  device_touch(f, a, TWIN_READ);  /* with two copies, a's device copy is now redundant */
-  device_touch(f, b, TWIN_WRITE); /* which this trims */
-  twin_stats st = stats_of(ctx);
+  fixture_device_touch(f, a, TWIN_READ);  /* with two copies, a's device copy is now redundant */
+  fixture_device_touch(f, b, TWIN_WRITE); /* which this trims */
+  twin_stats st = fixture_ctx_stats(ctx);
   if (f->zero_copy) {
     /* One allocation per buffer, counted as host memory: the device budget never applies. */
-    device_touch(f, c, TWIN_WRITE);
-    st = stats_of(ctx);
+    fixture_device_touch(f, c, TWIN_WRITE);
+    st = fixture_ctx_stats(ctx);
     assert_int_equal(st.device_bytes, 0);
     assert_int_equal(st.host_bytes, 19000);
   } else {
@@ -1029,7 +991,7 @@ static void test_device_budget_trims_or_explains(void **state) {
     expect_message_has("device budget 10000 bytes");
     expect_message_has("device memory held now 4000 bytes");
     char holder[600];
-    assert_int_equal(stats_of(ctx).device_bytes, 4000);
+    assert_int_equal(fixture_ctx_stats(ctx).device_bytes, 4000);
     expect_residency(c, TWIN_RESIDENT_NONE, TWIN_RESIDENT_NONE);
     snprintf(holder, sizeof holder, "largest holders: 4000 bytes made at %s;", here(line + 1));
     expect_message_has(holder);
@@ -1081,7 +1043,7 @@ static void test_budgets_from_the_environment(void **state) {
     assert_ok(open_with_env(f, "TWIN_DEVICE_MEMORY_LIMIT", "6144", &ctx));
     NEW_U8(ctx, 6144, &a);
     NEW_U8(ctx, 1, &b);
-    device_touch(f, a, TWIN_WRITE);
+    fixture_device_touch(f, a, TWIN_WRITE);
 #ifdef TWIN_HAVE_OPENCL
     cl_mem mem;
     size_t off;
@@ -1257,7 +1219,7 @@ static void expect_same_live(const twin_fixture *f, const twin_stats *base) {
 
 /* An array the sweeps must never disturb: held on the host only, so no trim can free it. */
 static twin_array *sweep_setup(twin_fixture *f, twin_stats *base) {
-  twin_array *keep = make_i32(f->ctx, 50, 7);
+  twin_array *keep = fixture_i32(f->ctx, 50, 7);
   work w = {0};
   assert_ok(workload(f, &w)); /* builds the kernels once, outside the sweep */
   check_and_drop_work(&w);
@@ -1300,7 +1262,7 @@ static void test_host_allocation_failure_sweep(void **state) {
     expect_message_has("TWIN_ERR_OUT_OF_HOST_MEMORY: ");
     check_and_drop_work(&w);
     expect_same_live(f, &base);
-    expect_i32(keep, 7);
+    fixture_expect_i32(keep, 7);
   }
   assert_int_equal(failures + recovered, calls);
   assert_int_equal(n, calls + 1);
@@ -1471,7 +1433,7 @@ static void test_opencl_failure_sweep(void **state) {
     expect_message_has(cl_failed);
     check_and_drop_work(&w);
     expect_same_live(f, &base);
-    expect_i32(keep, 7);
+    fixture_expect_i32(keep, 7);
   }
   assert_int_equal(failures + recovered, calls);
   assert_int_equal(n, calls + 1);
