@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cl_faults.h"
 #include "fixture.h"
 
 #ifdef TWIN_HAVE_OPENCL
@@ -196,107 +197,7 @@ static void test_failed_allocation_leaves_no_host_memory_behind(void **state) {
 
 #ifdef TWIN_HAVE_OPENCL
 
-static int cl_calls, cl_fail_at; /* fail call number cl_fail_at of the wrapped functions */
-static cl_int cl_fail_code;
-static const char *cl_failed; /* the function made to fail last */
 static int cl_release_context_calls;
-
-static bool cl_should_fail(const char *name) {
-  if (++cl_calls != cl_fail_at)
-    return false;
-  cl_failed = name;
-  return true;
-}
-
-static void cl_inject(int fail_at, cl_int code) {
-  cl_calls = 0;
-  cl_fail_at = fail_at;
-  cl_fail_code = code;
-  cl_failed = NULL;
-}
-
-static cl_mem CL_API_CALL fail_create_buffer(cl_context c, cl_mem_flags flags, size_t n, void *host,
-                                             cl_int *err) {
-  if (cl_should_fail("clCreateBuffer")) {
-    if (err)
-      *err = cl_fail_code;
-    return NULL;
-  }
-  return twin__cl_real.clCreateBuffer(c, flags, n, host, err);
-}
-
-static cl_int CL_API_CALL fail_write_buffer(cl_command_queue q, cl_mem m, cl_bool block, size_t off,
-                                            size_t n, const void *p, cl_uint ne,
-                                            const cl_event *wait, cl_event *ev) {
-  if (cl_should_fail("clEnqueueWriteBuffer"))
-    return cl_fail_code;
-  return twin__cl_real.clEnqueueWriteBuffer(q, m, block, off, n, p, ne, wait, ev);
-}
-
-static cl_int CL_API_CALL fail_read_buffer(cl_command_queue q, cl_mem m, cl_bool block, size_t off,
-                                           size_t n, void *p, cl_uint ne, const cl_event *wait,
-                                           cl_event *ev) {
-  if (cl_should_fail("clEnqueueReadBuffer"))
-    return cl_fail_code;
-  return twin__cl_real.clEnqueueReadBuffer(q, m, block, off, n, p, ne, wait, ev);
-}
-
-static cl_int CL_API_CALL fail_fill_buffer(cl_command_queue q, cl_mem m, const void *pattern,
-                                           size_t pattern_size, size_t off, size_t n, cl_uint ne,
-                                           const cl_event *wait, cl_event *ev) {
-  if (cl_should_fail("clEnqueueFillBuffer"))
-    return cl_fail_code;
-  return twin__cl_real.clEnqueueFillBuffer(q, m, pattern, pattern_size, off, n, ne, wait, ev);
-}
-
-static cl_int CL_API_CALL fail_destructor(cl_mem m, void(CL_CALLBACK *fn)(cl_mem, void *),
-                                          void *user) {
-  if (cl_should_fail("clSetMemObjectDestructorCallback"))
-    return cl_fail_code;
-  return twin__cl_real.clSetMemObjectDestructorCallback(m, fn, user);
-}
-
-static void *CL_API_CALL fail_map(cl_command_queue q, cl_mem m, cl_bool block, cl_map_flags fl,
-                                  size_t off, size_t n, cl_uint ne, const cl_event *wait,
-                                  cl_event *ev, cl_int *err) {
-  if (cl_should_fail("clEnqueueMapBuffer")) {
-    if (err)
-      *err = cl_fail_code;
-    return NULL;
-  }
-  return twin__cl_real.clEnqueueMapBuffer(q, m, block, fl, off, n, ne, wait, ev, err);
-}
-
-/* Reports a failure after really unmapping: a mapping the runtime still holds would keep its
- * cl_mem alive in PoCL and read as a leak of twin's, while what is tested is twin's answer. */
-static cl_int CL_API_CALL fail_unmap(cl_command_queue q, cl_mem m, void *p, cl_uint ne,
-                                     const cl_event *wait, cl_event *ev) {
-  cl_int real = twin__cl_real.clEnqueueUnmapMemObject(q, m, p, ne, wait, ev);
-  return cl_should_fail("clEnqueueUnmapMemObject") ? cl_fail_code : real;
-}
-
-static cl_context CL_API_CALL
-fail_create_context(const cl_context_properties *props, cl_uint nd, const cl_device_id *devs,
-                    void(CL_CALLBACK *notify)(const char *, const void *, size_t, void *),
-                    void *user, cl_int *err) {
-  if (cl_should_fail("clCreateContext")) {
-    if (err)
-      *err = cl_fail_code;
-    return NULL;
-  }
-  return twin__cl_real.clCreateContext(props, nd, devs, notify, user, err);
-}
-
-static cl_command_queue CL_API_CALL fail_create_queue(cl_context c, cl_device_id d,
-                                                      cl_command_queue_properties props,
-                                                      cl_int *err) {
-  if (cl_should_fail("clCreateCommandQueue")) {
-    if (err)
-      *err = cl_fail_code;
-    return NULL;
-  }
-  return twin__cl_real.clCreateCommandQueue(c, d, props, err);
-}
 
 static cl_int CL_API_CALL counting_release_context(cl_context c) {
   cl_release_context_calls++;
@@ -346,7 +247,7 @@ static void test_clCreateBuffer_failure_is_out_of_device_memory(void **state) {
 #ifdef TWIN_HAVE_OPENCL
   twin_array *a = fixture_i32(f->ctx, 100, 1000);
   twin_stats base = fixture_stats(f);
-  twin__cl.clCreateBuffer = fail_create_buffer;
+  twin__cl.clCreateBuffer = fault_create_buffer;
   cl_inject(1, CL_MEM_OBJECT_ALLOCATION_FAILURE);
   cl_mem mem = (cl_mem)&base;
   size_t off = 77;
@@ -375,7 +276,7 @@ static void test_failed_upload_keeps_data_and_retries(void **state) {
   cl_mem mem;
   size_t off;
   /* The first upload, into device memory made for it. */
-  twin__cl.clEnqueueWriteBuffer = fail_write_buffer;
+  twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
   cl_inject(1, CL_OUT_OF_RESOURCES);
   assert_status(twin_device_begin(a, TWIN_READ, &mem, &off), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   assert_non_null(strstr(twin_last_error(), "clEnqueueWriteBuffer"));
@@ -390,7 +291,7 @@ static void test_failed_upload_keeps_data_and_retries(void **state) {
   /* An update of a device copy that exists but is stale. */
   const int32_t fresh[100] = {[0] = -5, [99] = -6};
   assert_ok(twin_array_write(a, fresh, sizeof fresh));
-  twin__cl.clEnqueueWriteBuffer = fail_write_buffer;
+  twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
   cl_inject(1, CL_OUT_OF_RESOURCES);
   assert_status(twin_device_begin(a, TWIN_READ, &mem, &off), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   twin__cl = twin__cl_real;
@@ -419,7 +320,7 @@ static void test_failed_download_keeps_host_data(void **state) {
   memset(got, 0x5a, sizeof got);
   int32_t untouched[100];
   memcpy(untouched, got, sizeof got);
-  twin__cl.clEnqueueReadBuffer = fail_read_buffer;
+  twin__cl.clEnqueueReadBuffer = fault_read_buffer;
   cl_inject(1, CL_OUT_OF_RESOURCES);
   assert_status(twin_array_read(a, got, sizeof got), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   assert_non_null(strstr(twin_last_error(), "clEnqueueReadBuffer"));
@@ -441,7 +342,7 @@ static void test_failed_download_keeps_host_data(void **state) {
   assert_ok(twin_array_new(f->ctx, TWIN_I32, 1, &n, &b));
   device_fill_i32(f, b, 3);
   base = fixture_stats(f);
-  twin__cl.clEnqueueReadBuffer = fail_read_buffer;
+  twin__cl.clEnqueueReadBuffer = fault_read_buffer;
   cl_inject(1, CL_OUT_OF_RESOURCES);
   assert_status(twin_array_read(b, got, 256), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   twin__cl = twin__cl_real;
@@ -461,7 +362,7 @@ static void test_failed_fill_of_zeros_retries(void **state) {
   twin_array *z;
   assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 1, &n, &z));
   twin_stats base = fixture_stats(f);
-  twin__cl.clEnqueueFillBuffer = fail_fill_buffer;
+  twin__cl.clEnqueueFillBuffer = fault_fill_buffer;
   cl_inject(1, CL_OUT_OF_RESOURCES);
   cl_mem mem;
   size_t off;
@@ -513,7 +414,7 @@ static void test_context_new_fails_cleanly_when_clCreateContext_fails(void **sta
 #ifdef TWIN_HAVE_OPENCL
   twin_context *ctx = (twin_context *)&ctx;
   install_alloc(0);
-  twin__cl.clCreateContext = fail_create_context;
+  twin__cl.clCreateContext = fault_create_context;
   cl_inject(1, CL_DEVICE_NOT_AVAILABLE);
   assert_status(fixture_open(f->spec, &ctx), TWIN_ERR_OPENCL);
   twin__cl = twin__cl_real;
@@ -533,7 +434,7 @@ static void test_context_new_fails_cleanly_when_clCreateCommandQueue_fails(void 
 #ifdef TWIN_HAVE_OPENCL
   twin_context *ctx = (twin_context *)&ctx;
   install_alloc(0);
-  twin__cl.clCreateCommandQueue = fail_create_queue;
+  twin__cl.clCreateCommandQueue = fault_create_queue;
   twin__cl.clReleaseContext = counting_release_context;
   cl_release_context_calls = 0;
   cl_inject(1, CL_OUT_OF_HOST_MEMORY);
@@ -648,13 +549,13 @@ static void test_opencl_failure_sweep(void **state) {
     assert_true(n < 50);
     cl_work w = {0};
     mark_last_error();
-    twin__cl.clCreateBuffer = fail_create_buffer;
-    twin__cl.clEnqueueWriteBuffer = fail_write_buffer;
-    twin__cl.clEnqueueReadBuffer = fail_read_buffer;
-    twin__cl.clEnqueueFillBuffer = fail_fill_buffer;
-    twin__cl.clSetMemObjectDestructorCallback = fail_destructor;
-    twin__cl.clEnqueueMapBuffer = fail_map;
-    twin__cl.clEnqueueUnmapMemObject = fail_unmap;
+    twin__cl.clCreateBuffer = fault_create_buffer;
+    twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
+    twin__cl.clEnqueueReadBuffer = fault_read_buffer;
+    twin__cl.clEnqueueFillBuffer = fault_fill_buffer;
+    twin__cl.clSetMemObjectDestructorCallback = fault_destructor;
+    twin__cl.clEnqueueMapBuffer = fault_map;
+    twin__cl.clEnqueueUnmapMemObject = fault_unmap;
     cl_inject(n, CL_OUT_OF_RESOURCES);
     twin_status s = cl_workload(f, &w);
     twin__cl = twin__cl_real;
@@ -704,9 +605,9 @@ static void test_zero_copy_wrap_failure_frees_the_host_block(void **state) {
   void *p;
   for (int which = 0; which < 2; which++) {
     if (which == 0)
-      twin__cl.clCreateBuffer = fail_create_buffer;
+      twin__cl.clCreateBuffer = fault_create_buffer;
     else
-      twin__cl.clSetMemObjectDestructorCallback = fail_destructor;
+      twin__cl.clSetMemObjectDestructorCallback = fault_destructor;
     cl_inject(1, CL_MEM_OBJECT_ALLOCATION_FAILURE);
     assert_status(twin_host_begin(a, TWIN_READ, &p), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
     twin__cl = twin__cl_real;
@@ -732,7 +633,7 @@ static void test_zero_copy_map_failure_leaves_no_access_open(void **state) {
 #ifdef TWIN_HAVE_OPENCL
   twin_array *a = fixture_i32(f->ctx, 10, 3000);
   void *p;
-  twin__cl.clEnqueueMapBuffer = fail_map;
+  twin__cl.clEnqueueMapBuffer = fault_map;
   cl_inject(1, CL_MAP_FAILURE);
   assert_status(twin_host_begin(a, TWIN_READ_WRITE, &p), TWIN_ERR_OPENCL);
   assert_non_null(strstr(twin_last_error(), "CL_MAP_FAILURE"));
@@ -740,7 +641,7 @@ static void test_zero_copy_map_failure_leaves_no_access_open(void **state) {
   assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
   /* A failed unmap still closes the access: the pointer is given up either way. */
   assert_ok(twin_host_begin(a, TWIN_READ, &p));
-  twin__cl.clEnqueueUnmapMemObject = fail_unmap;
+  twin__cl.clEnqueueUnmapMemObject = fault_unmap;
   cl_inject(1, CL_OUT_OF_RESOURCES);
   assert_status(twin_host_end(a), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
   twin__cl = twin__cl_real;

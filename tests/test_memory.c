@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cl_faults.h"
 #include "fixture.h"
 #ifdef TWIN_HAVE_OPENCL
 #include "backends/opencl/clapi.h"
@@ -1277,123 +1278,19 @@ static void test_host_allocation_failure_sweep(void **state) {
 
 #ifdef TWIN_HAVE_OPENCL
 
-static int cl_calls, cl_fail_at;
-static const char *cl_failed;
-static char cl_seen[512]; /* names of the calls that were failed, space-separated */
-
-static bool cl_should_fail(const char *name) {
-  if (++cl_calls != cl_fail_at)
-    return false;
-  cl_failed = name;
-  if (!strstr(cl_seen, name)) {
-    strncat(cl_seen, name, sizeof cl_seen - strlen(cl_seen) - 2);
-    strcat(cl_seen, " ");
-  }
-  return true;
-}
-
-#define CL_ERR CL_OUT_OF_RESOURCES
-
-static cl_mem CL_API_CALL w_create_buffer(cl_context c, cl_mem_flags fl, size_t n, void *host,
-                                          cl_int *err) {
-  if (cl_should_fail("clCreateBuffer")) {
-    if (err)
-      *err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
-    return NULL;
-  }
-  return twin__cl_real.clCreateBuffer(c, fl, n, host, err);
-}
-
-static cl_int CL_API_CALL w_destructor(cl_mem m, void(CL_CALLBACK *fn)(cl_mem, void *),
-                                       void *user) {
-  return cl_should_fail("clSetMemObjectDestructorCallback")
-             ? CL_ERR
-             : twin__cl_real.clSetMemObjectDestructorCallback(m, fn, user);
-}
-
-static cl_int CL_API_CALL w_write(cl_command_queue q, cl_mem m, cl_bool b, size_t off, size_t n,
-                                  const void *p, cl_uint ne, const cl_event *wl, cl_event *ev) {
-  return cl_should_fail("clEnqueueWriteBuffer")
-             ? CL_ERR
-             : twin__cl_real.clEnqueueWriteBuffer(q, m, b, off, n, p, ne, wl, ev);
-}
-
-static cl_int CL_API_CALL w_read(cl_command_queue q, cl_mem m, cl_bool b, size_t off, size_t n,
-                                 void *p, cl_uint ne, const cl_event *wl, cl_event *ev) {
-  return cl_should_fail("clEnqueueReadBuffer")
-             ? CL_ERR
-             : twin__cl_real.clEnqueueReadBuffer(q, m, b, off, n, p, ne, wl, ev);
-}
-
-static cl_int CL_API_CALL w_fill(cl_command_queue q, cl_mem m, const void *pat, size_t ps,
-                                 size_t off, size_t n, cl_uint ne, const cl_event *wl,
-                                 cl_event *ev) {
-  return cl_should_fail("clEnqueueFillBuffer")
-             ? CL_ERR
-             : twin__cl_real.clEnqueueFillBuffer(q, m, pat, ps, off, n, ne, wl, ev);
-}
-
-static cl_int CL_API_CALL w_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t so, size_t dof,
-                                 size_t n, cl_uint ne, const cl_event *wl, cl_event *ev) {
-  return cl_should_fail("clEnqueueCopyBuffer")
-             ? CL_ERR
-             : twin__cl_real.clEnqueueCopyBuffer(q, s, d, so, dof, n, ne, wl, ev);
-}
-
-static void *CL_API_CALL w_map(cl_command_queue q, cl_mem m, cl_bool b, cl_map_flags fl, size_t off,
-                               size_t n, cl_uint ne, const cl_event *wl, cl_event *ev,
-                               cl_int *err) {
-  if (cl_should_fail("clEnqueueMapBuffer")) {
-    if (err)
-      *err = CL_ERR;
-    return NULL;
-  }
-  return twin__cl_real.clEnqueueMapBuffer(q, m, b, fl, off, n, ne, wl, ev, err);
-}
-
-/* Really unmaps, then reports a failure: a mapping the runtime still held would keep its
- * cl_mem alive and read as a leak, while what is tested is twin's answer. */
-static cl_int CL_API_CALL w_unmap(cl_command_queue q, cl_mem m, void *p, cl_uint ne,
-                                  const cl_event *wl, cl_event *ev) {
-  cl_int real = twin__cl_real.clEnqueueUnmapMemObject(q, m, p, ne, wl, ev);
-  return cl_should_fail("clEnqueueUnmapMemObject") ? CL_ERR : real;
-}
-
-static cl_int CL_API_CALL w_migrate(cl_command_queue q, cl_uint n, const cl_mem *m,
-                                    cl_mem_migration_flags fl, cl_uint ne, const cl_event *wl,
-                                    cl_event *ev) {
-  return cl_should_fail("clEnqueueMigrateMemObjects")
-             ? CL_ERR
-             : twin__cl_real.clEnqueueMigrateMemObjects(q, n, m, fl, ne, wl, ev);
-}
-
-static cl_int CL_API_CALL w_set_arg(cl_kernel k, cl_uint i, size_t n, const void *v) {
-  return cl_should_fail("clSetKernelArg") ? CL_ERR : twin__cl_real.clSetKernelArg(k, i, n, v);
-}
-
-static cl_int CL_API_CALL w_launch(cl_command_queue q, cl_kernel k, cl_uint d, const size_t *o,
-                                   const size_t *g, const size_t *l, cl_uint ne, const cl_event *wl,
-                                   cl_event *ev) {
-  return cl_should_fail("clEnqueueNDRangeKernel")
-             ? CL_ERR
-             : twin__cl_real.clEnqueueNDRangeKernel(q, k, d, o, g, l, ne, wl, ev);
-}
-
 static void cl_wrap(int fail_at) {
-  cl_calls = 0;
-  cl_fail_at = fail_at;
-  cl_failed = NULL;
-  twin__cl.clCreateBuffer = w_create_buffer;
-  twin__cl.clSetMemObjectDestructorCallback = w_destructor;
-  twin__cl.clEnqueueWriteBuffer = w_write;
-  twin__cl.clEnqueueReadBuffer = w_read;
-  twin__cl.clEnqueueFillBuffer = w_fill;
-  twin__cl.clEnqueueCopyBuffer = w_copy;
-  twin__cl.clEnqueueMapBuffer = w_map;
-  twin__cl.clEnqueueUnmapMemObject = w_unmap;
-  twin__cl.clEnqueueMigrateMemObjects = w_migrate;
-  twin__cl.clSetKernelArg = w_set_arg;
-  twin__cl.clEnqueueNDRangeKernel = w_launch;
+  cl_inject(fail_at, CL_OUT_OF_RESOURCES);
+  twin__cl.clCreateBuffer = fault_create_buffer;
+  twin__cl.clSetMemObjectDestructorCallback = fault_destructor;
+  twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
+  twin__cl.clEnqueueReadBuffer = fault_read_buffer;
+  twin__cl.clEnqueueFillBuffer = fault_fill_buffer;
+  twin__cl.clEnqueueCopyBuffer = fault_copy_buffer;
+  twin__cl.clEnqueueMapBuffer = fault_map;
+  twin__cl.clEnqueueUnmapMemObject = fault_unmap;
+  twin__cl.clEnqueueMigrateMemObjects = fault_migrate;
+  twin__cl.clSetKernelArg = fault_set_arg;
+  twin__cl.clEnqueueNDRangeKernel = fault_launch;
 }
 
 #endif /* TWIN_HAVE_OPENCL */
