@@ -1,6 +1,7 @@
 /* The access protocol: begin brings an array's byte extent up to date on one side (moving
  * only the parts the other side holds newer) and, for a write, marks that extent newer on
  * this side; end closes it. On a zero-copy buffer a host access maps the extent instead. */
+#include <stdio.h>
 #include <string.h>
 
 #include "../backends/backend.h"
@@ -35,10 +36,19 @@ static twin_status check_begin(const char *fn, twin_array *a, twin_access access
   return TWIN_OK;
 }
 
+/* "fn" or "fn: arg", the start of a message about an access `who` opens. */
+static const char *who_text(const twin__opener *who, char *buf, size_t cap) {
+  if (!who->arg)
+    return who->fn;
+  snprintf(buf, cap, "%s: %s", who->fn, who->arg);
+  return buf;
+}
+
 /* With the buffer locked: may this array object open `access` on `side` now? */
-static twin_status check_open_state(const char *fn, const twin_array *a, twin__side_id side,
-                                    twin_access access) {
+static twin_status check_open_state(const twin__opener *who, const twin_array *a,
+                                    twin__side_id side, twin_access access) {
   const twin__buffer *b = a->buf;
+  char w[128];
   if (a->access_side) {
     bool both_reads =
         a->access_side == side + 1 && a->access_mode == TWIN_READ && access == TWIN_READ;
@@ -46,7 +56,7 @@ static twin_status check_open_state(const char *fn, const twin_array *a, twin__s
       return twin__fail(TWIN_ERR_BUSY,
                         "%s: this array already has a %s %s access open; end it "
                         "first (only read accesses on one side may overlap)",
-                        fn, side_name(a->access_side - 1),
+                        who_text(who, w, sizeof w), side_name(a->access_side - 1),
                         a->access_mode == TWIN_READ ? "read" : "write");
   }
   twin__side_id other = !side;
@@ -54,13 +64,13 @@ static twin_status check_open_state(const char *fn, const twin_array *a, twin__s
     return twin__fail(TWIN_ERR_BUSY,
                       "%s: a %s write access to this buffer is still open, "
                       "begun at %s:%d",
-                      fn, side_name(other), twin__site_file(b->write_site[other]),
-                      b->write_site[other].line);
+                      who_text(who, w, sizeof w), side_name(other),
+                      twin__site_file(b->write_site[other]), b->write_site[other].line);
   if ((access & TWIN_WRITE) && b->open_reads[other])
     return twin__fail(TWIN_ERR_BUSY,
                       "%s: cannot write while a %s read access to this buffer "
                       "is open",
-                      fn, side_name(other));
+                      who_text(who, w, sizeof w), side_name(other));
   return TWIN_OK;
 }
 
@@ -78,12 +88,13 @@ static twin_status map_extent(twin_array *a, twin_access access, size_t lo, size
 
 /* Opens `access` on `side` for array a with the buffer locked: brings the extent up to date,
  * maps it on a zero-copy host access, and records the access. */
-static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side,
-                               twin_access access, twin__site site, twin__dirty *before) {
+static twin_status open_locked(const twin__opener *who, twin_array *a, twin__side_id side,
+                               twin_access access, twin__dirty *before) {
   twin__buffer *b = a->buf;
-  twin_status s = check_open_state(fn, a, side, access);
-  if (s == TWIN_OK)
-    s = twin__buffer_reserve(b);
+  twin_status s = check_open_state(who, a, side, access);
+  if (s != TWIN_OK)
+    return s;
+  s = twin__buffer_reserve(b);
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
   bool need_data = (access & TWIN_READ) || !covers_extent(a);
@@ -91,15 +102,17 @@ static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side
     s = twin__buffer_sync(b, side, lo, need_data ? hi : lo);
   if (s == TWIN_OK && side == TWIN__HOST && b->zero_copy && a->access_count == 0)
     s = map_extent(a, access, lo, hi);
-  if (s != TWIN_OK)
-    return s;
+  if (s != TWIN_OK) {
+    char w[128];
+    return twin__fail_prefix(s, "%s: ", who_text(who, w, sizeof w)); /* allocation, move, map */
+  }
   if (access & TWIN_WRITE) {
     /* The other side has no open access (checked above), so it is older from now on. */
     if (before)
       twin__dirty_copy(before, &b->dirty);
     twin__buffer_wrote(b, side, lo, hi);
     b->open_writes[side]++;
-    b->write_site[side] = site;
+    b->write_site[side] = who->site;
   } else {
     b->open_reads[side]++;
   }
@@ -111,8 +124,9 @@ static twin_status open_locked(const char *fn, twin_array *a, twin__side_id side
 
 static twin_status begin(const char *fn, twin_array *a, twin__side_id side, twin_access access,
                          twin__site site) {
+  twin__opener who = {fn, NULL, site};
   pthread_mutex_lock(&a->buf->lock);
-  twin_status s = open_locked(fn, a, side, access, site, NULL);
+  twin_status s = open_locked(&who, a, side, access, NULL);
   pthread_mutex_unlock(&a->buf->lock);
   return s;
 }
@@ -257,11 +271,10 @@ twin_status twin_array_write(twin_array *a, const void *src, size_t src_bytes) {
 }
 
 twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access access,
-                              twin__dirty *before, void **mem) {
+                              const twin__opener *who, twin__dirty *before, void **mem) {
   twin__buffer *b = a->buf;
   pthread_mutex_lock(&b->lock);
-  twin_status s = open_locked(side == TWIN__HOST ? "twin_host_begin" : "twin_device_begin", a, side,
-                              access, (twin__site){"a twin operation", 0}, before);
+  twin_status s = open_locked(who, a, side, access, before);
   if (s == TWIN_OK)
     *mem = b->mem[side];
   pthread_mutex_unlock(&b->lock);

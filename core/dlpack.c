@@ -52,11 +52,7 @@ static twin_status open_export(const char *fn, exported *e, twin_access access) 
     dl->device = (DLDevice){kDLOpenCL, v->buf->ctx->device.device_index};
     dl->byte_offset = offset;
   }
-  if (s == TWIN_OK)
-    return TWIN_OK;
-  char cause[TWIN__CAUSE_MAX];
-  snprintf(cause, sizeof cause, "%s", twin_last_error() + strlen(twin_status_name(s)) + 2);
-  return twin__fail(s, "%s: %s", fn, cause);
+  return s == TWIN_OK ? TWIN_OK : twin__fail_prefix(s, "%s: ", fn);
 }
 
 twin_status twin__array_to_dlpack(const char *fn, twin_array *a, twin__side_id side,

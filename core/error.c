@@ -51,6 +51,30 @@ twin_status twin__fail(twin_status s, const char *fmt, ...) {
   return s;
 }
 
+static void append_text(const char *text) {
+  size_t used = strlen(last_message);
+  snprintf(last_message + used, MESSAGE_CAP - used, "%s", text);
+}
+
+twin_status twin__fail_prefix(twin_status s, const char *fmt, ...) {
+  char prefix[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  /* The cause follows its own "NAME: "; it moves behind the prefix under s's name. */
+  const char *name = twin_status_name(s);
+  size_t skip = 0, len = strlen(last_message);
+  const char *colon = strstr(last_message, ": ");
+  if (colon && (size_t)(colon - last_message) < 48)
+    skip = (size_t)(colon - last_message) + 2;
+  char cause[MESSAGE_CAP];
+  memcpy(cause, last_message + skip, len - skip + 1);
+  snprintf(last_message, MESSAGE_CAP, "%s: %s", name, prefix);
+  append_text(cause);
+  return s;
+}
+
 void twin__fail_append(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -145,15 +145,6 @@ twin_status(twin_array_wrap_host)(twin_context *ctx, void *ptr, twin_dtype dtype
                                  NULL, 0);
 }
 
-/* Rewrites this thread's message as "fn: message", for failures reported by a backend. */
-static twin_status prefixed(const char *fn, twin_status s) {
-  char cause[TWIN__CAUSE_MAX];
-  const char *msg = twin_last_error();
-  size_t skip = strlen(twin_status_name(s)) + 2; /* the message starts "NAME: " */
-  snprintf(cause, sizeof cause, "%s", strlen(msg) >= skip ? msg + skip : msg);
-  return twin__fail(s, "%s: %s", fn, cause);
-}
-
 /* Checks that elements lo..hi from element `first` lie inside a handle of nbytes. */
 static twin_status check_inside(const char *fn, const geometry *g, size_t first, size_t item,
                                 size_t nbytes) {
@@ -201,7 +192,7 @@ twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *han
                       fn, ctx->device.name);
   s = ctx->ops->dev_adopt(ctx, handle, &nbytes);
   if (s != TWIN_OK)
-    return prefixed(fn, s);
+    return twin__fail_prefix(s, "%s: ", fn);
   twin_array *a = NULL;
   s = check_inside(fn, &g, byte_offset / item, item, nbytes);
   if (s == TWIN_OK && !(a = new_view(dtype, ndim, shape, &g, site)))

@@ -17,6 +17,11 @@
  * reads `return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "ndim is %d", ndim);`. */
 twin_status twin__fail(twin_status s, const char *fmt, ...) TWIN_PRINTF(2, 3);
 
+/* Puts "prefix" (formatted) in front of this thread's current message, the cause of a failure
+ * reported by a lower layer, and gives the message status s's name: "NAME: prefix cause".
+ * Returns s. */
+twin_status twin__fail_prefix(twin_status s, const char *fmt, ...) TWIN_PRINTF(2, 3);
+
 /* Room for the cause of a failure quoted inside a longer message. */
 #define TWIN__CAUSE_MAX 512
 
@@ -380,12 +385,21 @@ void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src
 
 /* ---- Access (access.c) ---- */
 
+/* Who opens an access, for messages and for the site an open access is reported at: the
+ * public call ("twin_copy"), the argument within it ("dst", "argument 2"; NULL for none) and
+ * the user's file and line (file NULL: unknown). */
+typedef struct twin__opener {
+  const char *fn;
+  const char *arg;
+  twin__site site;
+} twin__opener;
+
 /* For built-in operations, which run on one side's memory: opens `access` on `side` and
  * returns that side's memory (the device handle, or the host block's start; never used for a
  * zero-copy host access). For a write, *before (when not NULL) receives the dirty map as it
  * was, so that twin__close_for_op can undo the marking if the operation then failed. */
 twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access access,
-                              twin__dirty *before, void **mem);
+                              const twin__opener *who, twin__dirty *before, void **mem);
 /* Closes it; failed_before is the map from the open when the operation failed, else NULL. */
 void twin__close_for_op(twin_array *a, twin__side_id side, const twin__dirty *failed_before);
 

@@ -595,6 +595,7 @@ typedef struct bound_arg {
 
 typedef struct launch {
   const char *fn;
+  twin__site site; /* the caller's */
   twin_kernel *k;
   twin__side_id side;
   int nargs, narrays;
@@ -676,13 +677,12 @@ static twin_status open_arrays(launch *l) {
   twin_status s = give_befores(l);
   for (int j = 0; s == TWIN_OK && j < l->narrays; j++) {
     bound_array *x = &l->arrays[j];
-    s = twin__open_for_op(x->a, l->side, x->mode, x->before, &x->mem);
-    if (s == TWIN_OK)
-      continue;
-    close_arrays(l, j, true);
-    char cause[TWIN__CAUSE_MAX];
-    snprintf(cause, sizeof cause, "%s", twin_last_error() + strlen(twin_status_name(s)) + 2);
-    return twin__fail(s, "%s: argument %d: %s", l->fn, x->first_arg, cause);
+    char arg[32];
+    snprintf(arg, sizeof arg, "argument %d", x->first_arg);
+    twin__opener who = {l->fn, arg, l->site};
+    s = twin__open_for_op(x->a, l->side, x->mode, &who, x->before, &x->mem);
+    if (s != TWIN_OK)
+      close_arrays(l, j, true);
   }
   return s;
 }
@@ -831,8 +831,9 @@ static twin_status run(launch *l, int work_dim, const size_t *global, const size
   return s;
 }
 
-twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *global,
-                               const size_t *local, int nargs, const twin_arg *args) {
+twin_status twin_kernel_launch_at(twin_kernel *k, int work_dim, const size_t *global,
+                                  const size_t *local, int nargs, const twin_arg *args,
+                                  const char *file, int line) {
   static const char fn[] = "twin_kernel_launch";
   twin_status s = check_launch(fn, k, work_dim, global, local, nargs, args);
   if (s == TWIN_OK && !k->host_fn)
@@ -846,9 +847,12 @@ twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *globa
   bound_arg bound[STACK_ARGS];
   twin__kvalue values[4 * STACK_ARGS];
   twin__dirty befores[STACK_BEFORES];
-  launch l = {
-      fn,   k,      k->host_fn ? TWIN__HOST : TWIN__DEVICE, nargs, 0, args, arrays, bound, values,
-      NULL, befores};
+  launch l = {fn,    {file, line},
+              k,     k->host_fn ? TWIN__HOST : TWIN__DEVICE,
+              nargs, 0,
+              args,  arrays,
+              bound, values,
+              NULL,  befores};
   void *heap = NULL;
   if (nargs > STACK_ARGS) {
     size_t each = sizeof *arrays + sizeof *bound + 4 * sizeof *values;
@@ -862,4 +866,9 @@ twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *globa
   twin__free(l.befores);
   twin__free(heap);
   return s;
+}
+
+twin_status(twin_kernel_launch)(twin_kernel *k, int work_dim, const size_t *global,
+                                const size_t *local, int nargs, const twin_arg *args) {
+  return twin_kernel_launch_at(k, work_dim, global, local, nargs, args, NULL, 0);
 }

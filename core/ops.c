@@ -96,9 +96,9 @@ static twin__side_id side_of(placement p) {
 
 /* Opens `access` on a on the operation's side and returns that side's memory (the device
  * handle, or the host buffer's start). */
-static twin_status open_access(twin_array *a, twin_access access, placement p, void **mem,
-                               twin__dirty *before) {
-  return twin__open_for_op(a, side_of(p), access, before, mem);
+static twin_status open_access(twin_array *a, twin_access access, placement p,
+                               const twin__opener *who, void **mem, twin__dirty *before) {
+  return twin__open_for_op(a, side_of(p), access, who, before, mem);
 }
 
 /* Closes an access open_access opened; after a failed operation, undoes a write's marking. */
@@ -124,14 +124,16 @@ static void make_view(twin__view *v, void *mem, const twin_array *a, const twin_
  * view and a write of another view of the same buffer may be open together on one side.
  * Should the backend fail, dst's write is undone in the coherence state, so data newer on the
  * other side is not lost. */
-static twin_status run_copy(twin_array *dst, twin_array *src, const ptrdiff_t *src_strides) {
+static twin_status run_copy(twin_array *dst, twin_array *src, const ptrdiff_t *src_strides,
+                            twin__site site) {
   twin_context *ctx = dst->buf->ctx;
   placement p = place(ctx);
   twin_status s = prepare(ctx, p);
   void *smem, *dmem;
   if (s != TWIN_OK)
     return s;
-  s = open_access(src, TWIN_READ, p, &smem, NULL);
+  twin__opener src_who = {"twin_copy", "src", site}, dst_who = {"twin_copy", "dst", site};
+  s = open_access(src, TWIN_READ, p, &src_who, &smem, NULL);
   if (s != TWIN_OK)
     return s;
   twin__dirty *before = twin__malloc(sizeof *before);
@@ -139,7 +141,7 @@ static twin_status run_copy(twin_array *dst, twin_array *src, const ptrdiff_t *s
     s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_copy: no memory for bookkeeping");
     goto fail_before;
   }
-  s = open_access(dst, TWIN_WRITE, p, &dmem, before);
+  s = open_access(dst, TWIN_WRITE, p, &dst_who, &dmem, before);
   if (s != TWIN_OK)
     goto fail_dst;
   twin__view dv, sv;
@@ -154,8 +156,9 @@ fail_before:
   return s;
 }
 
-twin_status twin_copy(twin_array *dst, twin_array *src) {
+twin_status twin_copy_at(twin_array *dst, twin_array *src, const char *file, int line) {
   static const char fn[] = "twin_copy";
+  twin__site site = {file, line};
   twin__debug_check(dst, fn);
   twin__debug_check(src, fn);
   if (!dst || !src)
@@ -178,20 +181,25 @@ twin_status twin_copy(twin_array *dst, twin_array *src) {
   if (s != TWIN_OK || dst->size == 0 || dst == src)
     return s; /* an array copied onto itself is unchanged */
   if (!overlap(dst, src))
-    return run_copy(dst, src, strides);
+    return run_copy(dst, src, strides, site);
   /* Overlapping views of one buffer: the result must be that of copying through a temporary,
    * whatever order the backend visits elements in; so make the temporary. */
   twin_array *tmp;
-  s = twin_array_copy(src, &tmp);
+  s = twin_array_copy_at(src, &tmp, file, line);
   if (s != TWIN_OK)
     return s;
-  s = twin_copy(dst, tmp);
+  s = twin_copy_at(dst, tmp, file, line);
   twin_array_unref(tmp);
   return s;
 }
 
-twin_status twin_fill(twin_array *dst, const void *value) {
+twin_status(twin_copy)(twin_array *dst, twin_array *src) {
+  return twin_copy_at(dst, src, NULL, 0);
+}
+
+twin_status twin_fill_at(twin_array *dst, const void *value, const char *file, int line) {
   static const char fn[] = "twin_fill";
+  twin__opener who = {fn, "dst", {file, line}};
   twin__debug_check(dst, fn);
   if (!dst || !value)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "value");
@@ -211,7 +219,7 @@ twin_status twin_fill(twin_array *dst, const void *value) {
   if (s == TWIN_OK && !(before = twin__malloc(sizeof *before)))
     s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for bookkeeping", fn);
   if (s == TWIN_OK)
-    s = open_access(dst, TWIN_WRITE, p, &mem, before);
+    s = open_access(dst, TWIN_WRITE, p, &who, &mem, before);
   if (s == TWIN_OK) {
     twin__view v;
     make_view(&v, mem, dst, dst, dst->strides);
@@ -220,6 +228,10 @@ twin_status twin_fill(twin_array *dst, const void *value) {
   }
   twin__free(before);
   return s;
+}
+
+twin_status(twin_fill)(twin_array *dst, const void *value) {
+  return twin_fill_at(dst, value, NULL, 0);
 }
 
 twin_status twin_array_copy_at(twin_array *a, twin_array **out, const char *file, int line) {
@@ -231,7 +243,7 @@ twin_status twin_array_copy_at(twin_array *a, twin_array **out, const char *file
   if (s != TWIN_OK)
     return s;
   memcpy(c->owner, a->owner, sizeof c->owner);
-  s = twin_copy(c, a);
+  s = twin_copy_at(c, a, file, line);
   if (s != TWIN_OK) {
     twin_array_unref(c);
     return s;

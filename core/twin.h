@@ -512,11 +512,18 @@ TWIN_API twin_status twin_array_prefetch(twin_array *a, twin_side side);
  *   range become its minimum or maximum (-1.5 to u8 is 0, 1e10 to i32 is INT32_MAX), and NaN
  *   becomes 0. (C leaves these cases undefined; twin defines them the same way everywhere.) */
 TWIN_API twin_status twin_copy(twin_array *dst, twin_array *src);
+/* twin_copy recording the caller's file and line, which messages about its accesses name (see
+ * twin_host_begin_at); the macro makes every twin_copy call record them. */
+TWIN_API twin_status twin_copy_at(twin_array *dst, twin_array *src, const char *file, int line);
+#define twin_copy(...) twin_copy_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* Sets every element of dst to *value, which points to one element of dst's dtype (its bits
  * are copied as they are). dst may be any writable view; elements of its buffer outside the
  * view are untouched. */
 TWIN_API twin_status twin_fill(twin_array *dst, const void *value);
+/* twin_fill recording the caller's file and line for messages (see twin_copy_at). */
+TWIN_API twin_status twin_fill_at(twin_array *dst, const void *value, const char *file, int line);
+#define twin_fill(...) twin_fill_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* *out is a C-contiguous array with a's dtype, shape and elements: a itself, with a new
  * reference, when twin_array_is_contiguous(a) (even if a is read-only), else a new compact
@@ -798,6 +805,12 @@ TWIN_API const char *twin_kernel_name(const twin_kernel *k);
  * in the calling thread instead, with host accesses (see twin_kernel_new_host). Thread-safe. */
 TWIN_API twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *global,
                                         const size_t *local, int nargs, const twin_arg *args);
+/* twin_kernel_launch recording the caller's file and line, which messages about the accesses
+ * it opens name (see twin_host_begin_at); the macro makes every call record them. */
+TWIN_API twin_status twin_kernel_launch_at(twin_kernel *k, int work_dim, const size_t *global,
+                                           const size_t *local, int nargs, const twin_arg *args,
+                                           const char *file, int line);
+#define twin_kernel_launch(...) twin_kernel_launch_at(__VA_ARGS__, __FILE__, __LINE__)
 
 #ifdef __cplusplus
 }

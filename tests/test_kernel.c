@@ -613,7 +613,7 @@ static void test_array_with_open_host_write_is_busy(void **state) {
   assert_ok(twin_array_reshape(c.x, 1, (size_t[]){8}, &alias));
   assert_ok(twin_host_begin(alias, TWIN_READ_WRITE, &p));
   assert_status(twin_kernel_launch(c.k, 1, global, NULL, 3, args), TWIN_ERR_BUSY);
-  assert_message_has("argument 0: twin_device_begin: a host write access to this buffer is "
+  assert_message_has("twin_kernel_launch: argument 0: a host write access to this buffer is "
                      "still open, begun at");
   assert_message_has("test_kernel.c:");
   assert_ok(twin_host_end(alias));
