@@ -122,6 +122,12 @@ typedef struct twin_device_info {
   uint64_t max_alloc_bytes;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; PTRDIFF_MAX for the host */
   bool host_unified_memory;  /* the device shares host memory (true for the host backend) */
   bool fp64;                 /* f64 arrays can be used on the device */
+  /* Limits twin_kernel_launch checks a launch against; 0 where there is no such limit (the
+   * host backend) or the device did not report it. */
+  uint64_t local_mem_bytes;      /* CL_DEVICE_LOCAL_MEM_SIZE: __local memory per work-group */
+  size_t max_work_group_size;    /* CL_DEVICE_MAX_WORK_GROUP_SIZE: work items per work-group */
+  size_t max_work_item_sizes[3]; /* CL_DEVICE_MAX_WORK_ITEM_SIZES: per dimension of local */
+  unsigned address_bits;         /* CL_DEVICE_ADDRESS_BITS: the width of the device's size_t */
 } twin_device_info;
 
 /* Lists every device twin can use: each OpenCL device of each platform the ICD loader knows,
