@@ -27,6 +27,19 @@ typedef struct twin__param {
   bool is_const; /* a pointer to const (or __constant) data */
 } twin__param;
 
+/* What kernel_create reports of a kernel: its parameters and its own launch limits. */
+typedef struct twin__kernel_desc {
+  twin__param *params; /* nparams entries from twin__malloc, the caller's to free */
+  int nparams;
+  /* CL_KERNEL_WORK_GROUP_SIZE: the most work items per work-group this kernel runs with on
+   * the device (it may be below the device's own limit); 0: no limit known. */
+  size_t work_group_size;
+  /* CL_KERNEL_LOCAL_MEM_SIZE, read before any argument is set: the bytes of __local memory
+   * the kernel uses itself (its __local variables), to which the launch's local arguments
+   * add. */
+  uint64_t local_bytes;
+} twin__kernel_desc;
+
 /* One value for one kernel parameter: size bytes at value (NULL: local memory of size bytes).
  * A device handle is passed as the handle itself, a pointer: {sizeof(void *), &handle}. same:
  * the kernel holds this very value from its previous launch, so setting it may be skipped. */
@@ -104,8 +117,8 @@ struct twin_backend_ops {
    * failure is TWIN_ERR_BUILD with the build log appended to the message. No shared state:
    * safe to call from several threads at once.
    * kernel_create: creates kernel `name` of a built program, owned by core until kernel_free,
-   * and describes its parameters in *params (*nparams entries, allocated with twin__malloc,
-   * the caller's to free); fields the device cannot describe stay zero.
+   * and describes it in *desc: its parameters (fields the device cannot describe stay zero)
+   * and its own limits. On failure nothing is kept and the message names twin_kernel_new.
    * kernel_enqueue: sets the kernel's parameters to values[0..nvalues) (a NULL value is local
    * memory of that size; a value marked same may be left as it is) and enqueues the kernel,
    * without waiting, on ctx's in-order queue. Core holds
@@ -115,7 +128,7 @@ struct twin_backend_ops {
                                const char *options, void **program);
   void (*program_free)(twin_context *ctx, void *program);
   twin_status (*kernel_create)(twin_context *ctx, void *program, const char *name, void **kernel,
-                               twin__param **params, int *nparams);
+                               twin__kernel_desc *desc);
   void (*kernel_free)(twin_context *ctx, void *kernel);
   twin_status (*kernel_enqueue)(twin_context *ctx, void *kernel, const twin__kvalue *values,
                                 int nvalues, int work_dim, const size_t *global,

@@ -8,6 +8,8 @@
 #define MESSAGE_CAP 16384
 
 static _Thread_local char last_message[MESSAGE_CAP];
+/* Messages twin__fail recorded on this thread (twin__fail_count). */
+static _Thread_local unsigned long failures;
 
 const char *twin_status_name(twin_status s) {
   switch (s) {
@@ -41,7 +43,12 @@ static void append_v(const char *fmt, va_list ap) {
     vsnprintf(last_message + used, MESSAGE_CAP - used, fmt, ap);
 }
 
+unsigned long twin__fail_count(void) {
+  return failures;
+}
+
 twin_status twin__fail(twin_status s, const char *fmt, ...) {
+  failures++;
   /* The message starts with the status name so a log line is useful on its own. */
   snprintf(last_message, MESSAGE_CAP, "%s: ", twin_status_name(s));
   va_list ap;

@@ -17,6 +17,10 @@
  * reads `return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "ndim is %d", ndim);`. */
 twin_status twin__fail(twin_status s, const char *fmt, ...) TWIN_PRINTF(2, 3);
 
+/* How many messages twin__fail has recorded on this thread so far: two readings that differ
+ * tell that a failure in between (in code twin calls back, say) set a new message. */
+unsigned long twin__fail_count(void);
+
 /* Puts "prefix" (formatted) in front of this thread's current message, the cause of a failure
  * reported by a lower layer, and gives the message status s's name: "NAME: prefix cause".
  * Returns s. */

@@ -20,7 +20,7 @@ struct twin_program {
 /* A kernel parameter with what twin reads from its type. */
 typedef struct param_info {
   twin__param p;
-  int elem; /* the twin_dtype its type (a pointer's pointee) names; -1: twin can't tell */
+  int elem; /* the twin_dtype its type (a pointer's pointee) is exactly; -1: none */
   bool pointer;
   bool offset_type; /* long or ulong: an array's element offset */
   bool long8;       /* a view's shape or strides */
@@ -44,6 +44,8 @@ struct twin_kernel {
   int nparams;
   param_info *params;
   last_value *last;     /* nparams entries */
+  size_t group_limit;   /* CL_KERNEL_WORK_GROUP_SIZE; 0: none known */
+  uint64_t own_local;   /* CL_KERNEL_LOCAL_MEM_SIZE: its own __local variables, in bytes */
   twin_host_fn host_fn; /* a host kernel's function, else NULL */
   void *host_user;
   char name[];
@@ -216,46 +218,107 @@ void twin__programs_release(twin_context *ctx) {
 
 /* ---- Kernels ---- */
 
-/* The twin_dtype an OpenCL C scalar type name means, or -1. */
-static int dtype_named(const char *name, size_t len) {
-  static const struct {
-    const char *name;
-    twin_dtype dtype;
-  } names[] = {
-      {"char", TWIN_I8},
-      {"signed char", TWIN_I8},
-      {"uchar", TWIN_U8},
-      {"unsigned char", TWIN_U8},
-      {"short", TWIN_I16},
-      {"ushort", TWIN_U16},
-      {"unsigned short", TWIN_U16},
-      {"int", TWIN_I32},
-      {"uint", TWIN_U32},
-      {"unsigned int", TWIN_U32},
-      {"long", TWIN_I64},
-      {"ulong", TWIN_U64},
-      {"unsigned long", TWIN_U64},
-      {"float", TWIN_F32},
-      {"double", TWIN_F64},
-  };
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strlen(names[i].name) == len && strncmp(names[i].name, name, len) == 0)
-      return (int)names[i].dtype;
+/* The OpenCL C spellings of each twin_dtype, with the words of a type name joined without
+ * spaces, since devices report "unsigned int", "unsignedint" (the specification removes
+ * whitespace) or "uint". In OpenCL C, char is signed and long is 64 bits. */
+static const struct {
+  const char *name;
+  twin_dtype dtype;
+} type_names[] = {
+    {"char", TWIN_I8},
+    {"signedchar", TWIN_I8},
+    {"uchar", TWIN_U8},
+    {"unsignedchar", TWIN_U8},
+    {"short", TWIN_I16},
+    {"shortint", TWIN_I16},
+    {"signedshort", TWIN_I16},
+    {"signedshortint", TWIN_I16},
+    {"ushort", TWIN_U16},
+    {"unsignedshort", TWIN_U16},
+    {"unsignedshortint", TWIN_U16},
+    {"int", TWIN_I32},
+    {"signed", TWIN_I32},
+    {"signedint", TWIN_I32},
+    {"uint", TWIN_U32},
+    {"unsigned", TWIN_U32},
+    {"unsignedint", TWIN_U32},
+    {"long", TWIN_I64},
+    {"longint", TWIN_I64},
+    {"signedlong", TWIN_I64},
+    {"signedlongint", TWIN_I64},
+    {"ulong", TWIN_U64},
+    {"unsignedlong", TWIN_U64},
+    {"unsignedlongint", TWIN_U64},
+    {"float", TWIN_F32},
+    {"double", TWIN_F64},
+};
+
+/* The twin_dtype a joined type name is exactly, or -1 (vectors, half, bool, size_t, structs,
+ * typedef names: anything whose size or meaning twin cannot vouch for). */
+static int dtype_named(const char *joined) {
+  for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
+    if (strcmp(type_names[i].name, joined) == 0)
+      return (int)type_names[i].dtype;
   return -1;
 }
 
+/* The OpenCL C name of a dtype, for messages: "float" for TWIN_F32. */
+static const char *cl_type_name(twin_dtype dtype) {
+  for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
+    if (type_names[i].dtype == dtype)
+      return type_names[i].name;
+  return "?";
+}
+
+/* Words a device may leave in a type name that do not change the type: qualifiers and
+ * address spaces (the specification says it reports neither, but not every device obeys). */
+static bool is_qualifier(const char *word, size_t len) {
+  static const char *const words[] = {
+      "const",    "volatile", "restrict", "__restrict", "__global", "global",    "__constant",
+      "constant", "__local",  "local",    "__private",  "private",  "__generic", "generic"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    if (strlen(words[i]) == len && strncmp(words[i], word, len) == 0)
+      return true;
+  return false;
+}
+
+/* Reads a type name ("uint*", "unsigned int *", "__global const float * restrict") into its
+ * base type's words joined without spaces (qualifiers dropped) and its count of '*'. Returns
+ * -1 for a name twin cannot read: a type word after a '*', or too long. */
+static int parse_type(const char *type, char *joined, size_t cap) {
+  size_t n = 0;
+  int stars = 0;
+  joined[0] = '\0';
+  for (const char *c = type; *c;) {
+    if (*c == ' ' || *c == '\t') {
+      c++;
+      continue;
+    }
+    if (*c == '*') {
+      stars++;
+      c++;
+      continue;
+    }
+    size_t len = strcspn(c, " \t*");
+    if (!is_qualifier(c, len)) {
+      if (stars > 0 || n + len >= cap)
+        return -1;
+      memcpy(joined + n, c, len);
+      joined[n += len] = '\0';
+    }
+    c += len;
+  }
+  return stars;
+}
+
 static void classify(const twin__param *p, param_info *out) {
+  char joined[sizeof p->type];
+  int stars = parse_type(p->type, joined, sizeof joined);
   out->p = *p;
-  size_t len = strlen(p->type);
-  while (len && p->type[len - 1] == ' ')
-    len--;
-  out->pointer = len && p->type[len - 1] == '*';
-  if (out->pointer)
-    for (len--; len && p->type[len - 1] == ' ';)
-      len--;
-  out->elem = dtype_named(p->type, len);
-  out->offset_type = !out->pointer && (out->elem == TWIN_I64 || out->elem == TWIN_U64);
-  out->long8 = !out->pointer && len == 5 && strncmp(p->type, "long8", 5) == 0;
+  out->pointer = stars > 0 || (stars < 0 && strchr(p->type, '*'));
+  out->elem = stars == 0 || stars == 1 ? dtype_named(joined) : -1;
+  out->offset_type = stars == 0 && (out->elem == TWIN_I64 || out->elem == TWIN_U64);
+  out->long8 = stars == 0 && strcmp(joined, "long8") == 0;
 }
 
 static twin_kernel *kernel_object(twin_context *ctx, const char *name) {
@@ -272,26 +335,45 @@ static twin_kernel *kernel_object(twin_context *ctx, const char *name) {
   return k;
 }
 
-/* Creates the backend's kernel and reads its parameters. */
+/* A kernel whose parameters the device does not describe could be given anything: twin
+ * refuses to make it rather than trust every launch. */
+static twin_status check_described(const twin_kernel *k, const twin__kernel_desc *d) {
+  for (int i = 0; i < d->nparams; i++)
+    if (d->params[i].space == TWIN__SPACE_UNKNOWN)
+      return twin__fail(TWIN_ERR_UNSUPPORTED,
+                        "twin_kernel_new: kernel %s: device \"%s\" gives no argument "
+                        "information for parameter %d (clGetKernelArgInfo), so twin cannot "
+                        "check what a launch binds to it, and makes no kernel it cannot check",
+                        k->name, k->ctx->device.name, i);
+  return TWIN_OK;
+}
+
+/* Creates the backend's kernel and reads its parameters and limits. */
 static twin_status create_kernel(twin_kernel *k, twin_program *prog) {
   twin_context *ctx = prog->ctx;
-  twin__param *params = NULL;
-  twin_status s =
-      ctx->ops->kernel_create(ctx, prog->handle, k->name, &k->handle, &params, &k->nparams);
+  twin__kernel_desc d = {NULL, 0, 0, 0};
+  twin_status s = ctx->ops->kernel_create(ctx, prog->handle, k->name, &k->handle, &d);
   if (s != TWIN_OK)
     return s;
+  k->nparams = d.nparams;
+  k->group_limit = d.work_group_size;
+  k->own_local = d.local_bytes;
   size_t n = k->nparams ? (size_t)k->nparams : 1;
-  k->params = twin__calloc(n, sizeof *k->params);
-  k->last = twin__calloc(n, sizeof *k->last);
-  if (!k->params || !k->last) {
+  s = check_described(k, &d);
+  if (s == TWIN_OK) {
+    k->params = twin__calloc(n, sizeof *k->params);
+    k->last = twin__calloc(n, sizeof *k->last);
+    if (!k->params || !k->last)
+      s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_kernel_new: no memory for parameters");
+  }
+  for (int i = 0; s == TWIN_OK && i < k->nparams; i++)
+    classify(&d.params[i], &k->params[i]);
+  twin__free(d.params);
+  if (s != TWIN_OK) {
     twin__free(k->params);
     twin__free(k->last);
     ctx->ops->kernel_free(ctx, k->handle);
-    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_kernel_new: no memory for parameters");
   }
-  for (int i = 0; s == TWIN_OK && i < k->nparams; i++)
-    classify(&params[i], &k->params[i]);
-  twin__free(params);
   return s;
 }
 
@@ -369,7 +451,18 @@ void *twin__kernel_handle(const twin_kernel *k) {
   return k ? k->handle : NULL;
 }
 
-/* ---- Checking a launch ---- */
+/* ---- Checking a launch ----
+ * The checks return messages without the public call in front; twin_kernel_launch_at puts it
+ * there with the caller's file and line (launch_failed). */
+
+static const char launch_fn[] = "twin_kernel_launch";
+
+/* Puts "twin_kernel_launch (file:line): " and `what` in front of the current message. */
+static twin_status launch_failed(twin_status s, twin__site site, const char *what) {
+  if (!site.file)
+    return twin__fail_prefix(s, "%s: %s", launch_fn, what);
+  return twin__fail_prefix(s, "%s (%s:%d): %s", launch_fn, site.file, site.line, what);
+}
 
 static const char *access_name(twin_access a) {
   return a == TWIN_READ ? "TWIN_READ" : a == TWIN_WRITE ? "TWIN_WRITE" : "TWIN_READ_WRITE";
@@ -384,91 +477,138 @@ static int binds(twin_arg_kind kind) {
   return kind == TWIN_ARG_ARRAY ? 2 : kind == TWIN_ARG_VIEW ? 4 : 1;
 }
 
-static twin_status check_array_arg(const char *fn, const twin_kernel *k, int i,
-                                   const twin_arg *arg) {
+static twin_status check_array_arg(const twin_kernel *k, int i, const twin_arg *arg) {
   const twin_array *a = arg->array;
-  twin__debug_check(a, fn);
+  twin__debug_check(a, launch_fn);
   if (!a)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: the array is NULL", fn, i);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "argument %d: the array is NULL", i);
   const twin_context *actx = a->buf->ctx;
   if (actx != k->ctx)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                      "%s: argument %d: the array belongs to "
-                      "another context (%s) than kernel %s (%s)",
-                      fn, i, actx->device.spec, k->name, k->ctx->device.spec);
+                      "argument %d: the array belongs to another context (%s) than kernel %s "
+                      "(%s)",
+                      i, actx->device.spec, k->name, k->ctx->device.spec);
   if (arg->access != TWIN_READ && arg->access != TWIN_WRITE && arg->access != TWIN_READ_WRITE)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                      "%s: argument %d: access is %d, not TWIN_READ, "
-                      "TWIN_WRITE or TWIN_READ_WRITE",
-                      fn, i, (int)arg->access);
+                      "argument %d: access is %d, not TWIN_READ, TWIN_WRITE or TWIN_READ_WRITE", i,
+                      (int)arg->access);
   if ((arg->access & TWIN_WRITE) && a->read_only)
     return twin__fail(TWIN_ERR_READ_ONLY,
-                      "%s: argument %d: the array is a broadcast view "
-                      "(some elements alias each other) and cannot be written",
-                      fn, i);
+                      "argument %d: the array is a broadcast view (some elements alias each "
+                      "other) and cannot be written",
+                      i);
   if (arg->kind == TWIN_ARG_ARRAY && !twin__is_contiguous(a))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                      "%s: argument %d: the array is not "
-                      "C-contiguous; pass it with twin_arg_view (shape and strides too) or make "
-                      "it contiguous",
-                      fn, i);
+                      "argument %d: the array is not C-contiguous; pass it with twin_arg_view "
+                      "(shape and strides too) or make it contiguous",
+                      i);
   if (!k->host_fn && a->dtype == TWIN_F64 && !actx->device.fp64)
     return twin__fail(TWIN_ERR_UNSUPPORTED,
-                      "%s: argument %d: device \"%s\" has no fp64 "
-                      "support for an f64 array",
-                      fn, i, actx->device.name);
+                      "argument %d: device \"%s\" has no fp64 support for an f64 array", i,
+                      actx->device.name);
   return TWIN_OK;
 }
 
-static twin_status check_arg(const char *fn, const twin_kernel *k, int i, const twin_arg *arg) {
+static twin_status check_arg(const twin_kernel *k, int i, const twin_arg *arg) {
   switch (arg->kind) {
   case TWIN_ARG_ARRAY:
   case TWIN_ARG_VIEW:
-    return check_array_arg(fn, k, i, arg);
+    return check_array_arg(k, i, arg);
   case TWIN_ARG_SCALAR:
     if (!twin__dtype_valid(arg->dtype))
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                        "%s: argument %d: dtype %d is not a "
-                        "twin_dtype",
-                        fn, i, (int)arg->dtype);
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "argument %d: dtype %d is not a twin_dtype", i,
+                        (int)arg->dtype);
     return TWIN_OK;
   case TWIN_ARG_LOCAL:
     if (arg->local_bytes == 0)
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: argument %d: local memory of 0 bytes", fn,
-                        i);
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "argument %d: local memory of 0 bytes", i);
     return TWIN_OK;
   }
-  return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                    "%s: argument %d: kind %d is not a "
-                    "twin_arg_kind",
-                    fn, i, (int)arg->kind);
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "argument %d: kind %d is not a twin_arg_kind", i,
+                    (int)arg->kind);
 }
 
-static twin_status check_launch(const char *fn, const twin_kernel *k, int work_dim,
-                                const size_t *global, const size_t *local, int nargs,
-                                const twin_arg *args) {
+/* The most work items a launch may have: the largest signed value of the size_t where the
+ * kernel runs (CL_DEVICE_ADDRESS_BITS wide on the device, the host's for a host kernel), which
+ * get_global_id and twin_kernel.h's long index arithmetic hold. Larger sizes are nearly always
+ * a negative count converted to size_t. *bits is that width, 0 for the host's. */
+static size_t global_bound(const twin_kernel *k, unsigned *bits) {
+  unsigned host_bits = 8 * sizeof(size_t);
+  *bits = k->host_fn ? 0 : k->ctx->device.address_bits;
+  if (*bits == 0 || *bits > host_bits) {
+    *bits = 0;
+    return SIZE_MAX >> 1;
+  }
+  return SIZE_MAX >> (host_bits - *bits + 1);
+}
+
+/* "4294967296 x 4294967296 x 4" */
+static const char *sizes_text(const size_t *sizes, int n, char *buf, size_t cap) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int d = 0; d < n && used < cap; d++)
+    used += (size_t)snprintf(buf + used, cap - used, d ? " x %zu" : "%zu", sizes[d]);
+  return buf;
+}
+
+/* Refuses a global size (dim >= 0) or the product of all (dim -1) for exceeding bound. */
+static twin_status global_refused(const twin_kernel *k, int work_dim, const size_t *global, int dim,
+                                  size_t bound, unsigned bits) {
+  char why[256], text[96];
+  if (bits)
+    snprintf(why, sizeof why,
+             "the largest signed size of device \"%s\", whose CL_DEVICE_ADDRESS_BITS = %u",
+             k->ctx->device.name, bits);
+  else
+    snprintf(why, sizeof why, "the largest signed size of the host");
+  if (dim >= 0)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "global[%d] = %zu exceeds %zu work items (%s)",
+                      dim, global[dim], bound, why);
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "the global work items, %s, exceed %zu (%s)",
+                    sizes_text(global, work_dim, text, sizeof text), bound, why);
+}
+
+/* Each global size and their product within global_bound; *items is the product. */
+static twin_status check_global(const twin_kernel *k, int work_dim, const size_t *global,
+                                size_t *items) {
+  unsigned bits;
+  size_t bound = global_bound(k, &bits), n = 1;
+  bool over = false;
+  for (int d = 0; d < work_dim; d++) {
+    if (global[d] > bound)
+      return global_refused(k, work_dim, global, d, bound, bits);
+    over = over || twin__mul_overflows(n, global[d], &n);
+  }
+  if (over || n > bound)
+    return global_refused(k, work_dim, global, -1, bound, bits);
+  *items = n;
+  return TWIN_OK;
+}
+
+static twin_status check_launch(const twin_kernel *k, int work_dim, const size_t *global,
+                                const size_t *local, int nargs, const twin_arg *args,
+                                size_t *items) {
   if (!k || !global || (nargs > 0 && !args))
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s is NULL",
                       !k        ? "the kernel"
                       : !global ? "global"
                                 : "args");
   if (work_dim < 1 || work_dim > 3)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: work_dim is %d, outside 1..3", fn, work_dim);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "work_dim is %d, outside 1..3", work_dim);
   if (nargs < 0)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: nargs is %d", fn, nargs);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "nargs is %d", nargs);
   for (int d = 0; local && d < work_dim; d++)
     if (local[d] == 0 || global[d] % local[d])
       return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                        "%s: global[%d] = %zu is not a multiple of "
-                        "local[%d] = %zu",
-                        fn, d, global[d], d, local[d]);
-  for (int i = 0; i < nargs; i++) {
-    twin_status s = check_arg(fn, k, i, &args[i]);
-    if (s != TWIN_OK)
-      return s;
-  }
-  return TWIN_OK;
+                        "global[%d] = %zu is not a multiple of local[%d] = %zu", d, global[d], d,
+                        local[d]);
+  twin_status s = check_global(k, work_dim, global, items);
+  for (int i = 0; s == TWIN_OK && i < nargs; i++)
+    s = check_arg(k, i, &args[i]);
+  return s;
 }
+
+/* ---- Checking a device launch against the kernel and the device ---- */
 
 /* "an f32 array passed TWIN_READ", "a u32 scalar", "local memory". */
 static const char *arg_text(const twin_arg *arg, char *buf, size_t cap) {
@@ -488,76 +628,88 @@ static const char *space_text(twin__space s) {
 }
 
 /* Refuses argument i at parameter j, naming both and saying why. */
-static twin_status mismatch(const char *fn, const twin_kernel *k, int i, const twin_arg *arg, int j,
+static twin_status mismatch(const twin_kernel *k, int i, const twin_arg *arg, int j,
                             const char *why) {
   const twin__param *p = &k->params[j].p;
   char text[96];
   return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                    "%s: argument %d (%s) does not fit parameter %d "
-                    "'%s' of kernel %s (%s%s%s): %s",
-                    fn, i, arg_text(arg, text, sizeof text), j, p->name, k->name,
-                    space_text(p->space), p->is_const ? "const " : "", p->type, why);
+                    "argument %d (%s) does not fit parameter %d '%s' of kernel %s (%s%s%s): %s", i,
+                    arg_text(arg, text, sizeof text), j, p->name, k->name, space_text(p->space),
+                    p->is_const ? "const " : "", p->type[0] ? p->type : "a type name too long",
+                    why);
 }
 
-static twin_status check_array_params(const char *fn, const twin_kernel *k, int i,
-                                      const twin_arg *arg, int j) {
+/* Refuses a parameter whose type is not exactly `dtype`: a pointer's pointee for an array, the
+ * value's type for a scalar. */
+static twin_status type_mismatch(const twin_kernel *k, int i, const twin_arg *arg, int j,
+                                 twin_dtype dtype) {
   const param_info *p = &k->params[j];
-  if (p->p.space == TWIN__SPACE_UNKNOWN)
-    return TWIN_OK; /* the device describes no parameters: nothing more to check */
+  const char *what = is_array(arg->kind) ? "element type" : "type";
+  char why[384];
+  if (p->elem >= 0)
+    snprintf(why, sizeof why, "the %ss differ (the parameter's is %s, the argument's %s)", what,
+             twin_dtype_name((twin_dtype)p->elem), twin_dtype_name(dtype));
+  else
+    snprintf(why, sizeof why,
+             "%s %s %s binds only %s%s; twin refuses other %ss (vectors, half, bool, size_t, "
+             "structs, typedef names), which the kernel would read in units of another size",
+             dtype == TWIN_U8 || dtype == TWIN_U16 || dtype == TWIN_U32 || dtype == TWIN_U64 ? "a"
+                                                                                             : "an",
+             twin_dtype_name(dtype), is_array(arg->kind) ? "array" : "scalar", cl_type_name(dtype),
+             is_array(arg->kind) ? "*" : "", what);
+  return mismatch(k, i, arg, j, why);
+}
+
+static twin_status check_array_params(const twin_kernel *k, int i, const twin_arg *arg, int j) {
+  const param_info *p = &k->params[j];
   if ((p->p.space != TWIN__SPACE_GLOBAL && p->p.space != TWIN__SPACE_CONSTANT) || !p->pointer)
-    return mismatch(fn, k, i, arg, j,
-                    "an array binds a __global or __constant pointer, then "
-                    "its offset (see twin_kernel.h)");
-  if (p->elem >= 0 && p->elem != (int)arg->array->dtype)
-    return mismatch(fn, k, i, arg, j, "the element types differ");
+    return mismatch(k, i, arg, j,
+                    "an array binds a __global or __constant pointer, then its offset (see "
+                    "twin_kernel.h)");
+  if (p->elem != (int)arg->array->dtype)
+    return type_mismatch(k, i, arg, j, arg->array->dtype);
   if ((arg->access & TWIN_WRITE) && p->p.is_const)
-    return mismatch(fn, k, i, arg, j,
-                    "the kernel cannot write through a pointer to const; "
-                    "pass TWIN_READ or drop the const");
+    return mismatch(k, i, arg, j,
+                    "the kernel cannot write through a pointer to const; pass TWIN_READ or drop "
+                    "the const");
   if (arg->access == TWIN_READ && !p->p.is_const)
-    return mismatch(fn, k, i, arg, j,
-                    "an array passed TWIN_READ binds a pointer to const, so "
-                    "the kernel cannot write it unseen; declare it const or pass "
-                    "TWIN_READ_WRITE");
+    return mismatch(k, i, arg, j,
+                    "an array passed TWIN_READ binds a pointer to const, so the kernel cannot "
+                    "write it unseen; declare it const or pass TWIN_READ_WRITE");
   static const char *const what[] = {"its element offset, a long", "its shape, a long8",
                                      "its strides, a long8"};
   for (int m = 1; m < binds(arg->kind); m++) {
     const param_info *q = &k->params[j + m];
-    if (q->p.space != TWIN__SPACE_UNKNOWN &&
-        (q->p.space != TWIN__SPACE_PRIVATE || (m == 1 ? !q->offset_type : !q->long8))) {
+    if (q->p.space != TWIN__SPACE_PRIVATE || (m == 1 ? !q->offset_type : !q->long8)) {
       char why[96];
       snprintf(why, sizeof why, "the array binds %s, here", what[m - 1]);
-      return mismatch(fn, k, i, arg, j + m, why);
+      return mismatch(k, i, arg, j + m, why);
     }
   }
   return TWIN_OK;
 }
 
-static twin_status check_binding(const char *fn, const twin_kernel *k, int i, const twin_arg *arg,
-                                 int j) {
+static twin_status check_binding(const twin_kernel *k, int i, const twin_arg *arg, int j) {
   const param_info *p = &k->params[j];
   if (is_array(arg->kind))
-    return check_array_params(fn, k, i, arg, j);
-  if (p->p.space == TWIN__SPACE_UNKNOWN)
-    return TWIN_OK;
+    return check_array_params(k, i, arg, j);
   if (arg->kind == TWIN_ARG_LOCAL)
     return p->p.space == TWIN__SPACE_LOCAL
                ? TWIN_OK
-               : mismatch(fn, k, i, arg, j, "local memory binds a __local pointer");
+               : mismatch(k, i, arg, j, "local memory binds a __local pointer");
   if (p->p.space != TWIN__SPACE_PRIVATE || p->pointer)
-    return mismatch(fn, k, i, arg, j, "a scalar binds a value parameter");
-  if (p->elem >= 0 && p->elem != (int)arg->dtype)
-    return mismatch(fn, k, i, arg, j, "the types differ");
+    return mismatch(k, i, arg, j, "a scalar binds a value parameter");
+  if (p->elem != (int)arg->dtype)
+    return type_mismatch(k, i, arg, j, arg->dtype);
   return TWIN_OK;
 }
 
-static twin_status check_params(const char *fn, const twin_kernel *k, int nargs,
-                                const twin_arg *args) {
+static twin_status check_params(const twin_kernel *k, int nargs, const twin_arg *args) {
   int j = 0, total = 0;
   for (int i = 0; i < nargs; i++)
     total += binds(args[i].kind);
   for (int i = 0; i < nargs && j + binds(args[i].kind) <= k->nparams; i++) {
-    twin_status s = check_binding(fn, k, i, &args[i], j);
+    twin_status s = check_binding(k, i, &args[i], j);
     if (s != TWIN_OK)
       return s;
     j += binds(args[i].kind);
@@ -565,10 +717,78 @@ static twin_status check_params(const char *fn, const twin_kernel *k, int nargs,
   if (total == k->nparams)
     return TWIN_OK;
   return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                    "%s: kernel %s has %d parameters, but the %d "
-                    "arguments bind %d (an array binds 2: pointer and offset; a view 4: pointer, "
-                    "offset, shape and strides; a scalar or local memory 1)",
-                    fn, k->name, k->nparams, nargs, total);
+                    "kernel %s has %d parameters, but the %d arguments bind %d (an array binds "
+                    "2: pointer and offset; a view 4: pointer, offset, shape and strides; a "
+                    "scalar or local memory 1)",
+                    k->name, k->nparams, nargs, total);
+}
+
+/* The work-group: each local size within the device's per-dimension limit, and their product
+ * within the device's and the kernel's own work-group limits. Zero limits are unknown. */
+static twin_status check_local_sizes(const twin_kernel *k, int work_dim, const size_t *local) {
+  const twin_device_info *dev = &k->ctx->device;
+  size_t n = 1;
+  bool over = false;
+  char text[96];
+  for (int d = 0; d < work_dim; d++) {
+    size_t limit = dev->max_work_item_sizes[d];
+    if (limit && local[d] > limit)
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                        "local[%d] = %zu exceeds CL_DEVICE_MAX_WORK_ITEM_SIZES[%d] = %zu of "
+                        "device \"%s\"",
+                        d, local[d], d, limit, dev->name);
+    over = over || twin__mul_overflows(n, local[d], &n);
+  }
+  sizes_text(local, work_dim, text, sizeof text);
+  if (dev->max_work_group_size && (over || n > dev->max_work_group_size))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "the work-group, local %s, exceeds CL_DEVICE_MAX_WORK_GROUP_SIZE = %zu "
+                      "work items of device \"%s\"",
+                      text, dev->max_work_group_size, dev->name);
+  if (k->group_limit && (over || n > k->group_limit))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "the work-group, local %s, exceeds CL_KERNEL_WORK_GROUP_SIZE = %zu, the "
+                      "most work items kernel %s runs with on device \"%s\"",
+                      text, k->group_limit, k->name, dev->name);
+  return TWIN_OK;
+}
+
+/* Local memory: the kernel's own __local variables and every local argument, together within
+ * the device's CL_DEVICE_LOCAL_MEM_SIZE. The argument that goes over is named. */
+static twin_status check_local_memory(const twin_kernel *k, int nargs, const twin_arg *args) {
+  const twin_device_info *dev = &k->ctx->device;
+  uint64_t limit = dev->local_mem_bytes, total = k->own_local;
+  for (int i = 0; limit && i < nargs; i++) {
+    if (args[i].kind != TWIN_ARG_LOCAL)
+      continue;
+    uint64_t before = total;
+    if (!__builtin_add_overflow(before, (uint64_t)args[i].local_bytes, &total) && total <= limit)
+      continue;
+    if (before == 0)
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                        "argument %d: %zu bytes of local memory exceed CL_DEVICE_LOCAL_MEM_SIZE "
+                        "= %llu of device \"%s\"",
+                        i, args[i].local_bytes, (unsigned long long)limit, dev->name);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "argument %d: %zu bytes of local memory, with the %llu bytes before it "
+                      "(kernel %s's own __local variables, CL_KERNEL_LOCAL_MEM_SIZE = %llu, and "
+                      "earlier local arguments), exceed CL_DEVICE_LOCAL_MEM_SIZE = %llu of device "
+                      "\"%s\"",
+                      i, args[i].local_bytes, (unsigned long long)before, k->name,
+                      (unsigned long long)k->own_local, (unsigned long long)limit, dev->name);
+  }
+  return TWIN_OK;
+}
+
+/* What only a device kernel is checked for: its parameters and the device's limits. */
+static twin_status check_device_launch(const twin_kernel *k, int work_dim, const size_t *local,
+                                       int nargs, const twin_arg *args) {
+  twin_status s = check_params(k, nargs, args);
+  if (s == TWIN_OK && local)
+    s = check_local_sizes(k, work_dim, local);
+  if (s == TWIN_OK)
+    s = check_local_memory(k, nargs, args);
+  return s;
 }
 
 /* ---- Opening the arrays ---- */
@@ -641,7 +861,8 @@ static twin_status give_befores(launch *l) {
     return TWIN_OK;
   twin__dirty *room = l->stack_befores;
   if (n > STACK_BEFORES && !(room = l->befores = twin__malloc((size_t)n * sizeof *room)))
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for bookkeeping", l->fn);
+    return launch_failed(twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for bookkeeping"),
+                         l->site, "");
   for (int j = 0, m = 0; j < l->narrays; j++)
     if (needs_undo(&l->arrays[j]))
       l->arrays[j].before = &room[m++];
@@ -772,9 +993,13 @@ static twin_status enqueue(launch *l, int work_dim, const size_t *global, const 
                                            local, &failed_value);
   remember(l->k, l->values, nvalues, s == TWIN_OK);
   pthread_mutex_unlock(&l->k->lock);
-  if (s != TWIN_OK && failed_value >= 0)
+  if (s == TWIN_OK)
+    return TWIN_OK;
+  if (failed_value >= 0)
     append_failed_value(l, failed_value);
-  return s;
+  char what[TWIN__CAUSE_MAX];
+  snprintf(what, sizeof what, "kernel %s: ", l->k->name);
+  return launch_failed(s, l->site, what);
 }
 
 /* The host address of a's element 0 within the memory its open host access gave. */
@@ -784,6 +1009,20 @@ static void *host_element0(const twin_array *a, void *mem) {
     return (char *)mem + a->offset * item;
   twin__array_extent(a, &lo, &hi);
   return (char *)a->mapped + (a->offset * item - lo);
+}
+
+/* A host kernel's failure, reported as the launch's. A message its function set during the call
+ * (a twin call inside it failed; twin__fail_count tells) is kept as the cause; an older one,
+ * unrelated, is not. */
+static twin_status host_failed(const launch *l, twin_status s, unsigned long failures_before) {
+  bool own = twin__fail_count() != failures_before;
+  char what[TWIN__CAUSE_MAX];
+  snprintf(what, sizeof what, "host kernel %s returned %s%s", l->k->name, twin_status_name(s),
+           own ? ": " : "");
+  if (own)
+    return launch_failed(s, l->site, what);
+  twin__fail(s, "%s and set no message", what);
+  return launch_failed(s, l->site, "");
 }
 
 static twin_status run_host(launch *l, int work_dim, const size_t *global, const size_t *local) {
@@ -802,14 +1041,18 @@ static twin_status run_host(launch *l, int work_dim, const size_t *global, const
     else if (arg->kind == TWIN_ARG_SCALAR)
       data[i] = (void *)&arg->value;
     else if (!(data[i] = twin__malloc(arg->local_bytes)))
-      s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
-                     "%s: argument %d: no memory for %zu bytes of "
-                     "local memory",
-                     l->fn, i, arg->local_bytes);
+      s = launch_failed(twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
+                                   "argument %d: no memory for %zu bytes of local memory", i,
+                                   arg->local_bytes),
+                        l->site, "");
   }
   hl.data = data;
-  if (s == TWIN_OK)
+  if (s == TWIN_OK) {
+    unsigned long failures = twin__fail_count();
     s = l->k->host_fn(&hl, l->k->host_user);
+    if (s != TWIN_OK)
+      s = host_failed(l, s, failures);
+  }
   while (i-- > 0)
     if (l->args[i].kind == TWIN_ARG_LOCAL)
       twin__free(data[i]);
@@ -834,30 +1077,28 @@ static twin_status run(launch *l, int work_dim, const size_t *global, const size
 twin_status twin_kernel_launch_at(twin_kernel *k, int work_dim, const size_t *global,
                                   const size_t *local, int nargs, const twin_arg *args,
                                   const char *file, int line) {
-  static const char fn[] = "twin_kernel_launch";
-  twin_status s = check_launch(fn, k, work_dim, global, local, nargs, args);
+  twin__site site = {file, line};
+  size_t items = 0;
+  twin_status s = check_launch(k, work_dim, global, local, nargs, args, &items);
   if (s == TWIN_OK && !k->host_fn)
-    s = check_params(fn, k, nargs, args);
-  size_t items = 1;
-  for (int d = 0; s == TWIN_OK && d < work_dim; d++)
-    items *= global[d];
-  if (s != TWIN_OK || items == 0)
-    return s;
+    s = check_device_launch(k, work_dim, local, nargs, args);
+  if (s != TWIN_OK)
+    return launch_failed(s, site, "");
+  if (items == 0)
+    return TWIN_OK;
   bound_array arrays[STACK_ARGS];
   bound_arg bound[STACK_ARGS];
   twin__kvalue values[4 * STACK_ARGS];
   twin__dirty befores[STACK_BEFORES];
-  launch l = {fn,    {file, line},
-              k,     k->host_fn ? TWIN__HOST : TWIN__DEVICE,
-              nargs, 0,
-              args,  arrays,
-              bound, values,
-              NULL,  befores};
+  launch l = {launch_fn, site,   k,    k->host_fn ? TWIN__HOST : TWIN__DEVICE,
+              nargs,     0,      args, arrays,
+              bound,     values, NULL, befores};
   void *heap = NULL;
   if (nargs > STACK_ARGS) {
     size_t each = sizeof *arrays + sizeof *bound + 4 * sizeof *values;
     if (!(heap = twin__malloc((size_t)nargs * each)))
-      return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for %d arguments", fn, nargs);
+      return launch_failed(
+          twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for %d arguments", nargs), site, "");
     l.values = heap;
     l.bound = (bound_arg *)(l.values + 4 * nargs);
     l.arrays = (bound_array *)(l.bound + nargs);

@@ -122,6 +122,12 @@ typedef struct twin_device_info {
   uint64_t max_alloc_bytes;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; PTRDIFF_MAX for the host */
   bool host_unified_memory;  /* the device shares host memory (true for the host backend) */
   bool fp64;                 /* f64 arrays can be used on the device */
+  /* Limits twin_kernel_launch checks a launch against; 0 where there is no such limit (the
+   * host backend) or the device did not report it. */
+  uint64_t local_mem_bytes;      /* CL_DEVICE_LOCAL_MEM_SIZE: __local memory per work-group */
+  size_t max_work_group_size;    /* CL_DEVICE_MAX_WORK_GROUP_SIZE: work items per work-group */
+  size_t max_work_item_sizes[3]; /* CL_DEVICE_MAX_WORK_ITEM_SIZES: per dimension of local */
+  unsigned address_bits;         /* CL_DEVICE_ADDRESS_BITS: the width of the device's size_t */
 } twin_device_info;
 
 /* Lists every device twin can use: each OpenCL device of each platform the ICD loader knows,
@@ -682,16 +688,19 @@ TWIN_API twin_program *twin_program_ref(twin_program *prog);
 TWIN_API void twin_program_unref(twin_program *prog);
 
 /* A kernel of prog, by its function name (else TWIN_ERR_INVALID_ARGUMENT listing the
- * program's kernels). Each kernel object has its own arguments: threads may share one (its
- * launches then take turns setting arguments and enqueuing) or make one each. The kernel holds
- * a reference on prog. The caller owns *out. Thread-safe. */
+ * program's kernels). twin reads the kernel's parameter list (clGetKernelArgInfo) and its own
+ * limits (CL_KERNEL_WORK_GROUP_SIZE, CL_KERNEL_LOCAL_MEM_SIZE) to check every launch against;
+ * a device that gives no argument information is TWIN_ERR_UNSUPPORTED, since twin makes no
+ * kernel whose launches it cannot check. Each kernel object has its own arguments: threads may
+ * share one (its launches then take turns setting arguments and enqueuing) or make one each.
+ * The kernel holds a reference on prog. The caller owns *out. Thread-safe. */
 TWIN_API twin_status twin_kernel_new(twin_program *prog, const char *name, twin_kernel **out);
 
 typedef enum twin_arg_kind {
-  TWIN_ARG_ARRAY = 1, /* a C-contiguous array: binds `T *x, long x_offset` */
+  TWIN_ARG_ARRAY = 1, /* a C-contiguous array: binds `T *x, long x_offset`, T its dtype */
   TWIN_ARG_VIEW,      /* any view: `T *x, long x_offset, long8 x_shape, long8 x_strides` */
-  TWIN_ARG_SCALAR,    /* one value of dtype: one parameter of the matching OpenCL C type */
-  TWIN_ARG_LOCAL,     /* local memory of local_bytes: one `__local T *` parameter */
+  TWIN_ARG_SCALAR,    /* one value of dtype: one parameter of exactly that OpenCL C type */
+  TWIN_ARG_LOCAL,     /* local memory of local_bytes: one `__local T *` parameter, any T */
 } twin_arg_kind;
 
 typedef union twin_scalar {
@@ -734,6 +743,11 @@ static inline twin_arg twin_arg_array(twin_array *a, twin_access access) {
 static inline twin_arg twin_arg_view(twin_array *a, twin_access access) {
   return twin__arg(TWIN_ARG_VIEW, a, access, TWIN_U8, 0);
 }
+/* local_bytes of __local memory per work-group for one `__local T *` parameter. A device
+ * launch refuses (TWIN_ERR_INVALID_ARGUMENT, naming the argument) local memory that, with the
+ * launch's other local arguments and the kernel's own __local variables
+ * (CL_KERNEL_LOCAL_MEM_SIZE), exceeds the device's CL_DEVICE_LOCAL_MEM_SIZE
+ * (twin_device_info.local_mem_bytes). A host kernel gets a scratch block of that size. */
 static inline twin_arg twin_arg_local(size_t bytes) {
   return twin__arg(TWIN_ARG_LOCAL, NULL, TWIN_READ, TWIN_U8, bytes);
 }
@@ -769,7 +783,10 @@ typedef struct twin_host_launch {
 
 /* A host kernel's function: runs the whole launch in the calling thread (looping over
  * global itself). A status other than TWIN_OK is returned by twin_kernel_launch as it is; the
- * arrays passed for writing count as written either way. */
+ * arrays passed for writing count as written either way. twin_last_error() then names
+ * twin_kernel_launch, the caller's file:line, the kernel and the status; when a twin call made
+ * by the function failed during the launch, its message follows as the cause (the last such
+ * failure on the launching thread); else the message says the function set none. */
 typedef twin_status (*twin_host_fn)(const twin_host_launch *launch, void *user);
 
 /* A kernel that runs fn(launch, user) on the host, on any backend: twin_kernel_launch opens
@@ -789,20 +806,36 @@ TWIN_API const char *twin_kernel_name(const twin_kernel *k);
 /* Launches k over a work_dim (1..3) range of global[] work items, in work-groups of local[]
  * (NULL: the runtime chooses; else each global[i] must be a multiple of local[i]), with nargs
  * arguments (see twin_kernel.h for how they bind). Checks first, changing nothing when one
- * fails: every array belongs to k's context and is writable when passed for writing; a
- * TWIN_ARG_ARRAY array is C-contiguous; the arguments bind exactly the kernel's parameters, of
- * the right kinds, element types and constness (a mismatch is TWIN_ERR_INVALID_ARGUMENT naming
- * the argument and the parameter). Then it opens a device access of each array (once per array
- * object, with the union of its modes when passed twice), which brings it up to date on the
- * device and marks what the kernel writes as newer there; so an array with a host write access
- * open on its buffer, or any host access open on the same array object, is TWIN_ERR_BUSY (as
- * for twin_device_begin), and so is writing one while the host reads its buffer. The arguments
- * that did not change since the kernel's last launch are not set again. The kernel is
- * enqueued on the context's in-order queue and may still run when this returns: a later host
- * access waits for it, and twin_context_finish waits for everything. Views of one buffer may
- * be passed together, for reading and writing; whether their elements overlap is the kernel's
- * business, as in OpenCL. A range with a zero in global launches nothing. A host kernel runs
- * in the calling thread instead, with host accesses (see twin_kernel_new_host). Thread-safe. */
+ * fails (TWIN_ERR_INVALID_ARGUMENT unless said):
+ * - every array belongs to k's context and is writable when passed for writing
+ *   (TWIN_ERR_READ_ONLY); a TWIN_ARG_ARRAY array is C-contiguous;
+ * - the arguments bind exactly the kernel's parameters: their number and kinds, constness
+ *   (an array passed TWIN_READ binds a pointer to const, one passed for writing a pointer to
+ *   non-const), and types. A pointer binds an array only when its element type is exactly the
+ *   array's dtype as OpenCL C spells it (float for f32, uint or unsigned int for u32, char or
+ *   signed char for i8, ...); a scalar binds only a parameter of exactly its type. Vector,
+ *   half, bool, size_t, struct and typedef types are refused, since the kernel would read or
+ *   write in units of another size;
+ * - global[i], and their product, are at most the largest signed value of the device's size_t
+ *   (2^(CL_DEVICE_ADDRESS_BITS - 1) - 1; the host's for a host kernel): the range
+ *   get_global_id and twin_kernel.h's long indices hold, and what rules out a negative count
+ *   converted to size_t, or a product that overflows;
+ * - a device kernel's local[i] is at most CL_DEVICE_MAX_WORK_ITEM_SIZES[i], and their product
+ *   at most CL_DEVICE_MAX_WORK_GROUP_SIZE and the kernel's CL_KERNEL_WORK_GROUP_SIZE; its
+ *   local memory fits the device (see twin_arg_local). twin_device_info holds the limits.
+ * A refusal names the argument (and the parameter) or the dimension, the value and the limit,
+ * after "twin_kernel_launch (file:line)", the caller's. Then it opens a device access of each
+ * array (once per array object, with the union of its modes when passed twice), which brings
+ * it up to date on the device and marks what the kernel writes as newer there; so an array
+ * with a host write access open on its buffer, or any host access open on the same array
+ * object, is TWIN_ERR_BUSY (as for twin_device_begin), and so is writing one while the host
+ * reads its buffer. The arguments that did not change since the kernel's last launch are not
+ * set again. The kernel is enqueued on the context's in-order queue and may still run when
+ * this returns: a later host access waits for it, and twin_context_finish waits for
+ * everything. Views of one buffer may be passed together, for reading and writing; whether
+ * their elements overlap is the kernel's business, as in OpenCL. A range with a zero in global
+ * launches nothing. A host kernel runs in the calling thread instead, with host accesses (see
+ * twin_kernel_new_host). Thread-safe. */
 TWIN_API twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *global,
                                         const size_t *local, int nargs, const twin_arg *args);
 /* twin_kernel_launch recording the caller's file and line, which messages about the accesses

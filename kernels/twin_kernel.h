@@ -19,8 +19,18 @@
  *
  * The pointer must be __global or __constant. An array passed with TWIN_READ must point to
  * const data (`__global const float *x`) and an array passed for writing must not, so that a
- * kernel cannot write an array behind the coherence layer's back; twin checks both, and the
- * element type, against the kernel's own argument information.
+ * kernel cannot write an array behind the coherence layer's back. T is exactly the array's
+ * element type, spelled as OpenCL C does:
+ *
+ *   i8 char (signed char)   i16 short    i32 int    i64 long    f32 float
+ *   u8 uchar                u16 ushort   u32 uint   u64 ulong   f64 double
+ *
+ * (unsigned char, unsigned int, ... are the same types). Vectors (float4), half, bool, size_t,
+ * structs and typedef names are refused even where their size would fit, since the kernel
+ * would index the array in units of another size; a scalar binds only a parameter of exactly
+ * its type as well. twin checks all of this against the kernel's own argument information,
+ * and makes no kernel on a device that gives none. To process several elements at once, load
+ * them with vload4(i, TWIN_PTR(x)) and store them with vstore4(v, i, TWIN_PTR(x)).
  *
  * Example:
  *

@@ -506,8 +506,8 @@ static void test_argument_count_mismatch_names_both_counts(void **state) {
   saxpy_case c = saxpy_setup(f);
   twin_arg two[] = {twin_arg_array(c.x, TWIN_READ), twin_arg_array(c.y, TWIN_READ_WRITE)};
   expect_refused(f, &c, 2, two, TWIN_ERR_INVALID_ARGUMENT);
-  assert_message_has("twin_kernel_launch: kernel saxpy has 5 parameters, but the 2 arguments "
-                     "bind 4");
+  assert_message_has("twin_kernel_launch (");
+  assert_message_has("kernel saxpy has 5 parameters, but the 2 arguments bind 4");
   twin_arg extra[] = {twin_arg_array(c.x, TWIN_READ), twin_arg_array(c.y, TWIN_READ_WRITE),
                       twin_arg_f32(1), twin_arg_f32(2)};
   expect_refused(f, &c, 4, extra, TWIN_ERR_INVALID_ARGUMENT);
@@ -898,6 +898,14 @@ static cl_int CL_API_CALL sweep_arg_info(cl_kernel k, cl_uint i, cl_kernel_arg_i
                           : twin__cl_real.clGetKernelArgInfo(k, i, what, size, value, size_ret);
 }
 
+static cl_int CL_API_CALL sweep_group_info(cl_kernel k, cl_device_id d,
+                                           cl_kernel_work_group_info what, size_t size, void *value,
+                                           size_t *size_ret) {
+  return cl_should_fail()
+             ? CL_OUT_OF_RESOURCES
+             : twin__cl_real.clGetKernelWorkGroupInfo(k, d, what, size, value, size_ret);
+}
+
 static cl_int CL_API_CALL sweep_set_arg(cl_kernel k, cl_uint i, size_t size, const void *v) {
   return cl_should_fail() ? CL_OUT_OF_RESOURCES : twin__cl_real.clSetKernelArg(k, i, size, v);
 }
@@ -919,6 +927,7 @@ static void install_cl_sweep(int fail_at) {
   twin__cl.clCreateKernel = sweep_create_kernel;
   twin__cl.clGetKernelInfo = sweep_kernel_info;
   twin__cl.clGetKernelArgInfo = sweep_arg_info;
+  twin__cl.clGetKernelWorkGroupInfo = sweep_group_info;
   twin__cl.clSetKernelArg = sweep_set_arg;
   twin__cl.clEnqueueNDRangeKernel = sweep_enqueue;
 }
@@ -1037,6 +1046,588 @@ static void test_many_arguments_and_allocation_failures(void **state) {
   twin_array_unref(out);
 }
 
+/* ---- Parameters whose types lie about the array ---- */
+
+/* Kernels whose pointer or value parameters are not exactly a twin element type. Each writes
+ * one element per work item in its own units, so a float4 kernel given 16 floats would write
+ * 64. */
+static const char typed_source[] =
+    "typedef float myfloat;\n"
+    "typedef struct { float a, b, c, d; } quad;\n"
+    "__kernel void vec4(__global float4 *x, long x_offset) {\n"
+    "  x[x_offset + get_global_id(0)] = (float4)(-1.0f);\n}\n"
+    "__kernel void halfs(__global half *x, long x_offset) {\n"
+    "  vstore_half(-1.0f, x_offset + get_global_id(0), x);\n}\n"
+    "__kernel void tdef(__global myfloat *x, long x_offset) {\n"
+    "  x[x_offset + get_global_id(0)] = -1.0f;\n}\n"
+    "__kernel void quads(__global quad *x, long x_offset) {\n"
+    "  x[x_offset + get_global_id(0)].d = -1.0f;\n}\n"
+    "__kernel void bytes4(__global uchar4 *x, long x_offset) {\n"
+    "  x[x_offset + get_global_id(0)] = (uchar4)(255);\n}\n"
+    "__kernel void spelled(__global unsigned int *u, long u_offset,\n"
+    "                      __global const signed char *c, long c_offset,\n"
+    "                      __constant float *k, long k_offset,\n"
+    "                      global volatile ulong * restrict w, long w_offset, unsigned int s) {\n"
+    "  long i = get_global_id(0);\n"
+    "  u[u_offset + i] = (uint)(c[c_offset + i] + (int)k[k_offset + i]) + s;\n"
+    "  w[w_offset + i] = u[u_offset + i] * 2;\n}\n"
+    "__kernel void vec_scalar(TWIN_ARRAY(__global float, out), float2 v) {\n"
+    "  TWIN_AT(out, 0) = v.x;\n}\n"
+    "__kernel void tdef_scalar(TWIN_ARRAY(__global float, out), myfloat v) {\n"
+    "  TWIN_AT(out, 0) = v;\n}\n"
+    "__kernel void struct_scalar(TWIN_ARRAY(__global float, out), quad v) {\n"
+    "  TWIN_AT(out, 0) = v.a;\n}\n"
+    "__kernel void uint_scalar(TWIN_ARRAY(__global uint, out), uint v) {\n"
+    "  TWIN_AT(out, get_global_id(0)) = v;\n}\n"
+    "__kernel void by4(TWIN_ARRAY(__global float, x)) {\n"
+    "  size_t i = get_global_id(0);\n"
+    "  vstore4(vload4(i, TWIN_PTR(x)) * 2.0f, i, TWIN_PTR(x));\n}\n";
+
+static twin_kernel *typed_kernel(twin_fixture *f, const char *name) {
+  twin_program *p;
+  assert_ok(twin_program_new(f->ctx, typed_source, NULL, &p));
+  twin_kernel *k;
+  assert_ok(twin_kernel_new(p, name, &k));
+  twin_program_unref(p);
+  return k;
+}
+
+/* Release callback of the lent region below: counts its calls. */
+static void count_release(void *user) {
+  atomic_fetch_add((atomic_int *)user, 1);
+}
+
+/* A pointer to a vector, half, typedef or struct element binds no twin array: the kernel would
+ * index in its own units and write past the array. Here the array is 16 floats the application
+ * lent inside a larger block, and the floats after them must stay untouched. */
+static void test_pointer_to_non_element_type_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+  static const struct {
+    const char *kernel, *type;
+  } cases[] = {{"vec4", "float4*"},
+               {"halfs", "half*"},
+               {"tdef", "myfloat*"},
+               {"quads", "quad*"},
+               {"bytes4", "uchar4*"}};
+  enum { N = 16, BLOCK = 4096 / sizeof(float) };
+  float *block = test_malloc(BLOCK * sizeof *block + 4096);
+  float *base = (float *)(((uintptr_t)block + 4095) & ~(uintptr_t)4095); /* page-aligned */
+  for (int i = 0; i < (int)BLOCK; i++)
+    base[i] = (float)i;
+  atomic_int released = 0;
+  size_t shape[] = {N}, bytes_shape[] = {4 * N}, global[] = {N};
+  twin_array *lent, *bytes;
+  assert_ok(twin_array_wrap_host(f->ctx, base, TWIN_F32, 1, shape, NULL, count_release, &released,
+                                 &lent));
+  assert_ok(twin_array_zeros(f->ctx, TWIN_U8, 1, bytes_shape, &bytes));
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    twin_kernel *k = typed_kernel(f, cases[c].kernel);
+    twin_array *arrays[] = {lent, bytes};
+    for (int a = 0; a < 2; a++) {
+      twin_arg args[] = {twin_arg_array(arrays[a], TWIN_WRITE)};
+      assert_status(twin_kernel_launch(k, 1, global, NULL, 1, args), TWIN_ERR_INVALID_ARGUMENT);
+      assert_message_has("argument 0 (");
+      assert_message_has("parameter 0 'x'");
+      assert_message_has(cases[c].type);
+    }
+    twin_kernel_unref(k);
+  }
+  assert_ok(twin_context_finish(f->ctx));
+  twin_array_unref(lent);
+  twin_array_unref(bytes);
+  assert_int_equal(atomic_load(&released), 1);
+  for (int i = 0; i < (int)BLOCK; i++) /* neither the array nor what follows was written */
+    assert_true(base[i] == (float)i);
+  test_free(block);
+}
+
+/* Vector access the documented way: a float pointer, vload4 and vstore4 from TWIN_PTR. */
+static void test_vector_access_through_vload_on_an_element_pointer(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+  twin_kernel *k = typed_kernel(f, "by4");
+  size_t shape[] = {20}, global[] = {4};
+  twin_array *a = f32_array(f, 1, shape, 0), *tail;
+  twin_slice s[] = {{4, TWIN_NONE, 1}}; /* an offset of 4 floats, 16 elements */
+  assert_ok(twin_array_slice(a, s, &tail));
+  twin_arg args[] = {twin_arg_array(tail, TWIN_READ_WRITE)};
+  assert_ok(twin_kernel_launch(k, 1, global, NULL, 1, args));
+  float got[20];
+  assert_ok(twin_array_read(a, got, sizeof got));
+  for (int i = 0; i < 20; i++)
+    assert_true(got[i] == (i < 4 ? 1.0f : 2.0f) * (float)i);
+  twin_kernel_unref(k);
+  twin_array_unref(tail);
+  twin_array_unref(a);
+}
+
+/* Every way OpenCL C spells a twin element type binds it: unsigned int, signed char, const,
+ * __constant, global without underscores, volatile and restrict. */
+static void test_pointer_element_spellings_bind_exactly(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+  twin_kernel *k = typed_kernel(f, "spelled");
+  size_t shape[] = {4}, global[] = {4};
+  twin_array *u, *c, *kk, *w, *i32, *u8;
+  int8_t cdata[] = {1, 2, 3, -4};
+  float kdata[] = {10, 20, 30, 40};
+  assert_ok(twin_array_zeros(f->ctx, TWIN_U32, 1, shape, &u));
+  assert_ok(twin_array_from_host(f->ctx, TWIN_I8, 1, shape, cdata, &c));
+  assert_ok(twin_array_from_host(f->ctx, TWIN_F32, 1, shape, kdata, &kk));
+  assert_ok(twin_array_zeros(f->ctx, TWIN_U64, 1, shape, &w));
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 1, shape, &i32));
+  assert_ok(twin_array_zeros(f->ctx, TWIN_U8, 1, shape, &u8));
+  twin_arg args[] = {twin_arg_array(u, TWIN_READ_WRITE), twin_arg_array(c, TWIN_READ),
+                     twin_arg_array(kk, TWIN_READ), twin_arg_array(w, TWIN_WRITE),
+                     twin_arg_u32(100)};
+  assert_ok(twin_kernel_launch(k, 1, global, NULL, 5, args));
+  uint64_t got[4];
+  assert_ok(twin_array_read(w, got, sizeof got));
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(got[i], 2 * (uint64_t)(cdata[i] + (int)kdata[i] + 100));
+  /* Same size, other type: an i32 array for unsigned int, a u8 array for signed char. */
+  args[0] = twin_arg_array(i32, TWIN_READ_WRITE);
+  assert_status(twin_kernel_launch(k, 1, global, NULL, 5, args), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has("argument 0 (i32 array passed TWIN_READ_WRITE) does not fit parameter 0 'u'");
+  args[0] = twin_arg_array(u, TWIN_READ_WRITE);
+  args[1] = twin_arg_array(u8, TWIN_READ);
+  assert_status(twin_kernel_launch(k, 1, global, NULL, 5, args), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has("argument 1 (u8 array passed TWIN_READ) does not fit parameter 2 'c'");
+  args[1] = twin_arg_array(c, TWIN_READ);
+  args[4] = twin_arg_i32(100); /* int is not unsigned int */
+  assert_status(twin_kernel_launch(k, 1, global, NULL, 5, args), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has("argument 4 (i32 scalar) does not fit parameter 8 's'");
+  twin_kernel_unref(k);
+  twin_array *all[] = {u, c, kk, w, i32, u8};
+  for (int i = 0; i < 6; i++)
+    twin_array_unref(all[i]);
+}
+
+/* A scalar binds only a parameter of exactly its type: not a vector, a typedef or a struct,
+ * whose size the kernel would read differently. */
+static void test_scalar_binds_only_its_exact_type(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+  static const struct {
+    const char *kernel, *type;
+  } cases[] = {
+      {"vec_scalar", "(float2)"}, {"tdef_scalar", "(myfloat)"}, {"struct_scalar", "(quad)"}};
+  size_t shape[] = {1}, global[] = {1};
+  twin_array *out = f32_array(f, 1, shape, 7);
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    twin_kernel *k = typed_kernel(f, cases[c].kernel);
+    twin_arg args[] = {twin_arg_array(out, TWIN_WRITE), twin_arg_f32(1)};
+    assert_status(twin_kernel_launch(k, 1, global, NULL, 2, args), TWIN_ERR_INVALID_ARGUMENT);
+    assert_message_has("argument 1 (f32 scalar) does not fit parameter 2 'v'");
+    assert_message_has(cases[c].type);
+    twin_arg wide[] = {twin_arg_array(out, TWIN_WRITE), twin_arg_f64(1)};
+    assert_status(twin_kernel_launch(k, 1, global, NULL, 2, wide), TWIN_ERR_INVALID_ARGUMENT);
+    twin_kernel_unref(k);
+  }
+  float got;
+  assert_ok(twin_array_read(out, &got, sizeof got));
+  assert_true(got == 7.0f);
+  twin_array_unref(out);
+}
+
+#ifdef TWIN_HAVE_OPENCL
+/* Type names another device may report for the parameters of uint_scalar (out, out_offset,
+ * v): index i replaced by fake_types[i] when not NULL. */
+static const char *fake_types[3];
+static bool no_arg_info;
+
+static cl_int CL_API_CALL fake_arg_info(cl_kernel k, cl_uint i, cl_kernel_arg_info what,
+                                        size_t size, void *value, size_t *size_ret) {
+  if (no_arg_info)
+    return CL_KERNEL_ARG_INFO_NOT_AVAILABLE;
+  if (what != CL_KERNEL_ARG_TYPE_NAME || i >= 3 || !fake_types[i])
+    return twin__cl_real.clGetKernelArgInfo(k, i, what, size, value, size_ret);
+  size_t n = strlen(fake_types[i]) + 1;
+  if (size_ret)
+    *size_ret = n;
+  if (value && size < n)
+    return CL_INVALID_VALUE;
+  if (value)
+    memcpy(value, fake_types[i], n);
+  return CL_SUCCESS;
+}
+
+/* Makes uint_scalar with the type names given for its pointer and its scalar parameter. */
+static twin_status uint_kernel_spelled(twin_fixture *f, const char *pointer, const char *scalar,
+                                       twin_kernel **k) {
+  twin_program *p;
+  assert_ok(twin_program_new(f->ctx, typed_source, NULL, &p));
+  fake_types[0] = pointer;
+  fake_types[2] = scalar;
+  twin__cl.clGetKernelArgInfo = fake_arg_info;
+  twin_status s = twin_kernel_new(p, "uint_scalar", k);
+  twin__cl = twin__cl_real;
+  twin_program_unref(p);
+  return s;
+}
+#endif
+
+/* The type names devices report vary (whitespace removed or not, unsigned spelled out,
+ * qualifiers and address spaces left in); each that means exactly uint binds a u32 array and a
+ * u32 scalar, and each that does not is refused, naming the type. */
+static void test_type_names_as_devices_spell_them(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+#ifdef TWIN_HAVE_OPENCL
+  static const char *const fit[][2] = {{"uint*", "uint"},
+                                       {"unsigned int*", "unsigned int"},
+                                       {"unsignedint*", "unsignedint"},
+                                       {"uint *", "unsigned"},
+                                       {"__global uint*", "uint"},
+                                       {"global const uint *", "const uint"},
+                                       {"uint * restrict", "uint"},
+                                       {"__global volatile unsigned int * const", "uint"}};
+  static const char *const unfit[][2] = {
+      {"uint4*", "uint"},  {"myuint*", "uint"}, {"uint**", "uint"},
+      {"", "uint"},        {"int*", "uint"},    {"uint*", "uint2"},
+      {"uint*", "myuint"}, {"uint*", "int"},    {"uint*", "uint*"}};
+  size_t shape[] = {4}, global[] = {4};
+  twin_array *out;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_U32, 1, shape, &out));
+  twin_arg args[] = {twin_arg_array(out, TWIN_WRITE), twin_arg_u32(9)};
+  for (size_t c = 0; c < sizeof fit / sizeof fit[0]; c++) {
+    twin_kernel *k;
+    assert_ok(uint_kernel_spelled(f, fit[c][0], fit[c][1], &k));
+    if (twin_kernel_launch(k, 1, global, NULL, 2, args) != TWIN_OK)
+      fail_msg("\"%s\", \"%s\" refused: %s", fit[c][0], fit[c][1], twin_last_error());
+    twin_kernel_unref(k);
+  }
+  for (size_t c = 0; c < sizeof unfit / sizeof unfit[0]; c++) {
+    twin_kernel *k;
+    assert_ok(uint_kernel_spelled(f, unfit[c][0], unfit[c][1], &k));
+    if (twin_kernel_launch(k, 1, global, NULL, 2, args) != TWIN_ERR_INVALID_ARGUMENT)
+      fail_msg("\"%s\", \"%s\" accepted", unfit[c][0], unfit[c][1]);
+    assert_message_has(strcmp(unfit[c][0], "uint*") ? "parameter 0 'out'" : "parameter 2 'v'");
+    twin_kernel_unref(k);
+  }
+  uint32_t got[4];
+  assert_ok(twin_array_read(out, got, sizeof got));
+  assert_int_equal(got[3], 9);
+  twin_array_unref(out);
+#endif
+}
+
+/* A device that gives no argument information leaves nothing to check launches against:
+ * twin refuses to make such a kernel rather than trust every launch. */
+static void test_kernel_without_argument_information_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+#ifdef TWIN_HAVE_OPENCL
+  twin_program *p = program_of(f);
+  twin_kernel *k = (twin_kernel *)0x1;
+  no_arg_info = true;
+  twin__cl.clGetKernelArgInfo = fake_arg_info;
+  twin_status s = twin_kernel_new(p, "saxpy", &k);
+  twin__cl = twin__cl_real;
+  no_arg_info = false;
+  assert_status(s, TWIN_ERR_UNSUPPORTED);
+  assert_ptr_equal(k, (twin_kernel *)0x1);
+  assert_message_has("twin_kernel_new: kernel saxpy");
+  assert_message_has("no argument information");
+  assert_message_has(twin_context_device(f->ctx)->name);
+  twin_program_unref(p);
+#endif
+}
+
+/* ---- Launch limits ---- */
+
+#ifdef TWIN_HAVE_OPENCL
+static uint64_t device_u64(twin_context *ctx, cl_device_info what) {
+  cl_ulong v = 0;
+  assert_int_equal(
+      twin__cl_real.clGetDeviceInfo(twin_context_cl_device(ctx), what, sizeof v, &v, NULL),
+      CL_SUCCESS);
+  return v;
+}
+
+static const char local_source[] =
+    "__kernel void two_locals(TWIN_ARRAY(__global float, out), __local float *a,\n"
+    "                         __local float *b) {\n"
+    "  __local float own[LOCAL_FLOATS];\n"
+    "  size_t l = get_local_id(0);\n"
+    "  own[l] = 1.0f; a[l] = 2.0f; b[l] = 3.0f;\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  TWIN_AT(out, get_global_id(0)) = own[l] + a[l] + b[l];\n}\n";
+
+static size_t device_size(twin_context *ctx, cl_device_info what) {
+  size_t v = 0;
+  assert_int_equal(
+      twin__cl_real.clGetDeviceInfo(twin_context_cl_device(ctx), what, sizeof v, &v, NULL),
+      CL_SUCCESS);
+  return v;
+}
+#endif
+
+/* Local memory is checked against the device's CL_DEVICE_LOCAL_MEM_SIZE, counting every local
+ * argument and the kernel's own __local variables (CL_KERNEL_LOCAL_MEM_SIZE): more aborted
+ * PoCL, and exactly the limit works. */
+static void test_local_memory_beyond_the_device_limit_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+#ifdef TWIN_HAVE_OPENCL
+  uint64_t limit = device_u64(f->ctx, CL_DEVICE_LOCAL_MEM_SIZE);
+  assert_true(limit >= 4096);
+  assert_int_equal(twin_context_device(f->ctx)->local_mem_bytes, limit);
+  /* One argument four times the device's local memory (row_sums: m, out, scratch). */
+  size_t mshape[] = {4, 8}, oshape[] = {4}, global[] = {4}, local[] = {1};
+  twin_array *m = f32_array(f, 2, mshape, 0), *out = f32_array(f, 1, oshape, 0);
+  twin_kernel *k = kernel_of(f, "row_sums");
+  twin_arg args[] = {twin_arg_view(m, TWIN_READ), twin_arg_array(out, TWIN_WRITE),
+                     twin_arg_local((size_t)(4 * limit))};
+  assert_status(twin_kernel_launch(k, 1, global, local, 3, args), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has("argument 2");
+  char text[128];
+  snprintf(text, sizeof text, "CL_DEVICE_LOCAL_MEM_SIZE = %llu", (unsigned long long)limit);
+  assert_message_has(text);
+  args[2] = twin_arg_local(SIZE_MAX);
+  assert_status(twin_kernel_launch(k, 1, global, local, 3, args), TWIN_ERR_INVALID_ARGUMENT);
+  twin_kernel_unref(k);
+  /* A kernel using half the limit itself, and two arguments of a quarter each: a few bytes
+   * more are refused, naming the sum and the kernel's own share; exactly the limit runs. */
+  char options[64];
+  snprintf(options, sizeof options, "-DLOCAL_FLOATS=%llu", (unsigned long long)(limit / 8));
+  twin_program *p;
+  assert_ok(twin_program_new(f->ctx, local_source, options, &p));
+  assert_ok(twin_kernel_new(p, "two_locals", &k));
+  twin_program_unref(p);
+  size_t quarter = (size_t)(limit / 4);
+  twin_arg over[] = {twin_arg_array(out, TWIN_WRITE), twin_arg_local(quarter),
+                     twin_arg_local(quarter + 64)};
+  assert_status(twin_kernel_launch(k, 1, global, local, 3, over), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has("CL_KERNEL_LOCAL_MEM_SIZE");
+  assert_message_has(text);
+  twin_arg both_huge[] = {twin_arg_array(out, TWIN_WRITE), twin_arg_local(SIZE_MAX / 2 + 1),
+                          twin_arg_local(SIZE_MAX / 2 + 1)}; /* the sum overflows */
+  assert_status(twin_kernel_launch(k, 1, global, local, 3, both_huge), TWIN_ERR_INVALID_ARGUMENT);
+  twin_arg exact[] = {twin_arg_array(out, TWIN_WRITE), twin_arg_local(quarter),
+                      twin_arg_local(quarter)};
+  assert_ok(twin_kernel_launch(k, 1, global, local, 3, exact));
+  float got[4];
+  assert_ok(twin_array_read(out, got, sizeof got));
+  assert_true(got[3] == 6.0f);
+  twin_kernel_unref(k);
+  twin_array_unref(m);
+  twin_array_unref(out);
+#endif
+}
+
+static twin_status count_calls(const twin_host_launch *l, void *user) {
+  (void)l;
+  atomic_fetch_add((atomic_int *)user, 1);
+  return TWIN_OK;
+}
+
+/* Launches k (any kernel of one i32-or-f32 array argument, or saxpy's three) and expects a
+ * refusal naming `needle`. */
+static void expect_global_refused(twin_kernel *k, int work_dim, const size_t *global, int nargs,
+                                  const twin_arg *args, const char *needle) {
+  assert_status(twin_kernel_launch(k, work_dim, global, NULL, nargs, args),
+                TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has(needle);
+}
+
+/* Global sizes: each, and their product, at most the largest signed value of the device's
+ * address width (PTRDIFF_MAX on a 64-bit device), which get_global_id and twin_kernel.h's long
+ * index arithmetic can hold; SIZE_MAX (a negative size converted) used to launch for ever, and
+ * a product that wrapped to 0 launched nothing, successfully. On every backend. */
+static void test_global_sizes_beyond_the_bound_are_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  atomic_int calls = 0;
+  twin_kernel *hk;
+  assert_ok(twin_kernel_new_host(f->ctx, "counts", count_calls, &calls, &hk));
+  size_t shape[] = {8};
+  twin_array *x = f32_array(f, 1, shape, 0), *y = f32_array(f, 1, shape, 0);
+  twin_arg one[] = {twin_arg_array(x, TWIN_READ)};
+  twin_arg three[] = {twin_arg_array(x, TWIN_READ), twin_arg_array(y, TWIN_READ_WRITE),
+                      twin_arg_f32(1)};
+  twin_kernel *dk = f->has_device ? kernel_of(f, "saxpy") : NULL;
+  size_t huge[] = {SIZE_MAX}, wrap[] = {(size_t)1 << 32, (size_t)1 << 32, 4},
+         signed_over[] = {(size_t)1 << 32, (size_t)1 << 31}, zero_and_max[] = {0, SIZE_MAX};
+  for (int d = 0; d < (dk ? 2 : 1); d++) {
+    twin_kernel *k = d ? dk : hk;
+    int n = d ? 3 : 1;
+    const twin_arg *args = d ? three : one;
+    expect_global_refused(k, 1, huge, n, args, "global[0] = 18446744073709551615");
+    expect_global_refused(k, 3, wrap, n, args, "global work items");
+    expect_global_refused(k, 2, signed_over, n, args, "9223372036854775807");
+    expect_global_refused(k, 2, zero_and_max, n, args, "global[1]");
+  }
+  assert_int_equal(atomic_load(&calls), 0);
+  if (!f->has_device) /* the host backend has none of the device limits */
+    assert_int_equal(twin_context_device(f->ctx)->address_bits, 0);
+#ifdef TWIN_HAVE_OPENCL
+  if (dk) { /* a 32-bit device: its size_t and long are narrower */
+    unsigned bits = f->ctx->device.address_bits;
+    cl_uint reported = 0;
+    assert_int_equal(twin__cl_real.clGetDeviceInfo(twin_context_cl_device(f->ctx),
+                                                   CL_DEVICE_ADDRESS_BITS, sizeof reported,
+                                                   &reported, NULL),
+                     CL_SUCCESS);
+    assert_int_equal(bits, reported);
+    f->ctx->device.address_bits = 32;
+    size_t four_g[] = {(size_t)1 << 32}, two_g[] = {(size_t)1 << 31};
+    expect_global_refused(dk, 1, four_g, 3, three, "CL_DEVICE_ADDRESS_BITS = 32");
+    expect_global_refused(dk, 1, two_g, 3, three, "2147483647");
+    f->ctx->device.address_bits = bits;
+  }
+#endif
+  twin_kernel_unref(dk);
+  twin_kernel_unref(hk);
+  twin_array_unref(x);
+  twin_array_unref(y);
+}
+
+#ifdef TWIN_HAVE_OPENCL
+static size_t fake_kernel_group;
+
+static cl_int CL_API_CALL fake_group_info(cl_kernel k, cl_device_id d,
+                                          cl_kernel_work_group_info what, size_t size, void *value,
+                                          size_t *size_ret) {
+  cl_int err = twin__cl_real.clGetKernelWorkGroupInfo(k, d, what, size, value, size_ret);
+  if (err == CL_SUCCESS && what == CL_KERNEL_WORK_GROUP_SIZE && value)
+    *(size_t *)value = fake_kernel_group;
+  return err;
+}
+#endif
+
+/* Local sizes within the device's CL_DEVICE_MAX_WORK_ITEM_SIZES per dimension, their product
+ * within CL_DEVICE_MAX_WORK_GROUP_SIZE and the kernel's own CL_KERNEL_WORK_GROUP_SIZE. */
+static void test_local_sizes_beyond_device_and_kernel_limits_are_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+#ifdef TWIN_HAVE_OPENCL
+  size_t items[3] = {0}, group = device_size(f->ctx, CL_DEVICE_MAX_WORK_GROUP_SIZE);
+  assert_int_equal(twin__cl_real.clGetDeviceInfo(twin_context_cl_device(f->ctx),
+                                                 CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof items, items,
+                                                 NULL),
+                   CL_SUCCESS);
+  const twin_device_info *dev = twin_context_device(f->ctx);
+  assert_int_equal(dev->max_work_group_size, group);
+  assert_memory_equal(dev->max_work_item_sizes, items, sizeof items);
+  saxpy_case c = saxpy_setup(f);
+  twin_arg args[] = {twin_arg_array(c.x, TWIN_READ), twin_arg_array(c.y, TWIN_READ_WRITE),
+                     twin_arg_f32(1)};
+  char text[128];
+  size_t wide[] = {2 * items[0]};
+  assert_status(twin_kernel_launch(c.k, 1, wide, wide, 3, args), TWIN_ERR_INVALID_ARGUMENT);
+  snprintf(text, sizeof text, "local[0] = %zu exceeds CL_DEVICE_MAX_WORK_ITEM_SIZES[0] = %zu",
+           wide[0], items[0]);
+  assert_message_has(text);
+  size_t tall[] = {1, 2 * items[1]};
+  assert_status(twin_kernel_launch(c.k, 2, tall, tall, 3, args), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has("CL_DEVICE_MAX_WORK_ITEM_SIZES[1]");
+  /* Each dimension within its limit, their product over the work-group limit. */
+  size_t side = 1;
+  while (side * side <= group)
+    side *= 2;
+  assert_true(side <= items[0] && side <= items[1]);
+  size_t square[] = {side, side};
+  assert_status(twin_kernel_launch(c.k, 2, square, square, 3, args), TWIN_ERR_INVALID_ARGUMENT);
+  snprintf(text, sizeof text, "CL_DEVICE_MAX_WORK_GROUP_SIZE = %zu", group);
+  assert_message_has(text);
+  saxpy_teardown(&c);
+  /* A kernel whose own limit is lower than the device's. */
+  fake_kernel_group = 4;
+  twin__cl.clGetKernelWorkGroupInfo = fake_group_info;
+  c = saxpy_setup(f);
+  twin__cl = twin__cl_real;
+  args[0] = twin_arg_array(c.x, TWIN_READ);
+  args[1] = twin_arg_array(c.y, TWIN_READ_WRITE);
+  size_t global[] = {8}, local[] = {8}, fits[] = {4};
+  assert_status(twin_kernel_launch(c.k, 1, global, local, 3, args), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has("CL_KERNEL_WORK_GROUP_SIZE = 4");
+  assert_message_has("kernel saxpy");
+  assert_ok(twin_kernel_launch(c.k, 1, global, fits, 3, args));
+  saxpy_teardown(&c);
+#endif
+}
+
+/* ---- Messages ---- */
+
+static twin_status quiet_failure(const twin_host_launch *l, void *user) {
+  (void)l, (void)user;
+  return TWIN_ERR_SHAPE_MISMATCH;
+}
+
+/* Fails the way a host function using twin fails: a call of its own fails and it passes the
+ * status on. */
+static twin_status failing_call(const twin_host_launch *l, void *user) {
+  (void)user;
+  twin_array *r;
+  return twin_array_reshape(l->args[0].array, 1, (size_t[]){5}, &r);
+}
+
+/* A host kernel's failure is reported as the launch's, naming the kernel, its status and the
+ * call site; a message its function set during the call is kept, an older unrelated one is
+ * not shown as the cause. */
+static void test_host_kernel_failure_names_the_launch(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {4}, global[] = {1};
+  twin_array *a = f32_array(f, 1, shape, 0), *unused;
+  twin_kernel *quiet, *loud;
+  assert_ok(twin_kernel_new_host(f->ctx, "quiet", quiet_failure, NULL, &quiet));
+  assert_ok(twin_kernel_new_host(f->ctx, "loud", failing_call, NULL, &loud));
+  twin_arg args[] = {twin_arg_array(a, TWIN_READ)};
+  assert_status(twin_array_new(f->ctx, (twin_dtype)99, 1, shape, &unused),
+                TWIN_ERR_INVALID_ARGUMENT); /* an older, unrelated message */
+  char site[256];
+  snprintf(site, sizeof site, "twin_kernel_launch (%s:%d)", __FILE__, __LINE__ + 1);
+  assert_status(twin_kernel_launch(quiet, 1, global, NULL, 1, args), TWIN_ERR_SHAPE_MISMATCH);
+  assert_message_has(site);
+  assert_message_has("host kernel quiet returned TWIN_ERR_SHAPE_MISMATCH");
+  assert_null(strstr(twin_last_error(), "dtype"));
+  assert_status(twin_array_new(f->ctx, (twin_dtype)99, 1, shape, &unused),
+                TWIN_ERR_INVALID_ARGUMENT);
+  snprintf(site, sizeof site, "twin_kernel_launch (%s:%d)", __FILE__, __LINE__ + 1);
+  assert_status(twin_kernel_launch(loud, 1, global, NULL, 1, args), TWIN_ERR_SHAPE_MISMATCH);
+  assert_message_has(site);
+  assert_message_has("host kernel loud returned TWIN_ERR_SHAPE_MISMATCH");
+  assert_message_has("twin_array_reshape"); /* the function's own message, kept */
+  assert_null(strstr(twin_last_error(), "dtype"));
+  twin_kernel_unref(quiet);
+  twin_kernel_unref(loud);
+  twin_array_unref(a);
+}
+
+/* Messages of refused launches name the call site and the argument, on every backend. */
+static void test_launch_messages_name_the_call_site(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_kernel *k;
+  assert_ok(twin_kernel_new_host(f->ctx, "never", never_called, NULL, &k));
+  size_t global[] = {4}, local[] = {3};
+  twin_arg args[] = {twin_arg_array(NULL, TWIN_READ)};
+  char site[256];
+  snprintf(site, sizeof site, "twin_kernel_launch (%s:%d): argument 0: the array is NULL", __FILE__,
+           __LINE__ + 1);
+  assert_status(twin_kernel_launch(k, 1, global, NULL, 1, args), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has(site);
+  snprintf(site, sizeof site, "twin_kernel_launch (%s:%d): global[0] = 4", __FILE__, __LINE__ + 1);
+  assert_status(twin_kernel_launch(k, 1, global, local, 0, NULL), TWIN_ERR_INVALID_ARGUMENT);
+  assert_message_has(site);
+  twin_kernel_unref(k);
+#ifdef TWIN_HAVE_OPENCL
+  if (f->has_device) {
+    saxpy_case c = saxpy_setup(f);
+    twin_arg ok[] = {twin_arg_array(c.x, TWIN_READ), twin_arg_array(c.y, TWIN_READ_WRITE),
+                     twin_arg_f32(1)};
+    twin__cl.clEnqueueNDRangeKernel = failing_enqueue;
+    snprintf(site, sizeof site, "twin_kernel_launch (%s:%d): kernel saxpy: clEnqueueNDRangeKernel",
+             __FILE__, __LINE__ + 1);
+    twin_status s = twin_kernel_launch(c.k, 1, global, NULL, 3, ok);
+    twin__cl = twin__cl_real;
+    assert_status(s, TWIN_ERR_OUT_OF_DEVICE_MEMORY);
+    assert_message_has(site);
+    saxpy_teardown(&c);
+  }
+#endif
+}
+
 static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_same_source_and_options_is_a_cache_lookup),
     TWIN_TEST(test_build_failure_is_build_error_with_log),
@@ -1065,6 +1656,17 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_threads_share_one_kernel),
     TWIN_TEST(test_opencl_failure_sweep_over_build_and_launch),
     TWIN_TEST(test_many_arguments_and_allocation_failures),
+    TWIN_TEST(test_pointer_to_non_element_type_is_refused),
+    TWIN_TEST(test_pointer_element_spellings_bind_exactly),
+    TWIN_TEST(test_vector_access_through_vload_on_an_element_pointer),
+    TWIN_TEST(test_scalar_binds_only_its_exact_type),
+    TWIN_TEST(test_type_names_as_devices_spell_them),
+    TWIN_TEST(test_kernel_without_argument_information_is_refused),
+    TWIN_TEST(test_local_memory_beyond_the_device_limit_is_refused),
+    TWIN_TEST(test_global_sizes_beyond_the_bound_are_refused),
+    TWIN_TEST(test_local_sizes_beyond_device_and_kernel_limits_are_refused),
+    TWIN_TEST(test_host_kernel_failure_names_the_launch),
+    TWIN_TEST(test_launch_messages_name_the_call_site),
 };
 
 TWIN_TEST_MAIN(tests)

@@ -151,7 +151,7 @@ twin_status twin__cl_program_build(twin_context *ctx, const char *source, const 
                                    const char *options, void **program);
 void twin__cl_program_free(twin_context *ctx, void *program);
 twin_status twin__cl_kernel_create(twin_context *ctx, void *program, const char *name,
-                                   void **kernel, twin__param **params, int *nparams);
+                                   void **kernel, twin__kernel_desc *desc);
 void twin__cl_kernel_free(twin_context *ctx, void *kernel);
 twin_status twin__cl_kernel_enqueue(twin_context *ctx, void *kernel, const twin__kvalue *values,
                                     int nvalues, int work_dim, const size_t *global,

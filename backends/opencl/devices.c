@@ -17,6 +17,25 @@ static twin_device_type type_of(cl_device_type t) {
   return TWIN_DEVICE_OTHER;
 }
 
+/* The limits a kernel launch is checked against. CL_DEVICE_MAX_WORK_ITEM_SIZES has one entry
+ * per dimension the device supports (at least 3), so it is read whole and cut to three. */
+static void describe_limits(cl_device_id dev, twin_device_info *out) {
+  cl_ulong local = 0;
+  size_t group = 0, items[16] = {0};
+  cl_uint bits = 0, dims = 0;
+  twin__cl.clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+  twin__cl.clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof group, &group, NULL);
+  twin__cl.clGetDeviceInfo(dev, CL_DEVICE_ADDRESS_BITS, sizeof bits, &bits, NULL);
+  twin__cl.clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_ITEM_DIMENSIONS, sizeof dims, &dims, NULL);
+  if (dims >= 3 && dims <= 16 &&
+      twin__cl.clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_ITEM_SIZES, dims * sizeof items[0], items,
+                               NULL) == CL_SUCCESS)
+    memcpy(out->max_work_item_sizes, items, sizeof out->max_work_item_sizes);
+  out->local_mem_bytes = local;
+  out->max_work_group_size = group;
+  out->address_bits = bits;
+}
+
 /* Fills one record. A device that fails to answer a query keeps a zero in that field. */
 static void describe(cl_device_id dev, const char *platform, int p, int d, twin_device_info *out) {
   memset(out, 0, sizeof *out);
@@ -39,6 +58,7 @@ static void describe(cl_device_id dev, const char *platform, int p, int d, twin_
   cl_device_fp_config fp64 = 0;
   twin__cl.clGetDeviceInfo(dev, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp64, &fp64, NULL);
   out->fp64 = fp64 != 0;
+  describe_limits(dev, out);
 }
 
 /* Appends platform p's devices to list (capacity MAX_PLATFORMS * MAX_DEVICES). */

@@ -121,7 +121,7 @@ static cl_int arg_name(cl_kernel kernel, cl_uint i, cl_kernel_arg_info what, cha
 }
 
 /* Describes parameter i. A device without argument information leaves the record zero (core
- * then checks less); any other failure is an error. */
+ * then refuses the kernel); any other failure is an error. */
 static cl_int describe_param(cl_kernel kernel, cl_uint i, twin__param *p) {
   cl_kernel_arg_address_qualifier space;
   cl_kernel_arg_type_qualifier type_q = 0;
@@ -146,36 +146,51 @@ static cl_int describe_param(cl_kernel kernel, cl_uint i, twin__param *p) {
   return CL_SUCCESS;
 }
 
-static twin_status describe_params(cl_kernel kernel, twin__param **params, int *nparams) {
+static twin_status describe_params(cl_kernel kernel, twin__kernel_desc *desc) {
   cl_uint n = 0;
   cl_int err = twin__cl.clGetKernelInfo(kernel, CL_KERNEL_NUM_ARGS, sizeof n, &n, NULL);
   if (err != CL_SUCCESS)
     return twin__cl_fail("clGetKernelInfo(CL_KERNEL_NUM_ARGS)", err);
   twin__param *p = twin__calloc(n ? n : 1, sizeof *p);
   if (!p)
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
-                      "twin_kernel_new: no memory to describe %u "
-                      "parameters",
-                      n);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to describe %u parameters", n);
   for (cl_uint i = 0; i < n && err == CL_SUCCESS; i++)
     err = describe_param(kernel, i, &p[i]);
   if (err != CL_SUCCESS) {
     twin__free(p);
     return twin__cl_fail("clGetKernelArgInfo", err);
   }
-  *params = p;
-  *nparams = (int)n;
+  desc->params = p;
+  desc->nparams = (int)n;
+  return TWIN_OK;
+}
+
+/* The kernel's own limits on its device. Read before any argument is set, so that
+ * CL_KERNEL_LOCAL_MEM_SIZE counts only the kernel's own __local variables. */
+static twin_status describe_limits(twin_context *ctx, cl_kernel kernel, twin__kernel_desc *desc) {
+  cl_device_id dev = to_cl(ctx)->device;
+  size_t group = 0;
+  cl_ulong local = 0;
+  cl_int err = twin__cl.clGetKernelWorkGroupInfo(kernel, dev, CL_KERNEL_WORK_GROUP_SIZE,
+                                                 sizeof group, &group, NULL);
+  if (err == CL_SUCCESS)
+    err = twin__cl.clGetKernelWorkGroupInfo(kernel, dev, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local,
+                                            &local, NULL);
+  if (err != CL_SUCCESS)
+    return twin__cl_fail("clGetKernelWorkGroupInfo", err);
+  desc->work_group_size = group;
+  desc->local_bytes = local;
   return TWIN_OK;
 }
 
 twin_status twin__cl_kernel_create(twin_context *ctx, void *program, const char *name,
-                                   void **kernel, twin__param **params, int *nparams) {
-  (void)ctx;
+                                   void **kernel, twin__kernel_desc *desc) {
   cl_int err;
   cl_kernel k = twin__cl.clCreateKernel((cl_program)program, name, &err);
   if (!k) {
     if (err != CL_INVALID_KERNEL_NAME)
-      return twin__cl_fail("clCreateKernel", err);
+      return twin__fail_prefix(twin__cl_fail("clCreateKernel", err),
+                               "twin_kernel_new: kernel %s: ", name);
     twin__fail(TWIN_ERR_INVALID_ARGUMENT,
                "twin_kernel_new: the program has no kernel named "
                "\"%s\"",
@@ -183,10 +198,12 @@ twin_status twin__cl_kernel_create(twin_context *ctx, void *program, const char 
     append_kernel_names((cl_program)program);
     return TWIN_ERR_INVALID_ARGUMENT;
   }
-  twin_status s = describe_params(k, params, nparams);
+  twin_status s = describe_limits(ctx, k, desc);
+  if (s == TWIN_OK)
+    s = describe_params(k, desc);
   if (s != TWIN_OK) {
     twin__cl.clReleaseKernel(k);
-    return s;
+    return twin__fail_prefix(s, "twin_kernel_new: kernel %s: ", name);
   }
   *kernel = k;
   return TWIN_OK;
