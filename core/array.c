@@ -20,22 +20,58 @@ twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_d
   return TWIN_OK;
 }
 
-static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
-                             const size_t *shape, size_t *size, size_t *nbytes) {
-  twin_status s = twin__check_geometry(fn, ctx, dtype, ndim, shape);
-  if (s != TWIN_OK)
-    return s;
-  size_t n = 1;
+twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
+                              size_t *size) {
+  size_t n = 1, nbytes, span = twin_dtype_size(dtype);
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(n, shape[i], &n))
       return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
                         shape[i]);
   /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX. */
-  if (twin__mul_overflows(n, twin_dtype_size(dtype), nbytes) || *nbytes > PTRDIFF_MAX)
+  if (twin__mul_overflows(n, twin_dtype_size(dtype), &nbytes) || nbytes > PTRDIFF_MAX)
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: %zu elements of %s overflow the byte size", fn, n,
                       twin_dtype_name(dtype));
+  /* With elements, span is nbytes; an empty shape must fit as if it had them. */
+  for (int i = 0; i < ndim && n == 0; i++)
+    if (twin__mul_overflows(span, shape[i] ? shape[i] : 1, &span) || span > PTRDIFF_MAX)
+      return twin__fail(TWIN_ERR_OVERFLOW,
+                        "%s: shape[%d] = %zu overflows the strides of this empty %s array: its "
+                        "axis lengths, zero-length ones counted as 1, times the element size "
+                        "must fit in ptrdiff_t",
+                        fn, i, shape[i], twin_dtype_name(dtype));
   *size = n;
   return TWIN_OK;
+}
+
+twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
+                               const ptrdiff_t *strides, ptrdiff_t *lo, ptrdiff_t *hi) {
+  ptrdiff_t item = (ptrdiff_t)twin_dtype_size(dtype), low = 0, high = 0, step, span;
+  for (int i = 0; i < ndim; i++) {
+    if (__builtin_mul_overflow(strides[i], item, &step))
+      return twin__fail(TWIN_ERR_OVERFLOW,
+                        "%s: stride %td of axis %d overflows in bytes (%td-byte elements)", fn,
+                        strides[i], i, item);
+    if (shape[i] == 0)
+      continue;
+    if (__builtin_mul_overflow(step, (ptrdiff_t)(shape[i] - 1), &span) ||
+        __builtin_add_overflow(span < 0 ? low : high, span, span < 0 ? &low : &high))
+      return twin__fail(TWIN_ERR_OVERFLOW,
+                        "%s: the extent overflows at axis %d (shape %zu, stride %td)", fn, i,
+                        shape[i], strides[i]);
+  }
+  *lo = low / item;
+  *hi = high / item;
+  return TWIN_OK;
+}
+
+static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
+                             const size_t *shape, size_t *size, size_t *nbytes) {
+  twin_status s = twin__check_geometry(fn, ctx, dtype, ndim, shape);
+  if (s == TWIN_OK)
+    s = twin__check_shape(fn, dtype, ndim, shape, size);
+  if (s == TWIN_OK)
+    *nbytes = *size * twin_dtype_size(dtype);
+  return s;
 }
 
 void twin__array_attach(twin_array *a) {
@@ -79,6 +115,7 @@ static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, cons
   a->ndim = ndim;
   a->size = size;
   a->site = site;
+  /* The products fit: twin__check_shape bounds them, zero-length axes counted as 1. */
   ptrdiff_t stride = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     a->shape[i] = shape[i];
@@ -219,7 +256,7 @@ twin_context *twin_array_context(const twin_array *a) {
 
 bool twin_array_is_zero_copy(const twin_array *a) {
   twin__debug_check(a, "twin_array_is_zero_copy");
-  return a->buf->zero_copy;
+  return twin__one_copy(a->buf);
 }
 
 bool twin_array_is_contiguous(const twin_array *a) {
@@ -228,10 +265,12 @@ bool twin_array_is_contiguous(const twin_array *a) {
 }
 
 bool twin__is_contiguous(const twin_array *a) {
+  if (a->size == 0)
+    return true; /* and the products below stay within the element count */
   ptrdiff_t expect = 1;
   for (int i = a->ndim - 1; i >= 0; i--) {
     if (a->shape[i] != 1 && a->strides[i] != expect)
-      return a->size == 0;
+      return false;
     expect *= (ptrdiff_t)a->shape[i];
   }
   return true;

@@ -9,6 +9,8 @@
 #include "../backends/backend.h"
 #include "internal.h"
 
+/* A side's allocation is at least 1 byte (a device handle needs one), while the statistics
+ * and budgets count nbytes: an empty buffer counts 0 bytes everywhere. */
 static size_t alloc_size(const twin__buffer *b) {
   return b->nbytes ? b->nbytes : 1;
 }
@@ -98,7 +100,7 @@ twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__si
   b->external = (unsigned char)(1u << side);
   b->external_release = release;
   b->external_user = user;
-  twin__budget_count(ctx, shared ? TWIN__HOST : side, alloc_size(b));
+  twin__budget_count(ctx, shared ? TWIN__HOST : side, nbytes);
   /* The lent side holds the data; the other side, made later, must fetch it. */
   if (!shared && has_device(b))
     twin__dirty_mark(&b->dirty, 0, nbytes, side);
@@ -159,11 +161,11 @@ void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
   if (which == TWIN__HOST) {
     if (!b->zero_copy && !twin__is_external(b, TWIN__HOST))
       twin__free(mem);
-    twin__budget_give(ctx, TWIN__HOST, alloc_size(b));
+    twin__budget_give(ctx, TWIN__HOST, b->nbytes);
   } else {
     ctx->ops->dev_free(ctx, mem);
     if (!b->zero_copy)
-      twin__budget_give(ctx, TWIN__DEVICE, alloc_size(b));
+      twin__budget_give(ctx, TWIN__DEVICE, b->nbytes);
   }
   b->mem[which] = NULL;
 }
@@ -210,7 +212,7 @@ static twin_status allocate(twin__buffer *b, twin__side_id which) {
   twin_context *ctx = b->ctx;
   size_t n = alloc_size(b);
   twin__side_id counted = b->zero_copy ? TWIN__HOST : which;
-  if (!twin__budget_take(ctx, counted, n))
+  if (!twin__budget_take(ctx, counted, b->nbytes))
     return twin__fail(counted == TWIN__HOST ? TWIN_ERR_OUT_OF_HOST_MEMORY
                                             : TWIN_ERR_OUT_OF_DEVICE_MEMORY,
                       "the %s memory budget is reached", counted == TWIN__HOST ? "host" : "device");
@@ -232,7 +234,7 @@ static twin_status allocate(twin__buffer *b, twin__side_id which) {
       b->mem[TWIN__DEVICE] = dev;
   }
   if (s != TWIN_OK)
-    twin__budget_give(ctx, counted, n);
+    twin__budget_give(ctx, counted, b->nbytes);
   return s;
 }
 
@@ -243,7 +245,7 @@ static size_t held_on(twin__buffer *x, twin__side_id side) {
     return 0;
   bool held = x->mem[side] && !(side == TWIN__DEVICE && x->zero_copy);
   pthread_mutex_unlock(&x->lock);
-  return held ? alloc_size(x) : 0;
+  return held ? x->nbytes : 0;
 }
 
 /* Appends the buffers holding the most memory of `side`, and where they were made, to the

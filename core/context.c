@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../backends/backend.h"
 #include "internal.h"
@@ -15,7 +16,7 @@ static const struct twin_backend_ops *backend_for(const twin_device_info *dev) {
   return &twin__host_ops;
 }
 
-/* The coherence the options and TWIN_COHERENCE ask for. */
+/* The coherence the options and TWIN_COHERENCE (any case, like TWIN_DEVICE) ask for. */
 static twin_status coherence_of(const twin_context_options *opt, twin_coherence *out) {
   *out = opt ? opt->coherence : TWIN_COHERENCE_AUTO;
   if (*out == TWIN_COHERENCE_COPY)
@@ -26,9 +27,9 @@ static twin_status coherence_of(const twin_context_options *opt, twin_coherence 
                       "twin_coherence",
                       (int)*out);
   const char *env = getenv("TWIN_COHERENCE");
-  if (!env || !*env || strcmp(env, "auto") == 0)
+  if (!env || !*env || strcasecmp(env, "auto") == 0)
     return TWIN_OK;
-  if (strcmp(env, "copy") == 0) {
+  if (strcasecmp(env, "copy") == 0) {
     *out = TWIN_COHERENCE_COPY;
     return TWIN_OK;
   }
@@ -125,7 +126,8 @@ twin_status twin_context_new(const char *spec, twin_context **out) {
 }
 
 bool twin_context_is_zero_copy(const twin_context *ctx) {
-  return ctx && ctx->zero_copy;
+  /* One copy per buffer: shared with the device, or the host backend's only one. */
+  return ctx && (ctx->zero_copy || !ctx->ops->dev_alloc);
 }
 
 twin_context *twin__context_hold(twin_context *ctx) {

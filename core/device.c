@@ -107,12 +107,11 @@ static const twin_device_info *pick_opencl(const char *arg, const twin_device_in
   return NULL;
 }
 
+/* Resolves any spec but "host" (which twin_device_resolve answers without a list). */
 static const twin_device_info *pick(const char *spec, const twin_device_info *list, size_t n) {
   size_t n_cl = n - 1; /* the host entry is last */
   if (*spec == '\0')
     return pick_default(list, n_cl, false);
-  if (strcasecmp(spec, "host") == 0)
-    return &list[n - 1];
   if (strcasecmp(spec, "opencl") == 0)
     return pick_default(list, n_cl, true);
   if (strncasecmp(spec, "opencl:", 7) == 0 && spec[7])
@@ -140,6 +139,12 @@ twin_status twin_device_resolve(const char *spec, twin_device_info *out) {
     origin = "TWIN_DEVICE";
     if (!spec)
       spec = "";
+  }
+  /* The host backend needs no OpenCL: listing devices would load every platform (PoCL starts
+   * its threads and maps tens of MB), so "host" is answered without a list. */
+  if (strcasecmp(spec, "host") == 0) {
+    twin__host_device_info(out);
+    return TWIN_OK;
   }
   twin_device_info *list;
   size_t n;

@@ -31,30 +31,21 @@ static twin_status c_order(const char *fn, int ndim, const size_t *shape, ptrdif
 
 static twin_status measure(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                            const ptrdiff_t *strides, geometry *g) {
-  twin_status s = strides ? TWIN_OK : c_order(fn, ndim, shape, g->strides);
+  twin_status s = twin__check_shape(fn, dtype, ndim, shape, &g->size);
+  if (s == TWIN_OK && !strides)
+    s = c_order(fn, ndim, shape, g->strides);
   if (s != TWIN_OK)
     return s;
   if (strides)
     memcpy(g->strides, strides, (size_t)ndim * sizeof *strides);
-  g->size = 1;
-  g->lo = g->hi = 0;
-  for (int i = 0; i < ndim; i++)
-    if (twin__mul_overflows(g->size, shape[i], &g->size))
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
-                        shape[i]);
-  for (int i = 0; i < ndim && g->size; i++) {
-    ptrdiff_t span;
-    if (shape[i] - 1 > PTRDIFF_MAX ||
-        __builtin_mul_overflow(g->strides[i], (ptrdiff_t)(shape[i] - 1), &span) ||
-        __builtin_add_overflow(span < 0 ? g->lo : g->hi, span, span < 0 ? &g->lo : &g->hi))
-      return twin__fail(TWIN_ERR_OVERFLOW,
-                        "%s: the extent overflows at axis %d (shape %zu, "
-                        "stride %td)",
-                        fn, i, shape[i], g->strides[i]);
-  }
+  s = twin__check_extent(fn, dtype, ndim, shape, g->strides, &g->lo, &g->hi);
+  if (s != TWIN_OK)
+    return s;
+  if (!g->size)
+    g->lo = g->hi = 0; /* no element: nothing below or above element 0 */
   size_t bytes;
   if (g->size &&
-      (twin__mul_overflows((size_t)(g->hi - g->lo) + 1, twin_dtype_size(dtype), &bytes) ||
+      (twin__mul_overflows((size_t)g->hi - (size_t)g->lo + 1, twin_dtype_size(dtype), &bytes) ||
        bytes > PTRDIFF_MAX))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: the memory the elements span overflows", fn);
   return TWIN_OK;
@@ -145,21 +136,25 @@ twin_status(twin_array_wrap_host)(twin_context *ctx, void *ptr, twin_dtype dtype
                                  NULL, 0);
 }
 
-/* Checks that elements lo..hi from element `first` lie inside a handle of nbytes. */
+/* Checks that elements lo..hi from element `first` lie inside a handle of nbytes. first comes
+ * from a byte offset the application gave, so it is compared before any signed arithmetic. */
 static twin_status check_inside(const char *fn, const geometry *g, size_t first, size_t item,
                                 size_t nbytes) {
-  if (!g->size)
-    return first * item <= nbytes ? TWIN_OK
-                                  : twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                                               "%s: byte_offset %zu "
-                                               "is beyond the %zu-byte buffer",
-                                               fn, first * item, nbytes);
-  ptrdiff_t lo = (ptrdiff_t)first + g->lo, hi = (ptrdiff_t)first + g->hi;
-  if (lo < 0 || (size_t)hi >= nbytes / item)
+  size_t elements = nbytes / item;
+  ptrdiff_t lo, hi;
+  if (first > elements || first > PTRDIFF_MAX || (g->size && first == elements))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                      "%s: the elements reach bytes %td..%td, "
-                      "outside the %zu-byte buffer",
-                      fn, lo * (ptrdiff_t)item, (hi + 1) * (ptrdiff_t)item - 1, nbytes);
+                      "%s: byte_offset %zu is beyond the %zu-byte buffer", fn, first * item,
+                      nbytes);
+  if (!g->size)
+    return TWIN_OK;
+  /* first <= elements <= PTRDIFF_MAX / item, and lo..hi span at most that many elements. */
+  if (__builtin_add_overflow((ptrdiff_t)first, g->lo, &lo) ||
+      __builtin_add_overflow((ptrdiff_t)first, g->hi, &hi) || lo < 0 || (size_t)hi >= elements)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: the elements reach elements %td..%td (of %zu bytes) from byte_offset "
+                      "%zu, outside the %zu-byte buffer",
+                      fn, g->lo, g->hi, item, first * item, nbytes);
   return TWIN_OK;
 }
 

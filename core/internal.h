@@ -281,6 +281,9 @@ void twin__drop_buffers(twin__buffer **list, size_t n);
  * is free; returns the bytes freed (residency.c). Allocates nothing; may be called with one
  * buffer lock held. */
 size_t twin__trim(twin_context *ctx, unsigned what);
+/* b is one allocation, host and device alike: zero-copy, or on a backend without device
+ * memory (the host backend). What twin_array_is_zero_copy and the statistics call zero-copy. */
+bool twin__one_copy(const twin__buffer *b);
 /* With b->lock held: side x holds nothing the other side lacks and is not in use. */
 bool twin__evictable_quiet(const twin__buffer *b, twin__side_id x);
 
@@ -343,6 +346,19 @@ bool twin__dtype_valid(twin_dtype dtype);
 /* Checks the arguments every array constructor shares: ctx, dtype, ndim and shape. */
 twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_dtype dtype,
                                  int ndim, const size_t *shape);
+/* The invariant every array's shape keeps, checked by every constructor: the element count and
+ * byte size fit, and the axis lengths, zero-length ones counted as 1, times the element size fit
+ * in ptrdiff_t, so C-order strides and extents computed in any axis order (transpose, reshape,
+ * packed reads) fit too, with elements or not. Stores the element count in *size. */
+twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
+                              size_t *size);
+/* The extent invariant of every view, for a shape that passed twin__check_shape: each stride
+ * times the element size fits in ptrdiff_t (a length-1 axis's too), and so does the byte span
+ * of the axes that have elements, summed per sign (also with no element at all, so that views
+ * made from an empty one fit). *lo <= 0 <= *hi: the lowest and highest element reached,
+ * relative to element 0. */
+twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
+                               const ptrdiff_t *strides, ptrdiff_t *lo, ptrdiff_t *hi);
 /* twin_array_is_contiguous without the debug check, for callers that made it already. */
 bool twin__is_contiguous(const twin_array *a);
 /* A new view on a's buffer with the given geometry (offset in elements from the buffer's

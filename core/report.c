@@ -66,7 +66,7 @@ static double coverage(const twin__buffer *b) {
 static twin_status describe(twin__buffer *b, twin_buffer_info *info) {
   memset(info, 0, sizeof *info);
   info->nbytes = b->nbytes;
-  info->zero_copy = b->zero_copy;
+  info->zero_copy = twin__one_copy(b);
   info->file = b->site.file;
   info->line = b->site.line;
   info->coverage = coverage(b);
@@ -261,9 +261,9 @@ static void add_owned(const twin_buffer_info *b, const char *owner, twin_stats *
   st->buffers++;
   st->zero_copy_buffers += b->zero_copy;
   if (b->host != TWIN_RESIDENT_NONE)
-    st->host_bytes += b->nbytes ? b->nbytes : 1;
+    st->host_bytes += b->nbytes;
   if (b->device != TWIN_RESIDENT_NONE && !b->zero_copy)
-    st->device_bytes += b->nbytes ? b->nbytes : 1;
+    st->device_bytes += b->nbytes;
   if (b->coverage < 1.0 / HELD_BY_VIEWS_SHARE)
     st->held_by_views_bytes += b->nbytes;
 }

@@ -14,24 +14,20 @@ static twin_status to_side_id(const char *fn, twin_side side, twin__side_id *out
   return TWIN_OK;
 }
 
-/* With b->lock held: can side `x` be freed without losing data? Explains why not. */
+bool twin__one_copy(const twin__buffer *b) {
+  return b->zero_copy || !b->ctx->ops->dev_alloc;
+}
+
+/* With b->lock held, on a buffer with two copies: can side `x` be freed without losing data?
+ * Explains why not. */
 static twin_status evictable(const char *fn, const twin__buffer *b, twin__side_id x) {
-  bool two_copies = !b->zero_copy && b->ctx->ops->dev_alloc;
   if (twin__is_external(b, x))
     return twin__fail(TWIN_ERR_UNSUPPORTED,
                       "%s: the %s side is memory the application lent "
                       "twin (wrapped or imported); twin never frees it",
                       fn, side_name(x));
-  if (two_copies && (!b->mem[x] || twin__evictable_quiet(b, x)))
+  if (!b->mem[x] || twin__evictable_quiet(b, x))
     return TWIN_OK; /* nothing to free, or a redundant copy */
-  if (b->zero_copy)
-    return twin__fail(TWIN_ERR_UNSUPPORTED,
-                      "%s: a zero-copy buffer is one allocation; it has "
-                      "no redundant copy to free",
-                      fn);
-  if (!two_copies)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend keeps a single host copy", fn,
-                      b->ctx->ops->name);
   if (b->open_reads[x] || b->open_writes[x])
     return twin__fail(TWIN_ERR_BUSY, "%s: a %s access to this buffer is open", fn, side_name(x));
   return twin__fail(TWIN_ERR_BAD_STATE,
@@ -46,7 +42,7 @@ static size_t evict(twin__buffer *b, twin__side_id x) {
     return 0;
   twin__buffer_release_side(b, x);
   twin__dirty_mark(&b->dirty, 0, b->nbytes, !x);
-  return b->nbytes ? b->nbytes : 1;
+  return b->nbytes;
 }
 
 /* Checks the arguments of the per-array side calls. */
@@ -65,6 +61,8 @@ twin_status twin_array_evict(twin_array *a, twin_side side) {
   if (s != TWIN_OK)
     return s;
   twin__buffer *b = a->buf;
+  if (twin__one_copy(b))
+    return TWIN_OK; /* the one copy is all there is: nothing is redundant */
   pthread_mutex_lock(&b->lock);
   s = evictable(fn, b, x);
   if (s == TWIN_OK)
@@ -82,8 +80,7 @@ twin_status twin_array_prefetch(twin_array *a, twin_side side) {
     return s;
   twin__buffer *b = a->buf;
   if (x == TWIN__DEVICE && !b->ctx->ops->dev_alloc)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend has no device memory", fn,
-                      b->ctx->ops->name);
+    x = TWIN__HOST; /* a backend without device memory computes on its one host copy */
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
   pthread_mutex_lock(&b->lock);

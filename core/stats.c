@@ -1,5 +1,6 @@
 /* Memory and transfer counters. Kept with relaxed atomics as events happen, so reading them
  * costs a snapshot and the hot paths never lock. */
+#include "../backends/backend.h"
 #include "internal.h"
 
 static void raise_peak(atomic_size_t *peak, size_t now) {
@@ -61,7 +62,8 @@ twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
       .peak_device_bytes = LOAD(peak_device_bytes),
       .buffers = LOAD(buffers),
       .arrays = LOAD(arrays),
-      .zero_copy_buffers = LOAD(zero_copy_buffers),
+      /* Every buffer of a backend without device memory is one copy, as zero-copy ones are. */
+      .zero_copy_buffers = ctx->ops->dev_alloc ? LOAD(zero_copy_buffers) : LOAD(buffers),
       .held_by_views_bytes = twin__held_by_views(ctx),
       .bytes_to_device = LOAD(bytes_to_device),
       .bytes_to_host = LOAD(bytes_to_host),

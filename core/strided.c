@@ -11,8 +11,11 @@ static void copy_row(char *dst, ptrdiff_t ds, const char *src, ptrdiff_t ss, siz
     return;
   }
   ptrdiff_t db = ds * (ptrdiff_t)item, sb = ss * (ptrdiff_t)item;
-  for (size_t i = 0; i < n; i++, dst += db, src += sb)
+  for (size_t i = 1;; i++, dst += db, src += sb) {
     memcpy(dst, src, item);
+    if (i == n)
+      break; /* no step past the last element */
+  }
 }
 
 void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src,
@@ -33,13 +36,17 @@ void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src
   size_t rows = total / shape[ndim - 1];
   for (size_t r = 0; r < rows; r++) {
     copy_row(d, dst_strides[ndim - 1], s, src_strides[ndim - 1], shape[ndim - 1], item);
+    /* Carry without stepping past an axis's last element, so every byte offset stays within
+     * the view's extent (a stride times the item size fits in ptrdiff_t, see
+     * twin__check_extent; a stride times the axis length need not). */
     for (int ax = ndim - 2; ax >= 0; ax--) {
-      d += dst_strides[ax] * (ptrdiff_t)item;
-      s += src_strides[ax] * (ptrdiff_t)item;
-      if (++index[ax] < shape[ax])
+      if (++index[ax] < shape[ax]) {
+        d += dst_strides[ax] * (ptrdiff_t)item;
+        s += src_strides[ax] * (ptrdiff_t)item;
         break;
-      d -= dst_strides[ax] * (ptrdiff_t)(item * shape[ax]);
-      s -= src_strides[ax] * (ptrdiff_t)(item * shape[ax]);
+      }
+      d -= dst_strides[ax] * (ptrdiff_t)item * (ptrdiff_t)(shape[ax] - 1);
+      s -= src_strides[ax] * (ptrdiff_t)item * (ptrdiff_t)(shape[ax] - 1);
       index[ax] = 0;
     }
   }

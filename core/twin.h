@@ -160,8 +160,9 @@ TWIN_API twin_status twin_context_new(const char *spec, twin_context **out);
 
 /* How a context keeps host and device data coherent. */
 typedef enum twin_coherence {
-  /* TWIN_COHERENCE from the environment ("auto" or "copy"); unset means zero-copy where the
-   * device shares host memory (CL_DEVICE_HOST_UNIFIED_MEMORY), two copies elsewhere. */
+  /* TWIN_COHERENCE from the environment ("auto" or "copy", in any case); unset means
+   * zero-copy where the device shares host memory (CL_DEVICE_HOST_UNIFIED_MEMORY), two copies
+   * elsewhere. The host backend has one copy whatever is asked. */
   TWIN_COHERENCE_AUTO = 0,
   /* Separate host and device copies even where the device shares host memory, moving only
    * stale byte ranges: the discrete-GPU path, testable on any machine. */
@@ -190,7 +191,10 @@ typedef struct twin_context_options {
  * value or a malformed memory limit is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
 TWIN_API twin_status twin_context_new_with(const twin_context_options *options, twin_context **out);
 
-/* True when the context's buffers are one allocation shared by host and device. */
+/* True when each of the context's buffers is one copy, so nothing ever moves between host and
+ * device: on a device sharing host memory with automatic coherence (one allocation both use),
+ * and on the host backend (one host allocation, no device). Portable code can rely on it
+ * without asking which backend it runs on. Thread-safe. */
 TWIN_API bool twin_context_is_zero_copy(const twin_context *ctx);
 
 /* Takes one more reference on ctx and returns ctx. Thread-safe. */
@@ -214,8 +218,9 @@ typedef struct twin_stats {
   size_t peak_device_bytes;   /* highest device_bytes since the context was made */
   size_t buffers;             /* live buffers */
   size_t arrays;              /* live arrays (views included) */
-  size_t zero_copy_buffers;   /* live buffers whose host and device memory are one; their
-                                 memory counts once, in host_bytes */
+  size_t zero_copy_buffers;   /* live buffers that are one copy (twin_array_is_zero_copy):
+                                 host and device memory are one, counted once in host_bytes;
+                                 on the host backend, every buffer */
   size_t held_by_views_bytes; /* bytes of buffers whose live views cover under a quarter of
                                  them: the huge[:, 100] trap made visible */
   uint64_t bytes_to_device, bytes_to_host;         /* bytes moved each way */
@@ -265,9 +270,9 @@ typedef struct twin_view_info {
 
 /* One live buffer. */
 typedef struct twin_buffer_info {
-  size_t nbytes;
+  size_t nbytes; /* an empty buffer is 0 bytes here and in every statistic */
   twin_residency host, device;
-  bool zero_copy;
+  bool zero_copy;   /* one copy, as twin_array_is_zero_copy (always on the host backend) */
   const char *file; /* where the array that made the buffer was made */
   int line;
   size_t views;    /* live array objects on it */
@@ -323,8 +328,14 @@ typedef struct twin_array twin_array;
 
 /* A new C-contiguous array of ndim (0..TWIN_MAX_DIMS) axes with the given shape (ndim entries;
  * may be NULL when ndim is 0) and uninitialised contents. Memory is allocated lazily on each
- * side at its first use. Zero-length axes are valid. The caller owns the returned reference;
- * the array holds a reference on its buffer, which holds one on ctx. Thread-safe. */
+ * side at its first use. The caller owns the returned reference; the array holds a reference
+ * on its buffer, which holds one on ctx. Thread-safe.
+ * Zero-length axes are valid: an empty array counts 0 bytes in every statistic and budget, and
+ * works on every path (views, accesses, copies, fills, kernels with no work, DLPack). A shape
+ * is valid for every operation or refused here with TWIN_ERR_OVERFLOW: the element count times
+ * the element size, and for an empty array its axis lengths with zero-length ones counted as 1
+ * times the element size, must fit in ptrdiff_t (so strides in any axis order fit). Every
+ * constructor and view keeps this rule. */
 TWIN_API twin_status twin_array_new(twin_context *ctx, twin_dtype dtype, int ndim,
                                     const size_t *shape, twin_array **out);
 TWIN_API twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim,
@@ -378,8 +389,10 @@ TWIN_API twin_context *twin_array_context(const twin_array *a);    /* borrowed *
 TWIN_API twin_status twin_array_set_owner(twin_array *a, const char *owner);
 /* a's owner tag, "" for none; borrowed, valid while a lives. */
 TWIN_API const char *twin_array_owner(const twin_array *a);
-/* True when a's buffer is one allocation that host and device share (nothing is ever copied
- * between them). Thread-safe. */
+/* True when a's buffer is one copy, so nothing is ever copied between host and device: one
+ * allocation that a device sharing host memory uses in place, or on the host backend the only
+ * (host) copy. As twin_context_is_zero_copy, but per buffer: memory lent with
+ * twin_array_wrap_cl_mem is two copies on any context. Thread-safe. */
 TWIN_API bool twin_array_is_zero_copy(const twin_array *a);
 /* True when the elements are laid out in C order without gaps. */
 TWIN_API bool twin_array_is_contiguous(const twin_array *a);
@@ -391,9 +404,11 @@ TWIN_API bool twin_array_is_contiguous(const twin_array *a);
 
 /* A view of ndim axes with the given shape and strides (in elements, any sign, 0 allowed),
  * whose first element is `offset` elements from a's first element. Every element the view can
- * address must lie inside a's buffer, or it is TWIN_ERR_INVALID_ARGUMENT (TWIN_ERR_OVERFLOW
- * when the arithmetic overflows); unlike NumPy's as_strided it cannot reach outside. The view
- * is read-only when a is. Thread-safe. */
+ * address must lie inside a's buffer, or it is TWIN_ERR_INVALID_ARGUMENT; unlike NumPy's
+ * as_strided it cannot reach outside. It is TWIN_ERR_OVERFLOW when the arithmetic overflows:
+ * every stride times the element size, and the extent of the axes that have elements, must fit
+ * in ptrdiff_t, also for a length-1 axis or a view with no element (so that every view made
+ * from this one can be computed). The view is read-only when a is. Thread-safe. */
 TWIN_API twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
                                            const ptrdiff_t *strides, ptrdiff_t offset,
                                            twin_array **out);
@@ -416,21 +431,26 @@ typedef struct twin_slice {
 #define TWIN_ALL ((twin_slice){TWIN_NONE, TWIN_NONE, 1})
 
 /* A view selecting per_axis[i] on each of a's ndim axes (per_axis has ndim entries; it may be
- * NULL when ndim is 0). Step 0 is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
+ * NULL when ndim is 0). Step 0 is TWIN_ERR_INVALID_ARGUMENT. Any slice of an empty array is
+ * empty. On an axis the slice leaves with one element, a stride x step that would overflow
+ * (in bytes; a[::PTRDIFF_MAX]) becomes 0, since it addresses nothing. Thread-safe. */
 TWIN_API twin_status twin_array_slice(twin_array *a, const twin_slice *per_axis, twin_array **out);
 TWIN_API twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis,
                                          twin_array **out, const char *file, int line);
 #define twin_array_slice(...) twin_array_slice_at(__VA_ARGS__, __FILE__, __LINE__)
 
-/* A view with axis `axis` fixed at `index` (negative counts from the end) and dropped, as
- * NumPy's a[..., index, ...]. Thread-safe. */
+/* A view with axis `axis` (-ndim..ndim-1; negative counts from the end) fixed at `index`
+ * (negative counts from the end) and dropped, as NumPy's a[..., index, ...]. An index outside
+ * the axis is TWIN_ERR_INVALID_ARGUMENT; indexing an axis that has elements works when another
+ * axis is empty (the result is empty). Thread-safe. */
 TWIN_API twin_status twin_array_index(twin_array *a, int axis, ptrdiff_t index, twin_array **out);
 TWIN_API twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out,
                                          const char *file, int line);
 #define twin_array_index(...) twin_array_index_at(__VA_ARGS__, __FILE__, __LINE__)
 
-/* A view whose axis i is a's axis perm[i]; perm has ndim entries naming every axis once, or
- * is NULL to reverse the axes (NumPy's a.T). Thread-safe. */
+/* A view whose axis i is a's axis perm[i]; perm has ndim entries naming every axis once
+ * (negative entries count from the end, as in NumPy: -1 is the last axis), or is NULL to
+ * reverse the axes (NumPy's a.T). Thread-safe. */
 TWIN_API twin_status twin_array_transpose(twin_array *a, const int *perm, twin_array **out);
 TWIN_API twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array **out,
                                              const char *file, int line);
@@ -465,6 +485,14 @@ TWIN_API twin_status twin_array_squeeze_at(twin_array *a, twin_array **out, cons
                                            int line);
 #define twin_array_squeeze(...) twin_array_squeeze_at(__VA_ARGS__, __FILE__, __LINE__)
 
+/* A view without a's axis `axis` (-ndim..ndim-1; negative counts from the end), which must have
+ * length 1 (else TWIN_ERR_INVALID_ARGUMENT naming its length, as NumPy's squeeze(axis=)).
+ * Thread-safe. */
+TWIN_API twin_status twin_array_squeeze_axis(twin_array *a, int axis, twin_array **out);
+TWIN_API twin_status twin_array_squeeze_axis_at(twin_array *a, int axis, twin_array **out,
+                                                const char *file, int line);
+#define twin_array_squeeze_axis(...) twin_array_squeeze_axis_at(__VA_ARGS__, __FILE__, __LINE__)
+
 /* A view with a new length-1 axis inserted at position axis (-ndim-1..ndim; negative counts
  * from the end, as in NumPy). Thread-safe. */
 TWIN_API twin_status twin_array_expand_dims(twin_array *a, int axis, twin_array **out);
@@ -482,12 +510,16 @@ TWIN_API twin_status twin_array_residency(twin_array *a, twin_residency *host,
 
 /* Frees the copy of a's buffer on `side` now, when the other side holds all of its data
  * (TWIN_ERR_BAD_STATE otherwise, TWIN_ERR_BUSY while an access on that side is open,
- * TWIN_ERR_UNSUPPORTED for a zero-copy buffer or the host backend). A later access there
- * allocates it again and moves the data back. Thread-safe. */
+ * TWIN_ERR_UNSUPPORTED for a side that is memory the application lent). A later access there
+ * allocates it again and moves the data back. A buffer that is one copy
+ * (twin_array_is_zero_copy: zero-copy, or the host backend) has nothing redundant: evicting
+ * either side succeeds and frees nothing, so portable code need not ask. Thread-safe. */
 TWIN_API twin_status twin_array_evict(twin_array *a, twin_side side);
 
 /* Brings a's byte extent up to date on `side` now, ahead of use, so a later begin there moves
- * nothing. Thread-safe. */
+ * nothing. On a buffer that is one copy nothing ever moves: prefetching either side only
+ * allocates that copy if it is not yet (on the host backend, the device side is the host
+ * memory its operations run on). Thread-safe. */
 TWIN_API twin_status twin_array_prefetch(twin_array *a, twin_side side);
 
 /* ---- Copies and fills ----------------------------------------------------------------------

@@ -3,36 +3,27 @@
 
 #include "internal.h"
 
-/* Checks that every element of the geometry lies in [0, elements) of the buffer, with
- * overflow-checked arithmetic, and returns the element count in *size. */
-static twin_status check_inside(const char *fn, int ndim, const size_t *shape,
+/* Checks that the geometry keeps the array invariants (twin__check_shape, twin__check_extent)
+ * and that every element lies in [0, elements) of the buffer, and returns the element count in
+ * *size. An empty view's offset must lie in [0, elements]. */
+static twin_status check_inside(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                                 const ptrdiff_t *strides, ptrdiff_t offset, size_t elements,
                                 size_t *size) {
-  size_t n = 1;
-  for (int i = 0; i < ndim; i++)
-    if (twin__mul_overflows(n, shape[i], &n))
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
-                        shape[i]);
-  *size = n;
-  if (n == 0) {
-    if (offset < 0 || (size_t)offset > elements)
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                        "%s: offset %td is outside the buffer of "
-                        "%zu elements",
-                        fn, offset, elements);
+  ptrdiff_t lo, hi;
+  twin_status s = twin__check_shape(fn, dtype, ndim, shape, size);
+  if (s == TWIN_OK)
+    s = twin__check_extent(fn, dtype, ndim, shape, strides, &lo, &hi);
+  if (s != TWIN_OK)
+    return s;
+  if (*size == 0 && (offset < 0 || (size_t)offset > elements))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: offset %td is outside the buffer of "
+                      "%zu elements",
+                      fn, offset, elements);
+  if (*size == 0)
     return TWIN_OK;
-  }
-  ptrdiff_t lo = offset, hi = offset;
-  for (int i = 0; i < ndim; i++) {
-    ptrdiff_t span;
-    if (shape[i] - 1 > PTRDIFF_MAX ||
-        __builtin_mul_overflow(strides[i], (ptrdiff_t)(shape[i] - 1), &span) ||
-        __builtin_add_overflow(span < 0 ? lo : hi, span, span < 0 ? &lo : &hi))
-      return twin__fail(TWIN_ERR_OVERFLOW,
-                        "%s: the extent overflows at axis %d (shape %zu, "
-                        "stride %td)",
-                        fn, i, shape[i], strides[i]);
-  }
+  if (__builtin_add_overflow(offset, lo, &lo) || __builtin_add_overflow(offset, hi, &hi))
+    return twin__fail(TWIN_ERR_OVERFLOW, "%s: offset %td plus the extent overflows", fn, offset);
   if (lo < 0 || (size_t)hi >= elements)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
                       "%s: the view reaches elements %td..%td, "
@@ -49,7 +40,7 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
                       TWIN_MAX_DIMS);
   size_t size = 0, elements = a->buf->nbytes / twin_dtype_size(a->dtype);
-  twin_status s = check_inside(fn, ndim, shape, strides, offset, elements, &size);
+  twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
   if (s != TWIN_OK)
     return s;
   twin_array *v = twin__malloc(sizeof *v);
@@ -115,6 +106,45 @@ static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrd
   return *start < *stop ? (size_t)((*stop - *start - 1) / step + 1) : 0;
 }
 
+/* True when some axis has length 0: the view has no element. */
+static bool is_empty(int ndim, const size_t *shape) {
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] == 0)
+      return true;
+  return false;
+}
+
+/* stride x factor, the stride of an axis of len elements in a new view. The elements of the
+ * view lie inside the buffer, so the product misses ptrdiff_t (in bytes) only on an axis of at
+ * most one element, whose stride addresses nothing: it is 0 there. False if len > 1. */
+static bool scaled_stride(ptrdiff_t stride, ptrdiff_t factor, size_t len, twin_dtype dtype,
+                          ptrdiff_t *out) {
+  ptrdiff_t bytes;
+  if (!__builtin_mul_overflow(stride, factor, out) &&
+      !__builtin_mul_overflow(*out, (ptrdiff_t)twin_dtype_size(dtype), &bytes))
+    return true;
+  *out = 0;
+  return len <= 1;
+}
+
+/* One axis of a slice: its length, stride and the offset its start adds. */
+static twin_status slice_axis(const char *fn, const twin_array *a, int i, twin_slice sl,
+                              size_t *shape, ptrdiff_t *stride, ptrdiff_t *offset) {
+  ptrdiff_t start = sl.start, stop = sl.stop, step = sl.step == TWIN_NONE ? 1 : sl.step, move;
+  if (step == 0)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
+  *shape = adjust_slice(a->shape[i], &start, &stop, step);
+  if (!scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
+    return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: stride %td times step %td overflows", fn, i,
+                      a->strides[i], step);
+  if (*shape > 0 && (__builtin_mul_overflow(a->strides[i], start, &move) ||
+                     __builtin_add_overflow(*offset, move, offset)))
+    return twin__fail(TWIN_ERR_OVERFLOW,
+                      "%s: axis %d: start %td at stride %td overflows the offset", fn, i, start,
+                      a->strides[i]);
+  return TWIN_OK;
+}
+
 twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out,
                                 const char *file, int line) {
   static const char fn[] = "twin_array_slice";
@@ -126,17 +156,14 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
   for (int i = 0; i < a->ndim; i++) {
-    ptrdiff_t start = per_axis[i].start, stop = per_axis[i].stop, step = per_axis[i].step;
-    if (step == TWIN_NONE)
-      step = 1;
-    if (step == 0)
-      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
-    shape[i] = adjust_slice(a->shape[i], &start, &stop, step);
-    /* The axis length fits ptrdiff_t, so these products fit too (the base is valid). */
-    strides[i] = a->strides[i] * step;
-    if (shape[i] > 0)
-      offset += a->strides[i] * start;
+    twin_status s = slice_axis(fn, a, i, per_axis[i], &shape[i], &strides[i], &offset);
+    if (s != TWIN_OK)
+      return s;
   }
+  /* An empty slice keeps its base's offset, which is inside the buffer (NumPy: any slice of an
+   * empty array is empty). */
+  if (is_empty(a->ndim, shape))
+    offset = (ptrdiff_t)a->offset;
   return twin__array_view(fn, a, a->ndim, shape, strides, offset, (twin__site){file, line}, out);
 }
 
@@ -144,29 +171,46 @@ twin_status(twin_array_slice)(twin_array *a, const twin_slice *per_axis, twin_ar
   return twin_array_slice_at(a, per_axis, out, NULL, 0);
 }
 
+/* Resolves a NumPy axis (negative counts from the end) of an array of ndim axes. */
+static bool resolve_axis(int axis, int ndim, int *out) {
+  *out = axis < 0 ? axis + ndim : axis;
+  return *out >= 0 && *out < ndim;
+}
+
+/* a's shape and strides without axis `drop`, in shape and strides (ndim - 1 entries). */
+static void drop_axis(const twin_array *a, int drop, size_t *shape, ptrdiff_t *strides) {
+  for (int k = 0, j = 0; k < a->ndim; k++)
+    if (k != drop) {
+      shape[j] = a->shape[k];
+      strides[j++] = a->strides[k];
+    }
+}
+
 twin_status twin_array_index_at(twin_array *a, int axis, ptrdiff_t index, twin_array **out,
                                 const char *file, int line) {
   static const char fn[] = "twin_array_index";
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
-  if (axis < 0 || axis >= a->ndim)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: axis %d is outside 0..%d", fn, axis,
-                      a->ndim - 1);
-  ptrdiff_t len = (ptrdiff_t)a->shape[axis], i = index < 0 ? index + len : index;
+  int ax;
+  if (!resolve_axis(axis, a->ndim, &ax))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: axis %d is outside %d..%d", fn, axis,
+                      -a->ndim, a->ndim - 1);
+  /* The length fits ptrdiff_t (twin__check_shape), so index + len cannot overflow. */
+  ptrdiff_t len = (ptrdiff_t)a->shape[ax], i = index < 0 ? index + len : index, move;
   if (i < 0 || i >= len)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
                       "%s: index %td is out of range for axis %d "
                       "of length %td",
                       fn, index, axis, len);
   size_t shape[TWIN_MAX_DIMS];
-  ptrdiff_t strides[TWIN_MAX_DIMS];
-  for (int k = 0, j = 0; k < a->ndim; k++)
-    if (k != axis) {
-      shape[j] = a->shape[k];
-      strides[j++] = a->strides[k];
-    }
-  return twin__array_view(fn, a, a->ndim - 1, shape, strides,
-                          (ptrdiff_t)a->offset + i * a->strides[axis], (twin__site){file, line},
+  ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
+  drop_axis(a, ax, shape, strides);
+  /* With no element left (another axis is empty) the base's offset stays, as for a slice. */
+  if (!is_empty(a->ndim - 1, shape) && (__builtin_mul_overflow(i, a->strides[ax], &move) ||
+                                        __builtin_add_overflow(offset, move, &offset)))
+    return twin__fail(TWIN_ERR_OVERFLOW, "%s: index %td at stride %td overflows the offset", fn,
+                      index, a->strides[ax]);
+  return twin__array_view(fn, a, a->ndim - 1, shape, strides, offset, (twin__site){file, line},
                           out);
 }
 
@@ -183,12 +227,13 @@ twin_status twin_array_transpose_at(twin_array *a, const int *perm, twin_array *
   ptrdiff_t strides[TWIN_MAX_DIMS];
   bool seen[TWIN_MAX_DIMS] = {false};
   for (int i = 0; i < a->ndim; i++) {
-    int p = perm ? perm[i] : a->ndim - 1 - i;
-    if (p < 0 || p >= a->ndim || seen[p])
+    int given = perm ? perm[i] : a->ndim - 1 - i, p;
+    bool in_range = resolve_axis(given, a->ndim, &p);
+    if (!in_range || seen[p])
       return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
                         "%s: perm[%d] = %d is %s; perm must order "
-                        "the axes 0..%d once each",
-                        fn, i, p, p < 0 || p >= a->ndim ? "out of range" : "repeated", a->ndim - 1);
+                        "the axes 0..%d (or -%d..-1) once each",
+                        fn, i, given, in_range ? "repeated" : "out of range", a->ndim - 1, a->ndim);
     seen[p] = true;
     shape[i] = a->shape[p];
     strides[i] = a->strides[p];
@@ -256,12 +301,17 @@ static bool nocopy_strides(const twin_array *a, int ndim, const size_t *shape, p
       else
         op *= old_shape[oj++];
     }
+    ptrdiff_t joined;
     for (int k = oi; k < oj - 1; k++)
-      if (old_strides[k] != (ptrdiff_t)old_shape[k + 1] * old_strides[k + 1])
+      if (__builtin_mul_overflow((ptrdiff_t)old_shape[k + 1], old_strides[k + 1], &joined) ||
+          old_strides[k] != joined)
         return false;
+    /* Only a length-1 axis can get a stride that overflows (the others stay within the
+     * group's extent): it becomes 0 there (scaled_stride). */
     strides[nj - 1] = old_strides[oj - 1];
     for (int k = nj - 1; k > ni; k--)
-      strides[k - 1] = strides[k] * (ptrdiff_t)shape[k];
+      if (!scaled_stride(strides[k], (ptrdiff_t)shape[k], shape[k - 1], a->dtype, &strides[k - 1]))
+        return false;
     ni = nj++;
     oi = oj++;
   }
@@ -293,7 +343,8 @@ twin_status twin_array_reshape_at(twin_array *a, int ndim, const size_t *shape, 
                         "%s: the array's strides do not allow this shape "
                         "as a view; make it contiguous first (twin_array_contiguous)",
                         fn);
-    /* No elements: C-order strides where they fit, 0 where they would overflow. */
+    /* No elements: C-order strides where they fit, 0 where they would overflow (a shape
+     * whose strides overflow is then refused by twin__array_view). */
     ptrdiff_t stride = 1;
     for (int i = ndim - 1; i >= 0; i--) {
       strides[i] = stride;
@@ -368,6 +419,30 @@ twin_status twin_array_squeeze_at(twin_array *a, twin_array **out, const char *f
 
 twin_status(twin_array_squeeze)(twin_array *a, twin_array **out) {
   return twin_array_squeeze_at(a, out, NULL, 0);
+}
+
+twin_status twin_array_squeeze_axis_at(twin_array *a, int axis, twin_array **out, const char *file,
+                                       int line) {
+  static const char fn[] = "twin_array_squeeze_axis";
+  if (!a || !out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
+  int ax;
+  if (!resolve_axis(axis, a->ndim, &ax))
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: axis %d is outside %d..%d", fn, axis,
+                      -a->ndim, a->ndim - 1);
+  if (a->shape[ax] != 1)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: axis %d has length %zu; only an axis of length 1 can be squeezed", fn,
+                      axis, a->shape[ax]);
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  drop_axis(a, ax, shape, strides);
+  return twin__array_view(fn, a, a->ndim - 1, shape, strides, (ptrdiff_t)a->offset,
+                          (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_squeeze_axis)(twin_array *a, int axis, twin_array **out) {
+  return twin_array_squeeze_axis_at(a, axis, out, NULL, 0);
 }
 
 twin_status twin_array_expand_dims_at(twin_array *a, int axis, twin_array **out, const char *file,

@@ -67,6 +67,21 @@
   X(u32, uint)                                                                                 \
   X(u64, ulong)
 
+/* Copies the 8 lanes of a long8 into a private long[8]. Lane by lane, not vstore8: passing a
+ * long8 to a function by value makes clang warn, once per call, that the AVX argument ABI
+ * changes without avx512f (PoCL's build log then holds hundreds of warnings). */
+#define TWIN_UNPACK8(v, a)                                                                     \
+  do {                                                                                         \
+    (a)[0] = (v).s0;                                                                           \
+    (a)[1] = (v).s1;                                                                           \
+    (a)[2] = (v).s2;                                                                           \
+    (a)[3] = (v).s3;                                                                           \
+    (a)[4] = (v).s4;                                                                           \
+    (a)[5] = (v).s5;                                                                           \
+    (a)[6] = (v).s6;                                                                           \
+    (a)[7] = (v).s7;                                                                           \
+  } while (0)
+
 /* Walks elements [start, end) of an N-d iteration space in C order: sets up the multi-index of
  * `start` and the element offsets d (dst) and s (src), then runs BODY(d, s, run, d0, s0, ...)
  * once per stretch along the last axis, passing on the extra arguments. sh/ds/ss are private

@@ -70,9 +70,9 @@
     if (start >= n)                                                                            \
       return;                                                                                  \
     long sh[8], ds[8], ss[8];                                                                  \
-    vstore8(shape, 0, sh);                                                                     \
-    vstore8(dstrides, 0, ds);                                                                  \
-    vstore8(sstrides, 0, ss);                                                                  \
+    TWIN_UNPACK8(shape, sh);                                                                   \
+    TWIN_UNPACK8(dstrides, ds);                                                                \
+    TWIN_UNPACK8(sstrides, ss);                                                                \
     TWIN_ND_WALK(ndim, sh, ds, ss, doff, soff, start, min(start + chunk, n),                   \
                  TWIN_COPY_STRETCH, T);                                                        \
   }
@@ -95,9 +95,9 @@ TWIN_BITS(TWIN_COPY_KERNELS)
     if (start >= n)                                                                            \
       return;                                                                                  \
     long sh[8], ds[8], ss[8];                                                                  \
-    vstore8(shape, 0, sh);                                                                     \
-    vstore8(dstrides, 0, ds);                                                                  \
-    vstore8(sstrides, 0, ss);                                                                  \
+    TWIN_UNPACK8(shape, sh);                                                                   \
+    TWIN_UNPACK8(dstrides, ds);                                                                \
+    TWIN_UNPACK8(sstrides, ss);                                                                \
     TWIN_ND_WALK(ndim, sh, ds, ss, doff, soff, start, min(start + chunk, n),                   \
                  TWIN_CONVERT_STRETCH, S, dn, D, sk, dk);                                      \
   }

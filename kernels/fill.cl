@@ -29,8 +29,8 @@
     if (start >= n)                                                                            \
       return;                                                                                  \
     long sh[8], ds[8], ss[8] = {0};                                                            \
-    vstore8(shape, 0, sh);                                                                     \
-    vstore8(dstrides, 0, ds);                                                                  \
+    TWIN_UNPACK8(shape, sh);                                                                   \
+    TWIN_UNPACK8(dstrides, ds);                                                                \
     TWIN_ND_WALK(ndim, sh, ds, ss, doff, 0L, start, min(start + chunk, n), TWIN_FILL_STRETCH,  \
                  T);                                                                           \
   }

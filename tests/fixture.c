@@ -32,7 +32,8 @@ static int group_setup(void **state) {
     return -1;
   }
   current.has_device = twin_context_device(current.ctx)->type != TWIN_DEVICE_HOST;
-  current.zero_copy = twin_context_is_zero_copy(current.ctx);
+  current.one_copy = twin_context_is_zero_copy(current.ctx);
+  current.zero_copy = current.has_device && current.one_copy;
   *state = &current;
   return 0;
 }

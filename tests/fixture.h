@@ -17,7 +17,9 @@ typedef struct twin_fixture {
   twin_context *ctx;
   const char *spec;  /* the spec the group opened, e.g. "host" or "opencl" */
   bool has_device;   /* the context has device memory (an OpenCL device) */
-  bool zero_copy;    /* host and device share each buffer: no byte is ever transferred */
+  bool zero_copy;    /* a device shares each buffer with the host: no byte is ever moved */
+  bool one_copy;     /* each buffer is one allocation (zero_copy, or the host backend):
+                        twin_context_is_zero_copy */
   twin_stats leaked; /* what earlier failed cases left alive, not counted again */
 } twin_fixture;
 

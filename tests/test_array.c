@@ -1,6 +1,7 @@
 /* Arrays and buffers: constructors and getters for every dtype, round trips through both
  * sides, 0-d and empty arrays, argument errors, overflow, refcounts and memory lifetime,
  * strided views, and concurrent ref/unref. */
+#include <dlpack/dlpack.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,8 +312,8 @@ static void test_zero_length_axis_is_empty_and_usable(void **state) {
   assert_ok(twin_host_end(z));
   touch_device(a);
   touch_device(z);
-  /* An empty buffer still allocates one byte on each side it is used on. */
-  expect_live(f, &base, 2, 2, 2, 2);
+  /* An empty buffer counts no bytes on either side it is used on. */
+  expect_live(f, &base, 2, 2, 0, 0);
   twin_array_unref(a);
   twin_array_unref(z);
 }
@@ -457,6 +458,203 @@ static void test_byte_size_overflow(void **state) {
   assert_status(twin_array_from_host(f->ctx, TWIN_F64, 1, wraps, "x", &a), TWIN_ERR_OVERFLOW);
   assert_ptr_equal(a, SENTINEL);
 }
+
+/* A shape is valid for every operation or refused when the array is made: its axis lengths,
+ * zero-length ones counted as 1, times the element size must fit in ptrdiff_t, so that C-order
+ * strides in any axis order (a transpose, a reshape, a packed read) can be computed. */
+static void test_empty_shape_whose_strides_overflow_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_stats base = fixture_stats(f);
+  const size_t issue[] = {0, 1ull << 62, 8}, longest[] = {0, SIZE_MAX};
+  twin_array *a = SENTINEL;
+  assert_status(twin_array_new(f->ctx, TWIN_I32, 3, issue, &a), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "twin_array_new"));
+  assert_non_null(strstr(twin_last_error(), "shape[1]"));
+  assert_status(twin_array_zeros(f->ctx, TWIN_I32, 3, issue, &a), TWIN_ERR_OVERFLOW);
+  assert_status(twin_array_from_host(f->ctx, TWIN_I32, 3, issue, NULL, &a), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "twin_array_from_host"));
+  assert_status(twin_array_new(f->ctx, TWIN_U8, 2, longest, &a), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "shape[1]"));
+  /* Lent memory: explicit strides over no element, and strides whose extent overflows. */
+  int32_t block[4];
+  const ptrdiff_t ones[] = {1, 1, 1}, huge[] = {1, PTRDIFF_MAX};
+  const size_t wide[] = {0, 3};
+  assert_status(twin_array_wrap_host(f->ctx, block, TWIN_I32, 3, issue, ones, NULL, NULL, &a),
+                TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "twin_array_wrap_host"));
+  assert_status(twin_array_wrap_host(f->ctx, block, TWIN_I32, 2, wide, huge, NULL, NULL, &a),
+                TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "axis 1"));
+  int64_t dl_shape[] = {0, 1ll << 62, 8};
+  DLManagedTensor t = {.dl_tensor = {.data = block,
+                                     .device = {kDLCPU, 0},
+                                     .ndim = 3,
+                                     .dtype = {kDLInt, 32, 1},
+                                     .shape = dl_shape}};
+  assert_status(twin_array_from_dlpack(f->ctx, &t, &a), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "twin_array_from_dlpack"));
+  assert_ptr_equal(a, SENTINEL);
+  expect_live(f, &base, 0, 0, 0, 0);
+  /* Just inside the limit: made, and every view of it works (see test_view.c). */
+  const size_t edge[] = {0, 1ull << 60, 1};
+  assert_ok(twin_array_new(f->ctx, TWIN_I32, 3, edge, &a));
+  twin_array *t_view;
+  assert_ok(twin_array_transpose(a, NULL, &t_view));
+  twin_array_unref(t_view);
+  twin_array_unref(a);
+}
+
+/* Every path works on an array with no elements, and it counts no bytes anywhere. */
+static twin_status count_calls(const twin_host_launch *launch, void *user) {
+  (void)launch;
+  ++*(int *)user;
+  return TWIN_OK;
+}
+
+static void run_zero_work_kernels(const twin_fixture *f, twin_context *ctx, twin_array *a) {
+  size_t global[] = {0};
+  twin_arg args[] = {twin_arg_array(a, TWIN_WRITE)};
+  int calls = 0;
+  twin_kernel *k;
+  assert_ok(twin_kernel_new_host(ctx, "count_calls", count_calls, &calls, &k));
+  assert_ok(twin_kernel_launch(k, 1, global, NULL, 1, args));
+  assert_int_equal(calls, 0); /* a range with a zero in it launches nothing */
+  twin_kernel_unref(k);
+  if (!f->has_device)
+    return;
+  twin_program *p;
+  assert_ok(twin_program_new(ctx,
+                             "__kernel void set7(TWIN_ARRAY(__global int, x)) {\n"
+                             "  TWIN_AT(x, get_global_id(0)) = 7;\n}\n",
+                             NULL, &p));
+  assert_ok(twin_kernel_new(p, "set7", &k));
+  assert_ok(twin_kernel_launch(k, 1, global, NULL, 1, args));
+  assert_ok(twin_context_finish(ctx));
+  twin_kernel_unref(k);
+  twin_program_unref(p);
+}
+
+static void test_empty_array_works_on_every_path_and_counts_no_bytes(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_context *ctx;
+  assert_ok(fixture_open(f->spec, &ctx));
+  const size_t shape[] = {4, 0};
+  twin_array *a, *b, *v, *w, *c;
+  assert_ok(twin_array_zeros(ctx, TWIN_F32, 2, shape, &a));
+  assert_ok(twin_array_new(ctx, TWIN_I32, 2, shape, &b));
+  touch_host(a);
+  touch_device(a);
+  touch_device(b);
+  touch_host(b);
+  float one = 1;
+  assert_ok(twin_fill(a, &one));
+  assert_ok(twin_copy(b, a)); /* with a conversion */
+  twin_slice rows = {1, 3, 1};
+  assert_ok(twin_array_slice(b, (twin_slice[]){rows, {TWIN_NONE, TWIN_NONE, 1}}, &v));
+  assert_ok(twin_array_slice(a, (twin_slice[]){rows, {5, TWIN_NONE, -1}}, &w));
+  assert_ok(twin_copy(v, w));
+  assert_status(twin_copy(v, a), TWIN_ERR_SHAPE_MISMATCH); /* 4 rows do not fit 2 */
+  assert_ok(twin_array_copy(v, &c));
+  assert_int_equal(twin_array_size(c), 0);
+  assert_ok(twin_array_read(c, NULL, 0));
+  run_zero_work_kernels(f, ctx, b);
+  DLManagedTensor *t;
+  assert_ok(twin_array_to_dlpack(a, TWIN_READ, &t));
+  assert_int_equal(t->dl_tensor.shape[1], 0);
+  t->deleter(t);
+#ifdef TWIN_HAVE_OPENCL
+  if (f->has_device) {
+    assert_ok(twin_array_to_dlpack_opencl(v, TWIN_READ_WRITE, &t));
+    t->deleter(t);
+  }
+#endif
+  twin_stats st = fixture_ctx_stats(ctx);
+  assert_int_equal(st.buffers, 3);
+  assert_int_equal(st.host_bytes + st.device_bytes, 0);
+  assert_int_equal(st.peak_host_bytes + st.peak_device_bytes, 0);
+  assert_int_equal(st.bytes_to_device + st.bytes_to_host, 0);
+  twin_array_unref(c);
+  twin_array_unref(w);
+  twin_array_unref(v);
+  twin_array_unref(b);
+  twin_array_unref(a);
+  twin_context_unref(ctx);
+}
+
+/* Opens a context of the group's kind with host and device budgets. */
+static void open_with_budgets(const twin_fixture *f, size_t host, size_t device,
+                              twin_context **out) {
+  char spec[64];
+  snprintf(spec, sizeof spec, "%s", f->spec);
+  char *plus = strstr(spec, "+copy");
+  twin_context_options options = {
+      .device = spec, .host_memory_limit = host, .device_memory_limit = device};
+  if (plus) {
+    *plus = '\0';
+    options.coherence = TWIN_COHERENCE_COPY;
+  }
+  assert_ok(twin_context_new_with(&options, out));
+}
+
+static void test_empty_array_fits_a_full_budget(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_context *ctx;
+  open_with_budgets(f, 64, 64, &ctx);
+  const size_t n = 64, none = 0;
+  twin_array *full, *empty;
+  assert_ok(twin_array_new(ctx, TWIN_U8, 1, &n, &full));
+  touch_host(full);
+  touch_device(full);
+  assert_ok(twin_array_new(ctx, TWIN_U8, 1, &none, &empty));
+  assert_ok(twin_array_set_owner(empty, "empty"));
+  touch_host(empty); /* the budget is used up: an empty array still fits */
+  touch_device(empty);
+  assert_ok(twin_array_prefetch(empty, TWIN_HOST));
+  twin_stats st = fixture_ctx_stats(ctx), owned;
+  assert_int_equal(st.host_bytes, 64);
+  assert_int_equal(st.device_bytes, f->has_device && !f->zero_copy ? 64 : 0);
+  assert_ok(twin_context_owner_stats(ctx, "empty", &owned));
+  assert_int_equal(owned.buffers, 1);
+  assert_int_equal(owned.host_bytes + owned.device_bytes, 0);
+  twin_array_unref(full);
+  st = fixture_ctx_stats(ctx);
+  assert_int_equal(st.host_bytes + st.device_bytes, 0);
+  twin_array_unref(empty);
+  twin_context_unref(ctx);
+}
+
+#ifdef TWIN_HAVE_OPENCL
+static void test_wrap_cl_mem_offset_far_beyond_the_buffer_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+  cl_int err;
+  cl_mem mem = clCreateBuffer(twin_context_cl_context(f->ctx), CL_MEM_READ_WRITE, 64, NULL, &err);
+  assert_non_null(mem);
+  const size_t four[] = {4}, none[] = {0};
+  const size_t offsets[] = {SIZE_MAX - 3, (SIZE_MAX / 2 + 1), 68, (size_t)PTRDIFF_MAX - 3};
+  twin_array *a = SENTINEL;
+  for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+    /* The message names the byte offset as given, with no wrapped negative byte numbers. */
+    char named[64];
+    snprintf(named, sizeof named, "byte_offset %zu is beyond", offsets[i]);
+    static const twin_dtype dtypes[] = {TWIN_I32, TWIN_U8};
+    for (int d = 0; d < 2; d++) {
+      assert_status(twin_array_wrap_cl_mem(f->ctx, mem, offsets[i], dtypes[d], 1, four, NULL, &a),
+                    TWIN_ERR_INVALID_ARGUMENT);
+      assert_non_null(strstr(twin_last_error(), "twin_array_wrap_cl_mem"));
+      assert_non_null(strstr(twin_last_error(), named));
+      assert_status(twin_array_wrap_cl_mem(f->ctx, mem, offsets[i], dtypes[d], 1, none, NULL, &a),
+                    TWIN_ERR_INVALID_ARGUMENT);
+    }
+  }
+  /* The last four elements end exactly at the end: inside. */
+  assert_ptr_equal(a, SENTINEL);
+  assert_ok(twin_array_wrap_cl_mem(f->ctx, mem, 48, TWIN_I32, 1, four, NULL, &a));
+  twin_array_unref(a);
+  clReleaseMemObject(mem);
+}
+#endif
 
 /* ---- refcounts and memory lifetime ---- */
 
@@ -686,6 +884,12 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_from_host_null_data_with_elements_is_invalid),
     TWIN_TEST(test_element_count_overflow),
     TWIN_TEST(test_byte_size_overflow),
+    TWIN_TEST(test_empty_shape_whose_strides_overflow_is_refused),
+    TWIN_TEST(test_empty_array_works_on_every_path_and_counts_no_bytes),
+    TWIN_TEST(test_empty_array_fits_a_full_budget),
+#ifdef TWIN_HAVE_OPENCL
+    TWIN_TEST(test_wrap_cl_mem_offset_far_beyond_the_buffer_is_refused),
+#endif
     TWIN_TEST(test_ref_returns_argument_and_unref_null_is_noop),
     TWIN_TEST(test_memory_is_allocated_lazily_per_side),
     TWIN_TEST(test_last_unref_frees_both_sides_at_once),

@@ -4,6 +4,10 @@
 
 #include "fixture.h"
 
+#ifdef TWIN_HAVE_OPENCL
+#include "backends/opencl/clapi.h"
+#endif
+
 static void test_context_ref_returns_same_and_unref_null_is_noop(void **state) {
   twin_fixture *f = fixture(state);
   assert_ptr_equal(twin_context_ref(f->ctx), f->ctx);
@@ -23,7 +27,7 @@ static void test_context_opens_what_the_spec_names(void **state) {
   twin_context *ctx;
   assert_ok(fixture_open(f->spec, &ctx));
   assert_string_equal(twin_context_device(ctx)->spec, twin_context_device(f->ctx)->spec);
-  assert_int_equal(twin_context_is_zero_copy(ctx), f->zero_copy);
+  assert_int_equal(twin_context_is_zero_copy(ctx), f->one_copy);
   assert_ok(twin_context_finish(ctx));
   twin_context_unref(ctx);
 }
@@ -180,6 +184,122 @@ static void test_context_lives_while_an_array_holds_it(void **state) {
   twin_array_unref(a); /* the last reference: the context goes with it */
 }
 
+#ifdef TWIN_HAVE_OPENCL
+static int platform_queries;
+
+static cl_int CL_API_CALL counting_platform_ids(cl_uint n, cl_platform_id *ids, cl_uint *count) {
+  platform_queries++;
+  return twin__cl_real.clGetPlatformIDs(n, ids, count);
+}
+
+/* OpenCL calls twin makes to open a context: counted where every OpenCL use starts. */
+static int platform_queries_of(const char *spec, twin_status expected) {
+  twin__cl.clGetPlatformIDs = counting_platform_ids;
+  platform_queries = 0;
+  twin_context *ctx = NULL;
+  assert_status(twin_context_new(spec, &ctx), expected);
+  twin_context_unref(ctx);
+  twin__cl.clGetPlatformIDs = twin__cl_real.clGetPlatformIDs;
+  return platform_queries;
+}
+#endif
+
+/* The host backend needs no OpenCL: opening it must not load the platforms (PoCL starts its
+ * threads and maps tens of MB when its platform is queried). */
+static void test_host_context_does_not_touch_opencl(void **state) {
+  (void)state;
+#ifdef TWIN_HAVE_OPENCL
+  const char *old = getenv("TWIN_DEVICE");
+  char saved[128] = "";
+  if (old)
+    snprintf(saved, sizeof saved, "%s", old);
+  assert_int_equal(platform_queries_of("host", TWIN_OK), 0);
+  assert_int_equal(platform_queries_of("HOST", TWIN_OK), 0);
+  setenv("TWIN_DEVICE", "Host", 1);
+  assert_int_equal(platform_queries_of(NULL, TWIN_OK), 0);
+  twin_device_info d;
+  assert_ok(twin_device_resolve(NULL, &d));
+  assert_string_equal(d.spec, "host");
+  /* The default pick and OpenCL specs do need the platforms, and a spec that matches nothing
+   * lists every device. */
+  unsetenv("TWIN_DEVICE");
+  assert_true(platform_queries_of(NULL, TWIN_OK) > 0);
+  assert_true(platform_queries_of("opencl:nosuchdevice", TWIN_ERR_NO_DEVICE) > 0);
+  if (old)
+    setenv("TWIN_DEVICE", saved, 1);
+#else
+  skip();
+#endif
+}
+
+/* TWIN_COHERENCE takes any case, like TWIN_DEVICE. */
+static void test_coherence_env_is_case_insensitive(void **state) {
+  twin_fixture *f = fixture(state);
+  const char *old = getenv("TWIN_COHERENCE");
+  char saved[64] = "";
+  if (old)
+    snprintf(saved, sizeof saved, "%s", old);
+  char spec[64];
+  snprintf(spec, sizeof spec, "%s", f->spec);
+  char *plus = strstr(spec, "+copy");
+  if (plus)
+    *plus = '\0';
+  unsetenv("TWIN_COHERENCE");
+  twin_context *ctx;
+  assert_ok(twin_context_new(spec, &ctx));
+  bool automatic = twin_context_is_zero_copy(ctx);
+  twin_context_unref(ctx);
+  static const char *const values[] = {"COPY", "Copy", "AUTO", "Auto", "auto", "copy"};
+  for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+    setenv("TWIN_COHERENCE", values[i], 1);
+    assert_ok(twin_context_new(spec, &ctx));
+    bool copy = (values[i][0] | 0x20) == 'c';
+    /* Two copies on a device; the host backend has one copy whatever is asked. */
+    assert_int_equal(twin_context_is_zero_copy(ctx), copy ? !f->has_device : automatic);
+    twin_context_unref(ctx);
+  }
+  setenv("TWIN_COHERENCE", "copies", 1);
+  ctx = NULL;
+  assert_status(twin_context_new(spec, &ctx), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "TWIN_COHERENCE"));
+  assert_null(ctx);
+  if (old)
+    setenv("TWIN_COHERENCE", saved, 1);
+  else
+    unsetenv("TWIN_COHERENCE");
+}
+
+static bool zero_copy_of(const twin_buffer_info *b, void *user) {
+  *(int *)user = b->zero_copy;
+  return false;
+}
+
+/* "Zero-copy" means one copy, so portable code need not ask for the backend: it is true on
+ * the host backend, whose buffers are one host allocation, and wherever the device shares
+ * host memory; the statistics and the report agree with the array. */
+static void test_one_copy_is_zero_copy_on_every_backend(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_context *ctx;
+  assert_ok(fixture_open(f->spec, &ctx));
+  bool one = !f->has_device || f->zero_copy;
+  assert_int_equal(twin_context_is_zero_copy(ctx), one);
+  const size_t n = 10;
+  twin_array *a;
+  assert_ok(twin_array_zeros(ctx, TWIN_U8, 1, &n, &a));
+  assert_ok(twin_array_set_owner(a, "one"));
+  assert_int_equal(twin_array_is_zero_copy(a), one);
+  twin_stats st = fixture_ctx_stats(ctx), owned;
+  assert_int_equal(st.zero_copy_buffers, one ? 1 : 0);
+  assert_ok(twin_context_owner_stats(ctx, "one", &owned));
+  assert_int_equal(owned.zero_copy_buffers, one ? 1 : 0);
+  int reported = -1;
+  assert_ok(twin_context_walk(ctx, zero_copy_of, &reported));
+  assert_int_equal(reported, one);
+  twin_array_unref(a);
+  assert_int_equal(fixture_ctx_stats(ctx).zero_copy_buffers, 0);
+  twin_context_unref(ctx);
+}
+
 static void test_status_names_and_version(void **state) {
   (void)state;
   assert_string_equal(twin_status_name(TWIN_OK), "TWIN_OK");
@@ -201,6 +321,9 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_twin_device_env_is_read_when_spec_is_null),
     TWIN_TEST(test_resolve_null_out_is_invalid),
     TWIN_TEST(test_context_lives_while_an_array_holds_it),
+    TWIN_TEST(test_host_context_does_not_touch_opencl),
+    TWIN_TEST(test_coherence_env_is_case_insensitive),
+    TWIN_TEST(test_one_copy_is_zero_copy_on_every_backend),
     TWIN_TEST(test_status_names_and_version),
 };
 

@@ -137,11 +137,15 @@ static void test_transpose_permutes_axes(void **state) {
 static void test_transpose_bad_permutation_is_invalid(void **state) {
   size_t shape[] = {2, 3};
   twin_array *a = arange(fixture(state), 2, shape), *t = NULL;
-  int repeated[] = {0, 0}, out_of_range[] = {0, 2}, negative[] = {-1, 0};
+  /* Negative entries count from the end (-1 is the last axis), so -1 and 1 repeat. */
+  int repeated[] = {0, 0}, out_of_range[] = {0, 2}, negative[] = {-3, 0}, aliased[] = {-1, 1};
   assert_status(twin_array_transpose(a, repeated, &t), TWIN_ERR_INVALID_ARGUMENT);
   assert_non_null(strstr(twin_last_error(), "repeated"));
   assert_status(twin_array_transpose(a, out_of_range, &t), TWIN_ERR_INVALID_ARGUMENT);
   assert_status(twin_array_transpose(a, negative, &t), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "perm[0] = -3"));
+  assert_status(twin_array_transpose(a, aliased, &t), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "repeated"));
   assert_null(t);
   twin_array_unref(a);
 }
@@ -284,6 +288,220 @@ static void test_as_strided_outside_buffer_is_refused(void **state) {
   twin_array_unref(a);
 }
 
+/* ---- Overflow: every stride, offset and extent is computed with checked arithmetic ---- */
+
+static void test_slice_with_a_huge_step_keeps_one_element(void **state) {
+  size_t shape[] = {3, 4};
+  twin_array *a = arange(fixture(state), 2, shape), *v;
+  int32_t got[4];
+  /* Axis 0 has stride 4: stride x step overflows, but the slice holds one row, so its stride
+   * addresses nothing and the result is NumPy's a[::huge]. */
+  twin_slice first[] = {S(N, N, PTRDIFF_MAX), TWIN_ALL};
+  assert_ok(twin_array_slice(a, first, &v));
+  assert_int_equal(twin_array_shape(v)[0], 1);
+  assert_true(twin_array_strides(v)[0] >= 0);
+  read_all(v, got);
+  assert_memory_equal(got, ((int32_t[]){0, 1, 2, 3}), sizeof got);
+  twin_array_unref(v);
+  twin_slice last[] = {S(N, N, -PTRDIFF_MAX), S(N, N, PTRDIFF_MAX - 1)};
+  assert_ok(twin_array_slice(a, last, &v));
+  assert_int_equal(twin_array_size(v), 1);
+  read_all(v, got);
+  assert_int_equal(got[0], 8);
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
+static void test_slice_of_an_extreme_stride_does_not_overflow(void **state) {
+  size_t shape[] = {4};
+  twin_array *a = arange(fixture(state), 1, shape), *v, *w;
+  size_t one[] = {1};
+  /* A length-1 axis may have any stride whose byte count fits: it never steps. */
+  ptrdiff_t most_negative[] = {PTRDIFF_MIN / 4}, too_negative[] = {PTRDIFF_MIN};
+  v = NULL;
+  assert_status(twin_array_as_strided(a, 1, one, too_negative, 2, &v), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "overflows in bytes"));
+  assert_null(v);
+  assert_ok(twin_array_as_strided(a, 1, one, most_negative, 2, &v));
+  twin_slice steps[] = {S(N, N, 2), S(N, N, -1), S(0, 1, -3), S(N, N, PTRDIFF_MAX)};
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    assert_ok(twin_array_slice(v, &steps[i], &w));
+    int32_t got[1] = {-1};
+    assert_int_equal(read_all(w, got), steps[i].step == -3 ? 0 : 1);
+    if (twin_array_size(w))
+      assert_int_equal(got[0], 2);
+    twin_array_unref(w);
+  }
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
+static void test_index_with_extreme_values_is_out_of_range(void **state) {
+  size_t shape[] = {3, 4};
+  twin_array *a = arange(fixture(state), 2, shape), *v = NULL;
+  const ptrdiff_t bad[] = {PTRDIFF_MIN, PTRDIFF_MIN + 1, PTRDIFF_MAX, -4, 3};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_status(twin_array_index(a, 0, bad[i], &v), TWIN_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(twin_last_error(), "out of range"));
+  }
+  assert_null(v);
+  twin_array_unref(a);
+}
+
+static void test_empty_view_with_unrepresentable_geometry_is_refused(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {4};
+  twin_array *a = arange(f, 1, shape), *v = NULL;
+  twin_stats before = fixture_stats(f);
+  /* An axis longer than PTRDIFF_MAX: indexing it from the end would overflow. */
+  size_t longest[] = {0, SIZE_MAX}, lengths[] = {0, 1ull << 61, 8}, wide[] = {0, 3};
+  ptrdiff_t ones[] = {1, 1, 1}, huge[] = {1, PTRDIFF_MAX};
+  assert_status(twin_array_as_strided(a, 2, longest, ones, 0, &v), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "twin_array_as_strided"));
+  assert_non_null(strstr(twin_last_error(), "shape[1]"));
+  /* Lengths whose C-order strides overflow, as a broadcast target and through as_strided. */
+  assert_status(twin_array_as_strided(a, 3, lengths, ones, 0, &v), TWIN_ERR_OVERFLOW);
+  twin_array *one;
+  assert_ok(twin_array_index(a, 0, 0, &one));
+  assert_status(twin_array_broadcast_to(one, 3, lengths, &v), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "twin_array_broadcast_to"));
+  /* Strides whose extent overflows, even with no element to reach. */
+  assert_status(twin_array_as_strided(a, 2, wide, huge, 0, &v), TWIN_ERR_OVERFLOW);
+  assert_non_null(strstr(twin_last_error(), "axis 1"));
+  assert_null(v);
+  twin_array_unref(one);
+  assert_int_equal(fixture_stats(f).arrays, before.arrays);
+  twin_array_unref(a);
+}
+
+/* ---- Empty arrays: views of them are empty, as in NumPy ---- */
+
+static void expect_shape(twin_array *v, int ndim, const size_t *shape) {
+  assert_int_equal(twin_array_ndim(v), ndim);
+  assert_memory_equal(twin_array_shape(v), shape, (size_t)ndim * sizeof *shape);
+}
+
+static void test_views_of_an_empty_array_are_empty(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {0, 5}, tall[] = {5, 0};
+  twin_array *a, *b, *v;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 2, shape, &a));
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 2, tall, &b));
+  twin_slice cols[] = {TWIN_ALL, S(1, 4, 1)}, far[] = {S(100, N, 1), S(103, N, -1)};
+  assert_ok(twin_array_slice(a, cols, &v));
+  expect_shape(v, 2, (size_t[]){0, 3});
+  twin_array_unref(v);
+  assert_ok(twin_array_slice(a, far, &v));
+  expect_shape(v, 2, (size_t[]){0, 5});
+  twin_array_unref(v);
+  twin_slice rows[] = {S(3, N, 1), S(2, 9, 2)};
+  assert_ok(twin_array_slice(b, rows, &v));
+  expect_shape(v, 2, (size_t[]){2, 0});
+  assert_ok(twin_array_read(v, NULL, 0));
+  twin_array_unref(v);
+  /* Indexing an axis that has elements, while another axis has none. */
+  assert_ok(twin_array_index(a, 1, 2, &v));
+  expect_shape(v, 1, (size_t[]){0});
+  twin_array_unref(v);
+  assert_ok(twin_array_index(b, 0, -1, &v));
+  expect_shape(v, 1, (size_t[]){0});
+  twin_array_unref(v);
+  v = NULL;
+  assert_status(twin_array_index(a, 0, 0, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "out of range"));
+  assert_null(v);
+  twin_array_unref(b);
+  twin_array_unref(a);
+}
+
+static void test_empty_array_with_long_axes_works_for_every_view(void **state) {
+  twin_fixture *f = fixture(state);
+  /* The largest i32 shape of this form whose strides fit in every axis order. */
+  size_t shape[] = {0, 1ull << 56, 8};
+  twin_array *a, *v, *w;
+  assert_ok(twin_array_new(f->ctx, TWIN_I32, 3, shape, &a));
+  assert_ok(twin_array_transpose(a, NULL, &v));
+  expect_shape(v, 3, (size_t[]){8, 1ull << 56, 0});
+  twin_array_unref(v);
+  size_t moved[] = {1ull << 56, 0, 8};
+  assert_ok(twin_array_reshape(a, 3, moved, &v));
+  twin_array_unref(v);
+  twin_slice sl[] = {TWIN_ALL, S(N, N, -2), S(1, N, 3)};
+  assert_ok(twin_array_slice(a, sl, &v));
+  expect_shape(v, 3, (size_t[]){0, 1ull << 55, 3});
+  twin_array_unref(v);
+  assert_ok(twin_array_index(a, 1, -1, &v));
+  twin_array_unref(v);
+  assert_ok(twin_array_expand_dims(a, 0, &v));
+  size_t twice[] = {2, 1, 0, 1ull << 56, 8};
+  assert_ok(twin_array_broadcast_to(v, 5, twice, &w));
+  assert_ok(twin_array_read(w, NULL, 0)); /* packed strides of a long empty shape */
+  twin_array_unref(w);
+  twin_array_unref(v);
+  assert_ok(twin_array_read(a, NULL, 0));
+  twin_array_unref(a);
+}
+
+/* ---- Negative axes count from the end, as in NumPy ---- */
+
+static void test_negative_axes_count_from_the_end(void **state) {
+  size_t shape[] = {2, 3, 4};
+  twin_array *a = arange(fixture(state), 3, shape), *v, *w;
+  assert_ok(twin_array_index(a, -1, 1, &v)); /* a[..., 1] */
+  expect_shape(v, 2, (size_t[]){2, 3});
+  int32_t got[24];
+  read_all(v, got);
+  assert_memory_equal(got, ((int32_t[]){1, 5, 9, 13, 17, 21}), 6 * sizeof *got);
+  twin_array_unref(v);
+  assert_ok(twin_array_index(a, -3, -1, &v)); /* a[-1] */
+  read_all(v, got);
+  assert_int_equal(got[0], 12);
+  twin_array_unref(v);
+  v = NULL;
+  assert_status(twin_array_index(a, -4, 0, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "axis -4"));
+  assert_null(v);
+  int perm[] = {-1, 0, -2}, same[] = {2, 0, 1};
+  assert_ok(twin_array_transpose(a, perm, &v));
+  assert_ok(twin_array_transpose(a, same, &w));
+  expect_shape(v, 3, (size_t[]){4, 2, 3});
+  assert_memory_equal(twin_array_strides(v), twin_array_strides(w), 3 * sizeof(ptrdiff_t));
+  twin_array_unref(w);
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
+static void test_squeeze_axis_drops_one_length_one_axis(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {1, 3, 1, 2};
+  twin_array *a = arange(f, 4, shape), *v, *w;
+  assert_ok(twin_array_squeeze_axis(a, -2, &v)); /* axis 2 */
+  expect_shape(v, 3, (size_t[]){1, 3, 2});
+  assert_ok(twin_array_squeeze_axis(v, 0, &w));
+  expect_shape(w, 2, (size_t[]){3, 2});
+  int32_t got[6];
+  read_all(w, got);
+  assert_memory_equal(got, ((int32_t[]){0, 1, 2, 3, 4, 5}), sizeof got);
+  twin_array_unref(w);
+  twin_array_unref(v);
+  twin_stats before = fixture_stats(f);
+  v = NULL;
+  assert_status(twin_array_squeeze_axis(a, 1, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "twin_array_squeeze_axis"));
+  assert_non_null(strstr(twin_last_error(), "length 3"));
+  assert_status(twin_array_squeeze_axis(a, -5, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_squeeze_axis(a, 4, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_squeeze_axis(NULL, 0, &v), TWIN_ERR_INVALID_ARGUMENT);
+  assert_status(twin_array_squeeze_axis(a, 0, NULL), TWIN_ERR_INVALID_ARGUMENT);
+  assert_null(v);
+  assert_int_equal(fixture_stats(f).arrays, before.arrays);
+  /* The plain squeeze still drops every length-1 axis. */
+  assert_ok(twin_array_squeeze(a, &v));
+  expect_shape(v, 2, (size_t[]){3, 2});
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
 static void test_view_keeps_buffer_alive_after_base_drops(void **state) {
   twin_fixture *f = fixture(state);
   size_t shape[] = {64, 64};
@@ -401,6 +619,14 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_broadcast_to_repeats_and_is_read_only),
     TWIN_TEST(test_squeeze_and_expand_dims),
     TWIN_TEST(test_as_strided_outside_buffer_is_refused),
+    TWIN_TEST(test_slice_with_a_huge_step_keeps_one_element),
+    TWIN_TEST(test_slice_of_an_extreme_stride_does_not_overflow),
+    TWIN_TEST(test_index_with_extreme_values_is_out_of_range),
+    TWIN_TEST(test_empty_view_with_unrepresentable_geometry_is_refused),
+    TWIN_TEST(test_views_of_an_empty_array_are_empty),
+    TWIN_TEST(test_empty_array_with_long_axes_works_for_every_view),
+    TWIN_TEST(test_negative_axes_count_from_the_end),
+    TWIN_TEST(test_squeeze_axis_drops_one_length_one_axis),
     TWIN_TEST(test_view_keeps_buffer_alive_after_base_drops),
     TWIN_TEST(test_view_dropped_first_leaves_base_intact),
 #ifdef TWIN_HAVE_OPENCL
