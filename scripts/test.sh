@@ -2,7 +2,7 @@
 # The whole test suite: every test on every backend (PoCL through the ICD loader, and the host
 # backend), then again under AddressSanitizer + UndefinedBehaviorSanitizer with leak detection,
 # then under ThreadSanitizer, then built without OpenCL (host backend only), then a program
-# built outside the tree against an installed copy through pkg-config.
+# built outside the tree against an installed copy through pkg-config; last, a minute of fuzzing.
 # Ends with one line: N passed, N failed[, N skipped].
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,4 +45,13 @@ if scripts/check-install.sh; then
   install_result=1/0
 fi
 
-python3 scripts/summary.py build build-asan build-tsan build-host-only "install=$install_result"
+# libFuzzer on the host backend for about a minute (scripts/fuzz.sh, clang + ASan + UBSan): an
+# input that crashes, trips a sanitizer or disagrees with the plain-C model fails the run. Its
+# last line ("fuzz: N executions in 60 s, N findings") stays in this run's output.
+fuzz_result=0/1
+if scripts/fuzz.sh 60; then
+  fuzz_result=1/0
+fi
+
+python3 scripts/summary.py build build-asan build-tsan build-host-only "install=$install_result" \
+  "fuzz=$fuzz_result"
