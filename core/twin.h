@@ -625,13 +625,20 @@ struct DLManagedTensor;
  * reference on a's buffer and an open host access of that mode (made through a private view,
  * so a itself stays free for other accesses), both given up by its deleter. Until then the
  * data at dl_tensor.data is valid and current, and device-side writes to the buffer (kernels,
- * twin_copy, twin_device_begin) are TWIN_ERR_BUSY, as while any host access is open.
+ * twin_copy, twin_device_begin) are TWIN_ERR_BUSY, as while any host access is open; since no
+ * thread holds the export's access, no call waits for it (see twin_host_begin).
  * dl_tensor.data is the address of element 0 and byte_offset is 0; device is {kDLCPU, 0};
  * dtype is {kDLInt, kDLUInt or kDLFloat, bits, lanes 1}; shape and strides live in the tensor.
  * *out belongs to the consumer, which must call (*out)->deleter(*out) exactly once, from any
  * thread. Thread-safe. */
 TWIN_API twin_status twin_array_to_dlpack(twin_array *a, twin_access access,
                                           struct DLManagedTensor **out);
+/* twin_array_to_dlpack recording the caller's file and line, which messages about the
+ * export's open access name; the macro makes every call record them. */
+TWIN_API twin_status twin_array_to_dlpack_at(twin_array *a, twin_access access,
+                                             struct DLManagedTensor **out, const char *file,
+                                             int line);
+#define twin_array_to_dlpack(...) twin_array_to_dlpack_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* An array over a tensor another library produced: kDLCPU memory is adopted as by
  * twin_array_wrap_host; kDLOpenCL memory (data is a cl_mem of ctx's OpenCL context, byte_offset

@@ -68,11 +68,19 @@ TWIN_API twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, si
  * reference on a's buffer and an open device access of the given mode (through a private
  * view), both given up by its deleter: until then the cl_mem's data in a's extent is current
  * on the device, and the consumer enqueues its work on twin_context_cl_queue() (or waits for
- * it before the deleter). Host-side writes to the buffer are TWIN_ERR_BUSY meanwhile. On the
+ * it before the deleter). Host-side writes to the buffer are TWIN_ERR_BUSY meanwhile (no call
+ * waits for an export's access, which no thread holds). On the
  * host backend, TWIN_ERR_UNSUPPORTED. *out belongs to the consumer, which must call
  * (*out)->deleter(*out) exactly once, from any thread. Thread-safe. */
 TWIN_API twin_status twin_array_to_dlpack_opencl(twin_array *a, twin_access access,
                                                  struct DLManagedTensor **out);
+/* twin_array_to_dlpack_opencl recording the caller's file and line for messages (see
+ * twin_array_to_dlpack_at); the macro makes every call record them. */
+TWIN_API twin_status twin_array_to_dlpack_opencl_at(twin_array *a, twin_access access,
+                                                    struct DLManagedTensor **out, const char *file,
+                                                    int line);
+#define twin_array_to_dlpack_opencl(...)                                                           \
+  twin_array_to_dlpack_opencl_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* The OpenCL objects behind a program and a kernel, borrowed (valid while the twin object
  * lives; retain them to keep them longer), for queries such as clGetKernelWorkGroupInfo. Do
