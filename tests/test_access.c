@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cl_faults.h"
 #include "fixture.h"
 
 #ifdef TWIN_HAVE_OPENCL
@@ -668,6 +669,123 @@ static void test_read_and_write_helpers_name_themselves(void **state) {
   twin_array_unref(a);
 }
 
+/* Fails host allocation number N of a workload, and (on a device) OpenCL call number N. */
+static int host_calls, host_fail_at;
+
+static void *failing_malloc(size_t n) {
+  return ++host_calls == host_fail_at ? NULL : saved_alloc.malloc_fn(n);
+}
+
+static void *failing_aligned(size_t alignment, size_t n) {
+  return ++host_calls == host_fail_at ? NULL : saved_alloc.aligned_fn(alignment, n);
+}
+
+static void inject(const twin_fixture *f, int fail_at, bool device) {
+  twin__allocator_copy(&saved_alloc, &twin__host_alloc);
+  host_calls = 0;
+  host_fail_at = device ? 0 : fail_at;
+  twin__host_alloc.malloc_fn = failing_malloc;
+  twin__host_alloc.aligned_fn = failing_aligned;
+#ifdef TWIN_HAVE_OPENCL
+  if (device && f->has_device) {
+    cl_inject(fail_at, CL_OUT_OF_RESOURCES);
+    twin__cl.clCreateBuffer = fault_create_buffer;
+    twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
+    twin__cl.clEnqueueReadBuffer = fault_read_buffer;
+    twin__cl.clEnqueueCopyBuffer = fault_copy_buffer;
+    twin__cl.clSetKernelArg = fault_set_arg;
+    twin__cl.clEnqueueNDRangeKernel = fault_launch;
+  }
+#else
+  (void)f;
+#endif
+}
+
+static void uninject(void) {
+  twin__allocator_set(&saved_alloc);
+#ifdef TWIN_HAVE_OPENCL
+  twin__cl = twin__cl_real;
+#endif
+}
+
+/* Runs op with host allocation (device: OpenCL call) 1, 2, ... failing until it succeeds;
+ * every failure's message must begin with the public call `fn` and name no internal one. */
+static void sweep_messages(const twin_fixture *f, bool device, const char *fn,
+                           twin_status (*op)(twin_array **arrays), twin_array **arrays) {
+  twin_status s = TWIN_ERR_OUT_OF_HOST_MEMORY;
+  int failures = 0;
+  for (int fail_at = 1; fail_at < 60 && s != TWIN_OK; fail_at++) {
+    inject(f, fail_at, device);
+    s = op(arrays);
+    uninject();
+    if (s == TWIN_OK)
+      break;
+    failures++;
+    char head[128];
+    snprintf(head, sizeof head, "%s: %s: ", twin_status_name(s), fn);
+    if (strncmp(twin_last_error(), head, strlen(head)) != 0)
+      print_error("failure %d: \"%s\" does not begin with \"%s\"\n", fail_at, twin_last_error(),
+                  head);
+    assert_int_equal(strncmp(twin_last_error(), head, strlen(head)), 0);
+    expect_no_message("twin_device_begin");
+    expect_no_message("twin_host_begin");
+    expect_no_message("twin_array_new");
+    expect_no_message("twin operation");
+  }
+  assert_int_equal(s, TWIN_OK);
+  assert_true(failures > 0 || (device && !f->has_device));
+}
+
+/* arrays: {a, lo, hi, c}: lo and hi overlap in a's buffer; c is a fresh array. */
+static twin_status overlapping_copy(twin_array **x) {
+  return twin_copy(x[2], x[1]);
+}
+
+static twin_status fill_fresh(twin_array **x) {
+  int32_t v = 3;
+  return twin_fill(x[3], &v);
+}
+
+static twin_status copy_out(twin_array **x) {
+  twin_array *c = NULL;
+  twin_status s = twin_array_copy(x[1], &c);
+  twin_array_unref(c);
+  return s;
+}
+
+static twin_status contiguous_of_strided(twin_array **x) {
+  twin_array *c = NULL;
+  twin_status s = twin_array_contiguous(x[4], &c);
+  twin_array_unref(c);
+  return s;
+}
+
+/* Every failure inside twin_copy, twin_fill, twin_array_copy and twin_array_contiguous (an
+ * allocation, a transfer, a kernel launch) names that call, not the calls it is made of. */
+static void test_operations_name_themselves_in_every_failure(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *x[5];
+  x[0] = fixture_i32(f->ctx, 10, 0);
+  assert_ok(twin_array_as_strided(x[0], 1, (size_t[]){9}, (ptrdiff_t[]){1}, 0, &x[1]));
+  assert_ok(twin_array_as_strided(x[0], 1, (size_t[]){9}, (ptrdiff_t[]){1}, 1, &x[2]));
+  assert_ok(twin_array_as_strided(x[0], 1, (size_t[]){5}, (ptrdiff_t[]){2}, 0, &x[4]));
+  for (int device = 0; device < 2; device++) {
+    const size_t n = 10;
+    assert_ok(twin_array_new(f->ctx, TWIN_I32, 1, &n, &x[3]));
+    sweep_messages(f, device, "twin_copy", overlapping_copy, x);
+    sweep_messages(f, device, "twin_fill", fill_fresh, x);
+    sweep_messages(f, device, "twin_array_copy", copy_out, x);
+    sweep_messages(f, device, "twin_array_contiguous", contiguous_of_strided, x);
+    twin_array_unref(x[3]);
+  }
+  int32_t got[10];
+  assert_ok(twin_array_read(x[0], got, sizeof got));
+  assert_int_equal(got[9], 7); /* the overlapping copy happened twice, each as a whole */
+  for (int i = 4; i >= 0; i--)
+    if (i != 3)
+      twin_array_unref(x[i]);
+}
+
 /* ---- reads coexist; other threads wait; cycles are BUSY ---- */
 
 static void test_host_and_device_reads_of_one_array_coexist(void **state) {
@@ -1213,6 +1331,7 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_busy_names_every_access_that_blocks),
     TWIN_TEST(test_an_operations_access_is_named_with_the_callers_line),
     TWIN_TEST(test_read_and_write_helpers_name_themselves),
+    TWIN_TEST(test_operations_name_themselves_in_every_failure),
     TWIN_TEST(test_host_and_device_reads_of_one_array_coexist),
     TWIN_TEST(test_a_conflict_with_another_threads_access_waits_for_its_end),
     TWIN_TEST(test_a_wait_for_cycle_is_busy_and_names_both_accesses),
