@@ -313,8 +313,8 @@ static twin_status close_record(twin_array *a, twin__access *x) {
     p = &(*p)->next;
   *p = x->next;
   a->opens--;
+  twin__wake(b); /* first: the waiters' entries may name x, which is freed next */
   free_record(a, x);
-  twin__wake(b);
   return s;
 }
 
