@@ -973,6 +973,38 @@ static void test_a_wait_for_cycle_is_busy_and_names_both_accesses(void **state) 
   twin_array_unref(q);
 }
 
+/* Copies p into q (holding p's read while it waits for q, which the main thread holds). */
+static void *copy_p_to_q(void *arg) {
+  partner *w = arg;
+  w->line = __LINE__ + 1;
+  w->waited = twin_copy(w->q, w->p);
+  return NULL;
+}
+
+/* The same cycle through a built-in operation: the message names the operation's argument and
+ * the line of the twin_copy call. */
+static void test_a_cycle_through_an_operation_names_its_call_and_line(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *p = fixture_i32(f->ctx, 8, 1000), *q = fixture_i32(f->ctx, 8, 2000);
+  void *ptr;
+  assert_ok(twin_host_begin(q, TWIN_WRITE, &ptr));
+  partner w = {.p = p, .q = q};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, copy_p_to_q, &w), 0);
+  await_waiters(1); /* the copy holds p's read and waits for q */
+  assert_status(twin_host_begin(p, TWIN_WRITE, &ptr), TWIN_ERR_BUSY);
+  expect_message("deadlock");
+  char want[128];
+  snprintf(want, sizeof want, "test_access.c:%d by twin_copy: src in another thread", w.line);
+  expect_message(want);
+  assert_ok(twin_host_end(q));
+  pthread_join(th, NULL);
+  assert_ok(w.waited);
+  fixture_expect_i32(q, 1000);
+  twin_array_unref(p);
+  twin_array_unref(q);
+}
+
 /* ---- eight threads on one buffer ---- */
 
 enum { SHARERS = 8, COLS = 64, ROUNDS = 40 };
@@ -1335,6 +1367,7 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_host_and_device_reads_of_one_array_coexist),
     TWIN_TEST(test_a_conflict_with_another_threads_access_waits_for_its_end),
     TWIN_TEST(test_a_wait_for_cycle_is_busy_and_names_both_accesses),
+    TWIN_TEST(test_a_cycle_through_an_operation_names_its_call_and_line),
     TWIN_TEST(test_eight_threads_share_one_buffer_without_retrying),
     TWIN_TEST(test_invalid_access_value_is_invalid),
     TWIN_TEST(test_null_array_or_pointer_is_invalid),
