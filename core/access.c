@@ -234,8 +234,8 @@ static void record(twin_array *a, twin__access *x, const twin__opener *who, bool
   twin__buffer *b = a->buf;
   *x =
       (twin__access){b->accesses, a, side, access, who->fn, "", who->site, pthread_self(), unowned};
-  if (who->arg)
-    snprintf(x->arg, sizeof x->arg, "%s", who->arg);
+  for (size_t i = 0; who->arg && who->arg[i] && i + 1 < sizeof x->arg; i++)
+    x->arg[i] = who->arg[i]; /* a bounded copy: this runs on every launch */
   b->accesses = x;
   a->opens++;
   if (side == TWIN__HOST)
