@@ -1,6 +1,14 @@
 /* The access protocol: begin brings an array's byte extent up to date on one side (moving
  * only the parts the other side holds newer) and, for a write, marks that extent newer on
- * this side; end closes it. On a zero-copy buffer a host access maps the extent instead. */
+ * this side; end closes it. On a zero-copy buffer a host access maps the extent instead.
+ *
+ * Each buffer keeps a record of every open access (array object, side, mode, who opened it
+ * where, and the thread holding it). Reads never conflict; a write conflicts with any other
+ * access through the same array object and with any access on the other side of the buffer.
+ * A conflict with accesses only other threads hold waits until one of them ends (waits.c),
+ * unless waiting would close a wait-for cycle; a conflict with an access this thread holds,
+ * or one a DLPack export holds, is TWIN_ERR_BUSY at once, since waiting could not end it. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,10 +19,14 @@ static const char *side_name(twin__side_id side) {
   return side == TWIN__HOST ? "host" : "device";
 }
 
+static const char *mode_word(twin_access mode) {
+  return mode & TWIN_WRITE ? "write" : "read";
+}
+
 /* True when a write-only access overwrites every byte of the array's extent, so the extent
  * need not be brought up to date first (a strided view has gaps it would not overwrite). */
 static bool covers_extent(const twin_array *a) {
-  return twin_array_is_contiguous(a);
+  return twin__is_contiguous(a);
 }
 
 static twin_status check_begin(const char *fn, twin_array *a, twin_access access, const void *out) {
@@ -36,6 +48,48 @@ static twin_status check_begin(const char *fn, twin_array *a, twin_access access
   return TWIN_OK;
 }
 
+/* ---- Records of open accesses ---- */
+
+static bool held_here(const twin__access *x) {
+  return !x->unowned && pthread_equal(x->thread, pthread_self());
+}
+
+/* Does open access x stand in the way of `access` on `side` through array object a? */
+static bool conflicts(const twin__access *x, const twin_array *a, twin__side_id side,
+                      twin_access access) {
+  if (!((x->mode | access) & TWIN_WRITE))
+    return false; /* reads never conflict */
+  return x->array == a || x->side != side;
+}
+
+/* With the buffer locked: a record for an access through a (its slot when free). */
+static twin__access *new_record(twin_array *a) {
+  if (a->slot_used)
+    return twin__malloc(sizeof(twin__access));
+  a->slot_used = true;
+  return &a->slot;
+}
+
+static void free_record(twin_array *a, twin__access *x) {
+  if (x == &a->slot)
+    a->slot_used = false;
+  else
+    twin__free(x);
+}
+
+/* ---- Messages ---- */
+
+/* Appends formatted text to buf (cap bytes, NUL-terminated), cutting what does not fit. */
+TWIN_PRINTF(3, 4) static void put(char *buf, size_t cap, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= cap)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, cap - used, fmt, ap);
+  va_end(ap);
+}
+
 /* "fn" or "fn: arg", the start of a message about an access `who` opens. */
 static const char *who_text(const twin__opener *who, char *buf, size_t cap) {
   if (!who->arg)
@@ -44,35 +98,109 @@ static const char *who_text(const twin__opener *who, char *buf, size_t cap) {
   return buf;
 }
 
-/* With the buffer locked: may this array object open `access` on `side` now? */
-static twin_status check_open_state(const twin__opener *who, const twin_array *a,
-                                    twin__side_id side, twin_access access) {
-  const twin__buffer *b = a->buf;
-  char w[128];
-  if (a->access_side) {
-    bool both_reads =
-        a->access_side == side + 1 && a->access_mode == TWIN_READ && access == TWIN_READ;
-    if (!both_reads)
-      return twin__fail(TWIN_ERR_BUSY,
-                        "%s: this array already has a %s %s access open; end it "
-                        "first (only read accesses on one side may overlap)",
-                        who_text(who, w, sizeof w), side_name(a->access_side - 1),
-                        a->access_mode == TWIN_READ ? "read" : "write");
-  }
-  twin__side_id other = !side;
-  if (b->open_writes[other])
-    return twin__fail(TWIN_ERR_BUSY,
-                      "%s: a %s write access to this buffer is still open, "
-                      "begun at %s:%d",
-                      who_text(who, w, sizeof w), side_name(other),
-                      twin__site_file(b->write_site[other]), b->write_site[other].line);
-  if ((access & TWIN_WRITE) && b->open_reads[other])
-    return twin__fail(TWIN_ERR_BUSY,
-                      "%s: cannot write while a %s read access to this buffer "
-                      "is open",
-                      who_text(who, w, sizeof w), side_name(other));
-  return TWIN_OK;
+/* ", begun at FILE:LINE by fn: arg": where and by which call an open access began. */
+static void put_began(char *buf, size_t cap, const twin__access *x) {
+  if (x->site.file)
+    put(buf, cap, ", begun at %s:%d by %s", x->site.file, x->site.line, x->fn);
+  else
+    put(buf, cap, ", begun by %s (at a line it did not record)", x->fn);
+  if (x->arg[0])
+    put(buf, cap, ": %s", x->arg);
 }
+
+/* One open access that blocks a request through array object a, and who holds it. */
+static void put_blocker(char *buf, size_t cap, const twin__access *x, const twin_array *a) {
+  if (x->array == a)
+    put(buf, cap, "this array already has a %s %s access open", side_name(x->side),
+        mode_word(x->mode));
+  else
+    put(buf, cap, "a %s %s access to this buffer is still open", side_name(x->side),
+        mode_word(x->mode));
+  put_began(buf, cap, x);
+  if (x->unowned)
+    put(buf, cap, " for a DLPack export, until its deleter runs");
+  else if (!held_here(x))
+    put(buf, cap, " in another thread");
+}
+
+/* With the buffer locked: TWIN_ERR_BUSY naming each of the n open accesses that block
+ * `access` on `side` through a, one of which this thread or a DLPack export holds. */
+static twin_status busy(const twin__opener *who, const twin_array *a, twin__side_id side,
+                        twin_access access, size_t n) {
+  char w[128], text[512];
+  twin__fail(TWIN_ERR_BUSY, "%s: ", who_text(who, w, sizeof w));
+  size_t i = 0;
+  for (const twin__access *x = a->buf->accesses; x; x = x->next) {
+    if (!conflicts(x, a, side, access))
+      continue;
+    text[0] = '\0';
+    put_blocker(text, sizeof text, x, a);
+    twin__fail_append("%s%s", i++ ? "; and " : "", text);
+  }
+  twin__fail_append("; end %s first", n > 1 ? "them" : "it");
+  return TWIN_ERR_BUSY;
+}
+
+/* TWIN_ERR_BUSY for a wait that would never end: `theirs` blocks this request, and its thread
+ * waits (directly or through others) for `ours`, an access this thread holds. */
+static twin_status deadlock(const twin__opener *who, const twin_array *a,
+                            const twin__access *theirs, const twin__access *ours) {
+  char w[128], text[1024] = "";
+  put_blocker(text, sizeof text, theirs, a);
+  put(text, sizeof text,
+      ", which waits (directly or through other threads) for this thread's %s %s access",
+      side_name(ours->side), mode_word(ours->mode));
+  put_began(text, sizeof text, ours);
+  return twin__fail(TWIN_ERR_BUSY, "%s: waiting would deadlock: %s; end one of them first",
+                    who_text(who, w, sizeof w), text);
+}
+
+/* ---- Admission ---- */
+
+/* With the buffer locked, n open accesses of other threads blocking the request: waits for
+ * one of them to end, or refuses when that would close a wait-for cycle. */
+static twin_status wait_turn(const twin__opener *who, twin_array *a, twin__side_id side,
+                             twin_access access, size_t n) {
+  const twin__access *stack[8], **on = stack;
+  char w[128];
+  if (n > sizeof stack / sizeof stack[0] && !(on = twin__malloc(n * sizeof *on)))
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
+                      "%s: no memory to wait for %zu accesses of other threads",
+                      who_text(who, w, sizeof w), n);
+  size_t i = 0;
+  for (const twin__access *x = a->buf->accesses; x; x = x->next)
+    if (conflicts(x, a, side, access))
+      on[i++] = x;
+  twin__access theirs, ours;
+  twin_status s = twin__wait_for(a->buf, on, n, &theirs, &ours);
+  if (on != stack)
+    twin__free(on);
+  return s == TWIN_OK ? TWIN_OK : deadlock(who, a, &theirs, &ours);
+}
+
+/* With the buffer locked: returns once no open access conflicts with `access` on `side`
+ * through a, waiting while only other threads' accesses do; or refuses with TWIN_ERR_BUSY. */
+static twin_status admit(const twin__opener *who, twin_array *a, twin__side_id side,
+                         twin_access access) {
+  for (;;) {
+    size_t n = 0;
+    bool refuse = false;
+    for (const twin__access *x = a->buf->accesses; x; x = x->next)
+      if (conflicts(x, a, side, access)) {
+        n++;
+        refuse = refuse || x->unowned || held_here(x); /* waiting cannot end those */
+      }
+    if (n == 0)
+      return TWIN_OK;
+    if (refuse)
+      return busy(who, a, side, access, n);
+    twin_status s = wait_turn(who, a, side, access, n);
+    if (s != TWIN_OK)
+      return s;
+  }
+}
+
+/* ---- Opening and closing ---- */
 
 /* Maps a zero-copy buffer's bytes [lo, hi) for host access by array a. */
 static twin_status map_extent(twin_array *a, twin_access access, size_t lo, size_t hi) {
@@ -86,73 +214,107 @@ static twin_status map_extent(twin_array *a, twin_access access, size_t lo, size
   return ctx->ops->map(ctx, b->mem[TWIN__DEVICE], lo, hi - lo, access, invalidate, &a->mapped);
 }
 
-/* Opens `access` on `side` for array a with the buffer locked: brings the extent up to date,
- * maps it on a zero-copy host access, and records the access. */
-static twin_status open_locked(const twin__opener *who, twin_array *a, twin__side_id side,
-                               twin_access access, twin__dirty *before) {
+/* Brings a's extent up to date on `side` (and maps it on a zero-copy host access). */
+static twin_status prepare_side(twin_array *a, twin__side_id side, twin_access access) {
   twin__buffer *b = a->buf;
-  twin_status s = check_open_state(who, a, side, access);
-  if (s != TWIN_OK)
-    return s;
-  s = twin__buffer_reserve(b);
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
   bool need_data = (access & TWIN_READ) || !covers_extent(a);
+  twin_status s = twin__buffer_reserve(b);
   if (s == TWIN_OK)
     s = twin__buffer_sync(b, side, lo, need_data ? hi : lo);
-  if (s == TWIN_OK && side == TWIN__HOST && b->zero_copy && a->access_count == 0)
+  if (s == TWIN_OK && side == TWIN__HOST && b->zero_copy && a->host_opens == 0)
     s = map_extent(a, access, lo, hi);
-  if (s != TWIN_OK) {
-    char w[128];
-    return twin__fail_prefix(s, "%s: ", who_text(who, w, sizeof w)); /* allocation, move, map */
-  }
-  if (access & TWIN_WRITE) {
-    /* The other side has no open access (checked above), so it is older from now on. */
-    if (before)
-      twin__dirty_copy(before, &b->dirty);
-    twin__buffer_wrote(b, side, lo, hi);
-    b->open_writes[side]++;
-    b->write_site[side] = who->site;
-  } else {
-    b->open_reads[side]++;
-  }
-  a->access_side = (unsigned char)(side + 1);
-  a->access_mode = (unsigned char)access;
-  a->access_count++;
-  return TWIN_OK;
-}
-
-static twin_status begin(const char *fn, twin_array *a, twin__side_id side, twin_access access,
-                         twin__site site) {
-  twin__opener who = {fn, NULL, site};
-  pthread_mutex_lock(&a->buf->lock);
-  twin_status s = open_locked(&who, a, side, access, NULL);
-  pthread_mutex_unlock(&a->buf->lock);
   return s;
 }
 
-/* Closes the access with the buffer locked; the last close of a zero-copy host access
- * unmaps it. */
-static twin_status close_locked(const char *fn, twin_array *a, twin__side_id side) {
+/* Links record x of a new access through a, as `who` opens it. */
+static void record(twin_array *a, twin__access *x, const twin__opener *who, bool unowned,
+                   twin__side_id side, twin_access access) {
   twin__buffer *b = a->buf;
-  if (a->access_side != side + 1)
-    return twin__fail(TWIN_ERR_BAD_STATE, "%s: this array has no %s access open", fn,
-                      side_name(side));
+  *x =
+      (twin__access){b->accesses, a, side, access, who->fn, "", who->site, pthread_self(), unowned};
+  for (size_t i = 0; who->arg && who->arg[i] && i + 1 < sizeof x->arg; i++)
+    x->arg[i] = who->arg[i]; /* a bounded copy: this runs on every launch */
+  b->accesses = x;
+  a->opens++;
+  if (side == TWIN__HOST)
+    a->host_opens++;
+}
+
+/* Opens `access` on `side` for array a with the buffer locked: waits for its turn, brings the
+ * extent up to date, maps it on a zero-copy host access, and records the access. */
+static twin_status open_locked(const twin__opener *who, bool unowned, twin_array *a,
+                               twin__side_id side, twin_access access, twin__dirty *before) {
+  twin__buffer *b = a->buf;
+  char w[128];
+  twin_status s = admit(who, a, side, access);
+  if (s != TWIN_OK)
+    return s;
+  twin__access *x = new_record(a);
+  if (!x)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for an access record",
+                      who_text(who, w, sizeof w));
+  s = prepare_side(a, side, access);
+  if (s != TWIN_OK) {
+    free_record(a, x);
+    return twin__fail_prefix(s, "%s: ", who_text(who, w, sizeof w)); /* allocation, move, map */
+  }
+  if (access & TWIN_WRITE) {
+    /* The other side has no open access (admitted above), so it is older from now on. */
+    size_t lo, hi;
+    twin__array_extent(a, &lo, &hi);
+    if (before)
+      twin__dirty_copy(before, &b->dirty);
+    twin__buffer_wrote(b, side, lo, hi);
+  }
+  record(a, x, who, unowned, side, access);
+  return TWIN_OK;
+}
+
+/* With the buffer locked: the address of a's element 0 in its open host access. */
+static void *host_element0(const twin_array *a) {
+  size_t first = a->offset * twin_dtype_size(a->dtype), lo, hi;
+  if (!a->buf->zero_copy)
+    return (char *)a->buf->mem[TWIN__HOST] + first;
+  twin__array_extent(a, &lo, &hi);
+  return (char *)a->mapped + (first - lo);
+}
+
+/* With the buffer locked: the access through a on `side` that an end closes, this thread's
+ * newest (any thread's newest when it holds none there; NULL when none is open). */
+static twin__access *to_close(const twin_array *a, twin__side_id side) {
+  twin__access *any = NULL;
+  for (twin__access *x = a->buf->accesses; x; x = x->next) {
+    if (x->array != a || x->side != side)
+      continue;
+    if (held_here(x))
+      return x;
+    if (!any)
+      any = x;
+  }
+  return any;
+}
+
+/* With the buffer locked: ends access x through a, unmapping a zero-copy extent after its
+ * last host access, and wakes the threads waiting for an access of the buffer. */
+static twin_status close_record(twin_array *a, twin__access *x) {
+  twin__buffer *b = a->buf;
   twin_status s = TWIN_OK;
-  if (side == TWIN__HOST && b->zero_copy && a->access_count == 1 && a->size > 0) {
+  if (x->side == TWIN__HOST && --a->host_opens == 0) {
     /* A failed unmap still closes the access: the caller gives the pointer up either way,
      * and an access that can never be closed would wedge the array. */
-    twin_context *ctx = b->ctx;
-    s = ctx->ops->unmap(ctx, b->mem[TWIN__DEVICE], a->mapped);
-  }
-  if (a->access_mode & TWIN_WRITE)
-    b->open_writes[side]--;
-  else
-    b->open_reads[side]--;
-  if (--a->access_count == 0) {
-    a->access_side = 0;
+    if (b->zero_copy && a->size > 0)
+      s = b->ctx->ops->unmap(b->ctx, b->mem[TWIN__DEVICE], a->mapped);
     a->mapped = NULL;
   }
+  twin__access **p = &b->accesses;
+  while (*p != x)
+    p = &(*p)->next;
+  *p = x->next;
+  a->opens--;
+  twin__wake(b); /* first: the waiters' entries may name x, which is freed next */
+  free_record(a, x);
   return s;
 }
 
@@ -160,41 +322,52 @@ static twin_status end(const char *fn, twin_array *a, twin__side_id side) {
   twin__debug_check(a, fn);
   if (!a)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
+  twin__buffer *b = a->buf;
+  pthread_mutex_lock(&b->lock);
+  twin__access *x = to_close(a, side);
+  twin_status s = x ? close_record(a, x) : TWIN_ERR_BAD_STATE;
+  pthread_mutex_unlock(&b->lock);
+  if (!x)
+    return twin__fail(s, "%s: this array has no %s access open", fn, side_name(side));
+  return s == TWIN_OK ? TWIN_OK : twin__fail_prefix(s, "%s: ", fn);
+}
+
+/* ---- The public calls ---- */
+
+twin_status twin__host_begin(const twin__opener *who, bool unowned, twin_array *a,
+                             twin_access access, void **ptr) {
+  twin_status s = check_begin(who->fn, a, access, ptr);
+  if (s != TWIN_OK)
+    return s;
   pthread_mutex_lock(&a->buf->lock);
-  twin_status s = close_locked(fn, a, side);
+  s = open_locked(who, unowned, a, TWIN__HOST, access, NULL);
+  if (s == TWIN_OK)
+    *ptr = host_element0(a);
   pthread_mutex_unlock(&a->buf->lock);
   return s;
 }
 
 twin_status twin_host_begin_at(twin_array *a, twin_access access, void **ptr, const char *file,
                                int line) {
-  static const char fn[] = "twin_host_begin";
-  twin_status s = check_begin(fn, a, access, ptr);
-  if (s == TWIN_OK)
-    s = begin(fn, a, TWIN__HOST, access, (twin__site){file, line});
-  if (s != TWIN_OK)
-    return s;
-  size_t first = a->offset * twin_dtype_size(a->dtype), lo, hi;
-  if (a->buf->zero_copy) {
-    twin__array_extent(a, &lo, &hi);
-    *ptr = (char *)a->mapped + (first - lo);
-  } else {
-    *ptr = (char *)a->buf->mem[TWIN__HOST] + first;
-  }
-  return TWIN_OK;
+  twin__opener who = {"twin_host_begin", NULL, {file, line}};
+  return twin__host_begin(&who, false, a, access, ptr);
 }
 
 twin_status(twin_host_begin)(twin_array *a, twin_access access, void **ptr) {
-  return twin_host_begin_at(a, access, ptr, "(unknown)", 0);
+  return twin_host_begin_at(a, access, ptr, NULL, 0);
+}
+
+twin_status twin__host_end(const char *fn, twin_array *a) {
+  return end(fn, a, TWIN__HOST);
 }
 
 twin_status twin_host_end(twin_array *a) {
   return end("twin_host_end", a, TWIN__HOST);
 }
 
-twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
-                               size_t *byte_offset, const char *file, int line) {
-  static const char fn[] = "twin_device_begin";
+twin_status twin__device_begin(const twin__opener *who, bool unowned, twin_array *a,
+                               twin_access access, void **handle, size_t *byte_offset) {
+  const char *fn = who->fn;
   twin_status s = check_begin(fn, a, access, handle);
   if (s != TWIN_OK)
     return s;
@@ -209,16 +382,59 @@ twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
                       "%s: device \"%s\" has no fp64 support for an f64 "
                       "array",
                       fn, ctx->device.name);
-  s = begin(fn, a, TWIN__DEVICE, access, (twin__site){file, line});
+  pthread_mutex_lock(&a->buf->lock);
+  s = open_locked(who, unowned, a, TWIN__DEVICE, access, NULL);
   if (s == TWIN_OK) {
     *handle = a->buf->mem[TWIN__DEVICE];
     *byte_offset = a->offset * twin_dtype_size(a->dtype);
   }
+  pthread_mutex_unlock(&a->buf->lock);
   return s;
 }
 
 twin_status twin__device_end(twin_array *a) {
   return end("twin_device_end", a, TWIN__DEVICE);
+}
+
+/* ---- Accesses that outlive their array object, and what other files ask ---- */
+
+bool twin__access_drop(twin_array *a) {
+  twin__buffer *b = a->buf;
+  bool report = atomic_load_explicit(&twin__debug, memory_order_relaxed);
+  char what[1024] = "";
+  pthread_mutex_lock(&b->lock);
+  for (twin__access *x = b->accesses, *next; x; x = next) {
+    next = x->next;
+    if (x->array != a)
+      continue;
+    put(what, sizeof what, "%sa %s %s access", what[0] ? "; " : "", side_name(x->side),
+        mode_word(x->mode));
+    put_began(what, sizeof what, x);
+    close_record(a, x); /* an unmap failure cannot be reported to anyone here */
+  }
+  pthread_mutex_unlock(&b->lock);
+  if (report)
+    twin__debug_report_open(a, what);
+  return report;
+}
+
+unsigned twin__accesses_open(const twin__buffer *b, twin__side_id side, twin_access modes) {
+  unsigned n = 0;
+  for (const twin__access *x = b->accesses; x; x = x->next)
+    n += x->side == side && (x->mode & modes);
+  return n;
+}
+
+void twin__append_accesses(const twin__buffer *b, twin__side_id side, twin_access modes) {
+  char text[512];
+  unsigned i = 0;
+  for (const twin__access *x = b->accesses; x; x = x->next) {
+    if (x->side != side || !(x->mode & modes))
+      continue;
+    text[0] = '\0';
+    put_blocker(text, sizeof text, x, NULL);
+    twin__fail_append("%s%s", i++ ? "; and " : "", text);
+  }
 }
 
 /* Packed C-order strides of a's shape, for copying between a and a caller's buffer. */
@@ -245,36 +461,38 @@ static twin_status check_packed(const char *fn, const twin_array *a, const void 
 }
 
 twin_status twin_array_read(twin_array *a, void *dst, size_t dst_bytes) {
-  twin_status s = check_packed("twin_array_read", a, dst, dst_bytes);
+  static const twin__opener who = {"twin_array_read", NULL, {NULL, 0}};
+  twin_status s = check_packed(who.fn, a, dst, dst_bytes);
   void *src;
   if (s == TWIN_OK)
-    s = twin_host_begin_at(a, TWIN_READ, &src, "twin_array_read", 0);
+    s = twin__host_begin(&who, false, a, TWIN_READ, &src);
   if (s != TWIN_OK)
     return s;
   ptrdiff_t packed[TWIN_MAX_DIMS];
   packed_strides(a, packed);
   twin__strided_copy(dst, packed, src, a->strides, a->shape, a->ndim, twin_dtype_size(a->dtype));
-  return twin_host_end(a);
+  return twin__host_end(who.fn, a);
 }
 
 twin_status twin_array_write(twin_array *a, const void *src, size_t src_bytes) {
-  twin_status s = check_packed("twin_array_write", a, src, src_bytes);
+  static const twin__opener who = {"twin_array_write", NULL, {NULL, 0}};
+  twin_status s = check_packed(who.fn, a, src, src_bytes);
   void *dst;
   if (s == TWIN_OK)
-    s = twin_host_begin_at(a, TWIN_WRITE, &dst, "twin_array_write", 0);
+    s = twin__host_begin(&who, false, a, TWIN_WRITE, &dst);
   if (s != TWIN_OK)
     return s;
   ptrdiff_t packed[TWIN_MAX_DIMS];
   packed_strides(a, packed);
   twin__strided_copy(dst, a->strides, src, packed, a->shape, a->ndim, twin_dtype_size(a->dtype));
-  return twin_host_end(a);
+  return twin__host_end(who.fn, a);
 }
 
 twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access access,
                               const twin__opener *who, twin__dirty *before, void **mem) {
   twin__buffer *b = a->buf;
   pthread_mutex_lock(&b->lock);
-  twin_status s = open_locked(who, a, side, access, before);
+  twin_status s = open_locked(who, false, a, side, access, before);
   if (s == TWIN_OK)
     *mem = b->mem[side];
   pthread_mutex_unlock(&b->lock);
@@ -301,11 +519,12 @@ static void unmark(twin__buffer *b, twin__side_id side, const twin__dirty *befor
 void twin__close_for_op(twin_array *a, twin__side_id side, const twin__dirty *failed_before) {
   twin__buffer *b = a->buf;
   pthread_mutex_lock(&b->lock);
-  if (failed_before && (a->access_mode & TWIN_WRITE)) {
+  twin__access *x = to_close(a, side); /* this thread's newest there: the operation's own */
+  if (failed_before && (x->mode & TWIN_WRITE)) {
     size_t lo, hi;
     twin__array_extent(a, &lo, &hi);
     unmark(b, side, failed_before, lo, hi);
   }
-  close_locked("twin operation end", a, side);
+  close_record(a, x); /* a failed unmap (host kernels on zero-copy) has no one to tell */
   pthread_mutex_unlock(&b->lock);
 }

@@ -211,12 +211,18 @@ void twin_array_unref(twin_array *a) {
   if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
     return;
   twin__buffer *b = a->buf;
+  /* An access still open through the object dies with it (a misuse TWIN_DEBUG reports once
+   * everything is released). The count is read without the buffer's lock: no other thread
+   * holds a reference that could open or end one now. */
+  bool misuse = a->opens && twin__access_drop(a);
   detach(a);
   if (atomic_load_explicit(&twin__debug, memory_order_relaxed))
     twin__debug_poison(a); /* kept, marked dead, so a later use is reported */
   else
     twin__free(a);
   twin__buffer_unref(b);
+  if (misuse)
+    twin__debug_fatal();
 }
 
 twin_dtype twin_array_dtype(const twin_array *a) {

@@ -53,6 +53,11 @@ static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, bool
     twin__free(b);
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a buffer");
   }
+  if (pthread_cond_init(&b->access_ended, NULL) != 0) {
+    pthread_mutex_destroy(&b->lock);
+    twin__free(b);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_cond_init failed for a buffer");
+  }
   atomic_flag_clear(&b->views_lock);
   atomic_init(&b->refs, 1);
   b->ctx = twin__context_hold(ctx);
@@ -179,6 +184,7 @@ void twin__buffer_unref(twin__buffer *b) {
   twin__buffer_release_side(b, TWIN__DEVICE); /* first: a zero-copy handle owns the host block */
   twin__buffer_release_side(b, TWIN__HOST);
   release_external(b);
+  pthread_cond_destroy(&b->access_ended);
   pthread_mutex_destroy(&b->lock);
   atomic_fetch_sub_explicit(&ctx->counters.buffers, 1, memory_order_relaxed);
   if (b->zero_copy)

@@ -1,7 +1,8 @@
 /* Lifetime checks (TWIN_DEBUG=1, or twin_context_options.debug): released array objects are
  * poisoned instead of freed, and the public calls that take an array check it first, so a use
  * after the last twin_array_unref, or a double unref, is reported with the array's creation
- * site and stops the program instead of corrupting memory.
+ * site and stops the program instead of corrupting memory. So is a last twin_array_unref with
+ * an access still open through the array (twin ends it either way), with where it began.
  *
  * Off, the checks cost one predictable branch on a global flag. On, every released array
  * object stays allocated, marked dead, in a ring of the last RING_SIZE released ones; the
@@ -91,6 +92,16 @@ static void describe(const twin_array *a) {
   fprintf(stderr, "]");
   if (a->owner[0] && memchr(a->owner, '\0', sizeof a->owner))
     fprintf(stderr, ", owner \"%s\"", a->owner);
+}
+
+void twin__debug_report_open(const twin_array *a, const char *what) {
+  fprintf(stderr,
+          "twin: TWIN_DEBUG: twin_array_unref(%p): the last reference to this array went while "
+          "it had accesses open, never ended (%s); twin ended them; the array was ",
+          (const void *)a, what);
+  describe(a);
+  fprintf(stderr, "\n");
+  fflush(stderr);
 }
 
 void twin__debug_check_slow(const twin_array *a, const char *fn) {

@@ -30,33 +30,35 @@ static DLDataType dl_dtype(twin_dtype dtype) {
 static void deleter(DLManagedTensor *t) {
   exported *e = (exported *)t;
   if (e->side == TWIN__HOST)
-    twin_host_end(e->view);
+    twin__host_end("a DLPack tensor's deleter", e->view);
   else
     twin__device_end(e->view);
   twin_array_unref(e->view);
   twin__free(e);
 }
 
-/* Opens the export's access on its private view and points the tensor at the data. */
-static twin_status open_export(const char *fn, exported *e, twin_access access) {
+/* Opens the export's access on its private view and points the tensor at the data. The access
+ * belongs to no thread: the consumer ends it, from any thread, through the deleter. */
+static twin_status open_export(const char *fn, exported *e, twin_access access, twin__site site) {
   twin_array *v = e->view;
   DLTensor *dl = &e->t.dl_tensor;
+  twin__opener who = {fn, NULL, site};
   twin_status s;
   if (e->side == TWIN__HOST) {
-    s = twin_host_begin_at(v, access, &dl->data, "a DLPack export", 0);
+    s = twin__host_begin(&who, true, v, access, &dl->data);
     dl->device = (DLDevice){kDLCPU, 0};
     dl->byte_offset = 0;
   } else {
     size_t offset = 0;
-    s = twin__device_begin(v, access, &dl->data, &offset, "a DLPack export", 0);
+    s = twin__device_begin(&who, true, v, access, &dl->data, &offset);
     dl->device = (DLDevice){kDLOpenCL, v->buf->ctx->device.device_index};
     dl->byte_offset = offset;
   }
-  return s == TWIN_OK ? TWIN_OK : twin__fail_prefix(s, "%s: ", fn);
+  return s;
 }
 
 twin_status twin__array_to_dlpack(const char *fn, twin_array *a, twin__side_id side,
-                                  twin_access access, DLManagedTensor **out) {
+                                  twin_access access, twin__site site, DLManagedTensor **out) {
   if (!a || !out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
   exported *e = twin__calloc(1, sizeof *e);
@@ -69,7 +71,7 @@ twin_status twin__array_to_dlpack(const char *fn, twin_array *a, twin__side_id s
     return s;
   }
   e->side = side;
-  s = open_export(fn, e, access);
+  s = open_export(fn, e, access, site);
   if (s != TWIN_OK) {
     twin_array_unref(e->view);
     twin__free(e);
@@ -90,8 +92,14 @@ twin_status twin__array_to_dlpack(const char *fn, twin_array *a, twin__side_id s
   return TWIN_OK;
 }
 
-twin_status twin_array_to_dlpack(twin_array *a, twin_access access, DLManagedTensor **out) {
-  return twin__array_to_dlpack("twin_array_to_dlpack", a, TWIN__HOST, access, out);
+twin_status twin_array_to_dlpack_at(twin_array *a, twin_access access, DLManagedTensor **out,
+                                    const char *file, int line) {
+  return twin__array_to_dlpack("twin_array_to_dlpack", a, TWIN__HOST, access,
+                               (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_to_dlpack)(twin_array *a, twin_access access, DLManagedTensor **out) {
+  return twin_array_to_dlpack_at(a, access, out, NULL, 0);
 }
 
 /* ---- Import ---- */

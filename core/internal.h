@@ -200,6 +200,23 @@ unsigned twin__dirty_smallest(const twin__dirty *d);
 /* Bytes in [lo, hi) where `newer` holds the newer data. */
 size_t twin__dirty_bytes(const twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
 
+/* ---- Open accesses (access.c, waits.c) ---- */
+
+/* One open access: the array object it was opened through, its side and mode, who opened it
+ * (for messages) and the thread holding it. Linked in its buffer's list under the buffer's
+ * lock; every field but next is fixed while it is open. */
+typedef struct twin__access {
+  struct twin__access *next; /* in buf->accesses */
+  struct twin_array *array;
+  twin__side_id side;
+  twin_access mode;
+  const char *fn; /* the public call that opened it (static storage) */
+  char arg[24];   /* the argument within that call ("dst", "argument 2"); "" for none */
+  twin__site site;
+  pthread_t thread; /* the thread that began it */
+  bool unowned;     /* held for a DLPack consumer, by no thread: a conflict never waits for it */
+} twin__access;
+
 /* ---- Buffers (buffer.c) ---- */
 
 /* The storage behind arrays. Two kinds, fixed at creation:
@@ -224,10 +241,12 @@ typedef struct twin__buffer {
   pthread_mutex_t lock; /* guards everything below */
   void *mem[2];         /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
   bool zero_init;       /* initial content is zero: a side is zeroed when it is allocated */
-  /* Open accesses through any array on this buffer, per side, to refuse a write on one side
-   * while the other side is in use, and where the latest write access was begun. */
-  unsigned open_reads[2], open_writes[2];
-  twin__site write_site[2];
+  /* Accesses open through any array object on this buffer, newest first (access.c); the
+   * number of threads waiting for one of them to end, and the condition they wait on, which
+   * every end broadcasts (waits.c). */
+  twin__access *accesses;
+  unsigned waiting;
+  pthread_cond_t access_ended;
   /* Memory twin adopted instead of allocating it (external.c): twin_array_wrap_host and
    * DLPack kDLCPU imports lend the host side, twin_array_wrap_cl_mem and kDLOpenCL imports
    * the device side. An adopted side is never freed by trim or evict; it is counted in the
@@ -305,11 +324,13 @@ struct twin_array {
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS];
   bool read_only; /* a broadcast view (or a view of one): writes are refused */
-  /* The open access on this array object, guarded by buf->lock. */
-  unsigned char access_side; /* 0 none, else 1 + twin__side_id */
-  unsigned char access_mode; /* twin_access */
-  unsigned access_count;
+  /* Accesses open through this object (their records are in buf->accesses), guarded by
+   * buf->lock. The first host access of a zero-copy buffer maps the object's extent, the last
+   * one's end unmaps it. The slot holds one record, so most accesses allocate nothing. */
+  unsigned opens, host_opens;
   void *mapped; /* zero-copy host access: the mapped address of the extent's first byte */
+  bool slot_used;
+  twin__access slot;
 };
 
 /* ---- Lifetime checks (debug.c) ---- */
@@ -332,6 +353,9 @@ bool twin__debug_holds(const void *p);
 /* Reports a use of a released (or foreign) array object on stderr with its creation site,
  * then calls twin__debug_fatal. */
 void twin__debug_check_slow(const twin_array *a, const char *fn);
+/* Reports on stderr that the last reference to a went while the accesses `what` describes
+ * were open (twin__access_drop ended them); the caller then calls twin__debug_fatal. */
+void twin__debug_report_open(const twin_array *a, const char *what);
 /* Called after the report; abort by default. Must not return (tests longjmp out of it). */
 extern void (*twin__debug_fatal)(void);
 
@@ -392,9 +416,10 @@ twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *han
                                     twin_array **out);
 struct DLManagedTensor;
 /* A DLPack tensor over a's memory on `side`, holding a private view with an open access of
- * that mode until the tensor's deleter runs. */
+ * that mode until the tensor's deleter runs; site is the caller's, for messages. */
 twin_status twin__array_to_dlpack(const char *fn, twin_array *a, twin__side_id side,
-                                  twin_access access, struct DLManagedTensor **out);
+                                  twin_access access, twin__site site,
+                                  struct DLManagedTensor **out);
 
 /* ---- Strided host copies (strided.c) ---- */
 
@@ -423,10 +448,42 @@ twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access acc
 /* Closes it; failed_before is the map from the open when the operation failed, else NULL. */
 void twin__close_for_op(twin_array *a, twin__side_id side, const twin__dirty *failed_before);
 
-/* Generic half of twin_device_begin: returns the backend's device handle. */
-twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
-                               size_t *byte_offset, const char *file, int line);
+/* The generic halves of twin_host_begin (storing the address of a's element 0) and
+ * twin_device_begin (storing the backend's device handle and the byte offset of element 0),
+ * for the call `who` names; unowned: the access is held for a DLPack consumer, by no thread,
+ * so no conflict waits for it. And the generic halves of the ends, for the call fn names. */
+twin_status twin__host_begin(const twin__opener *who, bool unowned, twin_array *a,
+                             twin_access access, void **ptr);
+twin_status twin__device_begin(const twin__opener *who, bool unowned, twin_array *a,
+                               twin_access access, void **handle, size_t *byte_offset);
+twin_status twin__host_end(const char *fn, twin_array *a);
 twin_status twin__device_end(twin_array *a);
+
+/* Ends every access still open through array object a, whose last reference is going (what a
+ * write access wrote counts: it was marked when the access began). Under TWIN_DEBUG it reports
+ * them as a misuse, naming where each began, and returns true: the caller then calls
+ * twin__debug_fatal once a is released. */
+bool twin__access_drop(twin_array *a);
+
+/* With b->lock held: the number of accesses open on `side` whose mode has a bit of `modes`;
+ * and the same accesses appended to the current message, each with where it began. */
+unsigned twin__accesses_open(const twin__buffer *b, twin__side_id side, twin_access modes);
+void twin__append_accesses(const twin__buffer *b, twin__side_id side, twin_access modes);
+
+/* ---- Waiting for accesses of other threads (waits.c) ---- */
+
+/* With b->lock held, for a request on b that only accesses of other threads block, the n
+ * records in blockers: sleeps until an access of b ends (or a spurious wake-up) and returns
+ * TWIN_OK; the caller looks again. When a thread it would wait for waits itself, directly or
+ * through others, for an access this thread holds, it does not sleep: it returns
+ * TWIN_ERR_BUSY with copies of the blocking record in *theirs and of this thread's in *ours.
+ * blockers must stay valid until it returns. */
+twin_status twin__wait_for(twin__buffer *b, const twin__access *const *blockers, size_t n,
+                           twin__access *theirs, twin__access *ours);
+/* With b->lock held, after one of b's accesses ended: wakes the threads waiting on b. */
+void twin__wake(twin__buffer *b);
+/* Threads waiting for an access now (for tests). */
+size_t twin__access_waiting(void);
 
 /* ---- Copies and fills (ops.c, backends/host/ops.c, backends/opencl/ops.c) ---- */
 

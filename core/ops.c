@@ -86,8 +86,12 @@ static twin_status check_fp64(const char *fn, const twin_context *ctx, placement
                     fn, ctx->device.name);
 }
 
-static twin_status prepare(twin_context *ctx, placement p) {
-  return p.device && ctx->ops->prepare_ops ? ctx->ops->prepare_ops(ctx) : TWIN_OK;
+/* Readies the backend's operations (building its kernels at first use). */
+static twin_status prepare(const char *fn, twin_context *ctx, placement p) {
+  if (!p.device || !ctx->ops->prepare_ops)
+    return TWIN_OK;
+  twin_status s = ctx->ops->prepare_ops(ctx);
+  return s == TWIN_OK ? TWIN_OK : twin__fail_prefix(s, "%s: ", fn);
 }
 
 static twin__side_id side_of(placement p) {
@@ -120,25 +124,37 @@ static void make_view(twin__view *v, void *mem, const twin_array *a, const twin_
   }
 }
 
+/* The public call a copy runs for, the names of its destination and source arguments, and the
+ * user's file and line: what its messages and its open accesses are named by. */
+typedef struct copy_call {
+  const char *fn, *dst, *src;
+  twin__site site;
+} copy_call;
+
+/* The backend's failure, under the public call's name. */
+static twin_status backend_failed(const char *fn, twin_status s) {
+  return s == TWIN_OK ? TWIN_OK : twin__fail_prefix(s, "%s: ", fn);
+}
+
 /* Copies between two arrays that do not overlap. src's access is opened first: a read of one
  * view and a write of another view of the same buffer may be open together on one side.
  * Should the backend fail, dst's write is undone in the coherence state, so data newer on the
  * other side is not lost. */
-static twin_status run_copy(twin_array *dst, twin_array *src, const ptrdiff_t *src_strides,
-                            twin__site site) {
+static twin_status run_copy(const copy_call *c, twin_array *dst, twin_array *src,
+                            const ptrdiff_t *src_strides) {
   twin_context *ctx = dst->buf->ctx;
   placement p = place(ctx);
-  twin_status s = prepare(ctx, p);
+  twin_status s = prepare(c->fn, ctx, p);
   void *smem, *dmem;
   if (s != TWIN_OK)
     return s;
-  twin__opener src_who = {"twin_copy", "src", site}, dst_who = {"twin_copy", "dst", site};
+  twin__opener src_who = {c->fn, c->src, c->site}, dst_who = {c->fn, c->dst, c->site};
   s = open_access(src, TWIN_READ, p, &src_who, &smem, NULL);
   if (s != TWIN_OK)
     return s;
   twin__dirty *before = twin__malloc(sizeof *before);
   if (!before) {
-    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_copy: no memory for bookkeeping");
+    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for bookkeeping", c->fn);
     goto fail_before;
   }
   s = open_access(dst, TWIN_WRITE, p, &dst_who, &dmem, before);
@@ -147,7 +163,7 @@ static twin_status run_copy(twin_array *dst, twin_array *src, const ptrdiff_t *s
   twin__view dv, sv;
   make_view(&dv, dmem, dst, dst, dst->strides);
   make_view(&sv, smem, src, dst, src_strides);
-  s = p.copy(ctx, &dv, &sv);
+  s = backend_failed(c->fn, p.copy(ctx, &dv, &sv));
   close_access(dst, p, s == TWIN_OK ? NULL : before);
 fail_dst:
   twin__free(before);
@@ -156,24 +172,22 @@ fail_before:
   return s;
 }
 
-twin_status twin_copy_at(twin_array *dst, twin_array *src, const char *file, int line) {
-  static const char fn[] = "twin_copy";
-  twin__site site = {file, line};
-  twin__debug_check(dst, fn);
-  twin__debug_check(src, fn);
-  if (!dst || !src)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "src");
+static twin_status copy_new(const copy_call *c, twin_array *a, twin_array **out);
+
+/* twin_copy's work, for any call that copies (c names it). */
+static twin_status copy(const copy_call *c, twin_array *dst, twin_array *src) {
+  const char *fn = c->fn;
   twin_context *ctx = dst->buf->ctx;
   if (src->buf->ctx != ctx)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                      "%s: dst and src belong to different contexts "
+                      "%s: %s and %s belong to different contexts "
                       "(%s and %s); move data between contexts through host memory",
-                      fn, ctx->device.spec, src->buf->ctx->device.spec);
+                      fn, c->dst, c->src, ctx->device.spec, src->buf->ctx->device.spec);
   if (dst->read_only)
     return twin__fail(TWIN_ERR_READ_ONLY,
-                      "%s: dst is a broadcast view (some elements alias "
+                      "%s: %s is a broadcast view (some elements alias "
                       "each other) and cannot be written",
-                      fn);
+                      fn, c->dst);
   ptrdiff_t strides[TWIN_MAX_DIMS];
   twin_status s = broadcast_strides(fn, dst, src, strides);
   if (s == TWIN_OK)
@@ -181,16 +195,43 @@ twin_status twin_copy_at(twin_array *dst, twin_array *src, const char *file, int
   if (s != TWIN_OK || dst->size == 0 || dst == src)
     return s; /* an array copied onto itself is unchanged */
   if (!overlap(dst, src))
-    return run_copy(dst, src, strides, site);
+    return run_copy(c, dst, src, strides);
   /* Overlapping views of one buffer: the result must be that of copying through a temporary,
    * whatever order the backend visits elements in; so make the temporary. */
   twin_array *tmp;
-  s = twin_array_copy_at(src, &tmp, file, line);
+  copy_call to_tmp = {fn, "a temporary copy of src", c->src, c->site};
+  s = copy_new(&to_tmp, src, &tmp);
   if (s != TWIN_OK)
     return s;
-  s = twin_copy_at(dst, tmp, file, line);
+  s = copy(c, dst, tmp);
   twin_array_unref(tmp);
   return s;
+}
+
+/* A new compact array holding a's elements, for any call that copies (c names it). */
+static twin_status copy_new(const copy_call *c, twin_array *a, twin_array **out) {
+  twin_array *n;
+  twin_status s =
+      twin_array_new_at(a->buf->ctx, a->dtype, a->ndim, a->shape, &n, c->site.file, c->site.line);
+  if (s != TWIN_OK)
+    return twin__fail_prefix(s, "%s: ", c->fn); /* no memory for the array object */
+  memcpy(n->owner, a->owner, sizeof n->owner);
+  s = copy(c, n, a);
+  if (s != TWIN_OK) {
+    twin_array_unref(n);
+    return s;
+  }
+  *out = n;
+  return TWIN_OK;
+}
+
+twin_status twin_copy_at(twin_array *dst, twin_array *src, const char *file, int line) {
+  static const char fn[] = "twin_copy";
+  twin__debug_check(dst, fn);
+  twin__debug_check(src, fn);
+  if (!dst || !src)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "src");
+  return copy(&(copy_call){fn, "dst", "src", {file, line}}, dst, src);
 }
 
 twin_status(twin_copy)(twin_array *dst, twin_array *src) {
@@ -215,7 +256,7 @@ twin_status twin_fill_at(twin_array *dst, const void *value, const char *file, i
     return s;
   void *mem;
   twin__dirty *before = NULL;
-  s = prepare(ctx, p);
+  s = prepare(fn, ctx, p);
   if (s == TWIN_OK && !(before = twin__malloc(sizeof *before)))
     s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for bookkeeping", fn);
   if (s == TWIN_OK)
@@ -223,7 +264,7 @@ twin_status twin_fill_at(twin_array *dst, const void *value, const char *file, i
   if (s == TWIN_OK) {
     twin__view v;
     make_view(&v, mem, dst, dst, dst->strides);
-    s = p.fill(ctx, &v, value);
+    s = backend_failed(fn, p.fill(ctx, &v, value));
     close_access(dst, p, s == TWIN_OK ? NULL : before);
   }
   twin__free(before);
@@ -235,21 +276,11 @@ twin_status(twin_fill)(twin_array *dst, const void *value) {
 }
 
 twin_status twin_array_copy_at(twin_array *a, twin_array **out, const char *file, int line) {
-  twin__debug_check(a, "twin_array_copy");
+  static const char fn[] = "twin_array_copy";
+  twin__debug_check(a, fn);
   if (!a || !out)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_copy: %s is NULL", !a ? "a" : "out");
-  twin_array *c;
-  twin_status s = twin_array_new_at(a->buf->ctx, a->dtype, a->ndim, a->shape, &c, file, line);
-  if (s != TWIN_OK)
-    return s;
-  memcpy(c->owner, a->owner, sizeof c->owner);
-  s = twin_copy_at(c, a, file, line);
-  if (s != TWIN_OK) {
-    twin_array_unref(c);
-    return s;
-  }
-  *out = c;
-  return TWIN_OK;
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
+  return copy_new(&(copy_call){fn, "the copy", "a", {file, line}}, a, out);
 }
 
 twin_status(twin_array_copy)(twin_array *a, twin_array **out) {
@@ -257,12 +288,12 @@ twin_status(twin_array_copy)(twin_array *a, twin_array **out) {
 }
 
 twin_status twin_array_contiguous_at(twin_array *a, twin_array **out, const char *file, int line) {
-  twin__debug_check(a, "twin_array_contiguous");
+  static const char fn[] = "twin_array_contiguous";
+  twin__debug_check(a, fn);
   if (!a || !out)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_array_contiguous: %s is NULL",
-                      !a ? "a" : "out");
-  if (!twin_array_is_contiguous(a))
-    return twin_array_copy_at(a, out, file, line);
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !a ? "a" : "out");
+  if (!twin__is_contiguous(a))
+    return copy_new(&(copy_call){fn, "the copy", "a", {file, line}}, a, out);
   *out = twin_array_ref(a);
   return TWIN_OK;
 }

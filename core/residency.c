@@ -28,8 +28,11 @@ static twin_status evictable(const char *fn, const twin__buffer *b, twin__side_i
                       fn, side_name(x));
   if (!b->mem[x] || twin__evictable_quiet(b, x))
     return TWIN_OK; /* nothing to free, or a redundant copy */
-  if (b->open_reads[x] || b->open_writes[x])
-    return twin__fail(TWIN_ERR_BUSY, "%s: a %s access to this buffer is open", fn, side_name(x));
+  if (twin__accesses_open(b, x, TWIN_READ_WRITE)) {
+    twin__fail(TWIN_ERR_BUSY, "%s: ", fn);
+    twin__append_accesses(b, x, TWIN_READ_WRITE);
+    return TWIN_ERR_BUSY;
+  }
   return twin__fail(TWIN_ERR_BAD_STATE,
                     "%s: the %s copy holds data the %s does not have; "
                     "bring it over first (twin_array_prefetch)",
@@ -84,11 +87,10 @@ twin_status twin_array_prefetch(twin_array *a, twin_side side) {
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
   pthread_mutex_lock(&b->lock);
-  if (b->open_writes[!x])
-    s = twin__fail(TWIN_ERR_BUSY,
-                   "%s: a %s write access to this buffer is open, begun at "
-                   "%s:%d",
-                   fn, side_name(!x), twin__site_file(b->write_site[!x]), b->write_site[!x].line);
+  if (twin__accesses_open(b, !x, TWIN_WRITE)) {
+    s = twin__fail(TWIN_ERR_BUSY, "%s: ", fn);
+    twin__append_accesses(b, !x, TWIN_WRITE);
+  }
   if (s == TWIN_OK)
     s = twin__buffer_reserve(b);
   if (s == TWIN_OK)
@@ -139,8 +141,8 @@ static size_t trim_buffer(twin__buffer *b, unsigned what) {
 
 bool twin__evictable_quiet(const twin__buffer *b, twin__side_id x) {
   return !b->zero_copy && !twin__is_external(b, x) && b->ctx->ops->dev_alloc && b->mem[x] &&
-         b->mem[!x] && !twin__dirty_bytes(&b->dirty, 0, b->nbytes, x) && !b->open_reads[x] &&
-         !b->open_writes[x];
+         b->mem[!x] && !twin__dirty_bytes(&b->dirty, 0, b->nbytes, x) &&
+         !twin__accesses_open(b, x, TWIN_READ_WRITE);
 }
 
 size_t twin__trim(twin_context *ctx, unsigned what) {

@@ -368,10 +368,15 @@ TWIN_API twin_array *twin_array_ref(twin_array *a);
 /* Drops one reference. The last reference to the last array viewing a buffer frees the
  * buffer's host and device memory in this call and drops the buffer's reference on its
  * context. NULL is a no-op. Thread-safe.
+ * An access still open through the array object (a begin without its end) ends with the
+ * object's last reference: a zero-copy mapping is unmapped, what a write access wrote counts
+ * as written, and the buffer is free for other accesses; pointers and handles it gave are
+ * invalid from then on. This is a misuse, silent by default.
  * With TWIN_DEBUG=1 in the environment (read when the first context is made) or
  * twin_context_options.debug, the array object itself is kept, poisoned: a later unref of it,
  * or any call given it, prints the call and the file:line where the array was made to stderr
- * and aborts, instead of corrupting memory. */
+ * and aborts, instead of corrupting memory. A last unref with an access open is reported the
+ * same way, naming the file:line where each open access began (after ending them). */
 TWIN_API void twin_array_unref(twin_array *a);
 
 /* Getters. The returned pointers are borrowed and live as long as a. Thread-safe. */
@@ -526,12 +531,15 @@ TWIN_API twin_status twin_array_prefetch(twin_array *a, twin_side side);
  * The built-in operations run where the context computes: on its OpenCL device (enqueued in
  * order on the context's queue; they may still be running when the call returns, and any later
  * access waits for them), or in the calling thread on the host backend. Each opens and closes
- * the accesses it needs itself, so it fails with TWIN_ERR_BUSY when an access to one of its
- * arrays that conflicts is open (see twin_host_begin). On a device without fp64, any f64 array
+ * the accesses it needs itself (src's read, then dst's write), by twin_host_begin's rules: it
+ * waits for conflicting accesses other threads hold, and fails with TWIN_ERR_BUSY when one the
+ * calling thread holds is in the way. On a device without fp64, any f64 array
  * is TWIN_ERR_UNSUPPORTED. The first operation in an OpenCL context builds twin's kernels (about
  * a second on PoCL when its kernel cache is cold); a build failure is TWIN_ERR_BUILD with the
- * compiler's log in twin_last_error(). Thread-safe: any number of threads may run operations
- * on one context at once, as long as no two write the same array at the same time. */
+ * compiler's log in twin_last_error(). Messages name the call, the argument (dst, src) and
+ * the caller's file:line. Thread-safe: any number of threads may run operations on one context
+ * at once; writes through one array object take turns, writes through different views of one
+ * buffer on the same side do not (their elements are the caller's business). */
 
 /* Copies src's elements into dst. src has dst's shape, or broadcasts to it by NumPy's rules
  * (trailing axes line up; src axes of length 1, or missing, repeat; extra leading src axes of
@@ -588,25 +596,43 @@ typedef enum twin_access { TWIN_READ = 1, TWIN_WRITE = 2, TWIN_READ_WRITE = 3 } 
  * With TWIN_READ the array's byte extent is brought up to date on the host first, moving only
  * the parts the device holds newer. TWIN_WRITE alone promises to overwrite every element of a
  * and moves nothing when a is contiguous. On a zero-copy buffer nothing is ever moved: the
- * extent is mapped. The pointer is valid only until twin_host_end(a).
- * Several TWIN_READ accesses to one array object may be open at once (each closed by its own
- * end); an access that writes is exclusive: any other begin on the same array object while it
- * is open is TWIN_ERR_BUSY. Thread-safe. */
+ * extent is mapped. The pointer is valid only until twin_host_end(a), or until the last
+ * reference to a goes (which ends the access; see twin_array_unref).
+ * Which accesses may be open together, through any array objects on one buffer (views of it):
+ * - reads never conflict: any number of TWIN_READ accesses, on the host and on the device,
+ *   through one array object or several, each closed by its own end;
+ * - an access that writes conflicts with every other access through the same array object,
+ *   and with every access on the other side (device) of the buffer. Accesses on one side
+ *   through different array objects never conflict: which elements they share is the
+ *   caller's business.
+ * An access belongs to the thread that began it. A begin that conflicts only with accesses
+ * other threads hold waits until they end (sleeping, not spinning), then opens. A begin that
+ * conflicts with an access the calling thread holds, which waiting could not end, is
+ * TWIN_ERR_BUSY at once, and so is one that conflicts with a DLPack export's access
+ * (twin_array_to_dlpack), which no thread holds. A wait that would never end (a thread it would
+ * wait for waits itself, directly or through others, for an access the calling thread holds)
+ * is TWIN_ERR_BUSY at once, naming both accesses. Every BUSY message names each open access
+ * in the way with the file:line and call that began it. Built-in operations and kernel
+ * launches open their accesses by these rules too. Thread-safe. */
 TWIN_API twin_status twin_host_begin(twin_array *a, twin_access access, void **ptr);
 
 /* twin_host_begin recording the caller's file and line, which messages about an access left
- * open name (TWIN_ERR_BUSY). The macro below makes every twin_host_begin call record them;
- * the plain function stays callable (e.g. from other languages, or as (twin_host_begin)). */
+ * open name (TWIN_ERR_BUSY, TWIN_DEBUG reports). The macro below makes every twin_host_begin
+ * call record them; the plain function stays callable (e.g. from other languages, or as
+ * (twin_host_begin)). */
 TWIN_API twin_status twin_host_begin_at(twin_array *a, twin_access access, void **ptr,
                                         const char *file, int line);
 #define twin_host_begin(...) twin_host_begin_at(__VA_ARGS__, __FILE__, __LINE__)
 
-/* Closes host access. After a write, the device copy is stale and moves at its next use.
- * Without an open host access it is TWIN_ERR_BAD_STATE. Thread-safe. */
+/* Closes a host access of a: the newest one the calling thread holds, else the newest open one
+ * (so another thread may end it). After a write, the device copy is stale and moves at its
+ * next use. Threads waiting for the access wake. Without an open host access it is
+ * TWIN_ERR_BAD_STATE. Thread-safe. */
 TWIN_API twin_status twin_host_end(twin_array *a);
 
 /* Copies a's elements into dst (C order, packed, twin_array_nbytes(a) bytes), bringing them
- * from the device if it holds the newest copy. A convenience over host_begin/end. */
+ * from the device if it holds the newest copy. A convenience over host_begin/end (the same
+ * rules: it waits for other threads' conflicting accesses). */
 TWIN_API twin_status twin_array_read(twin_array *a, void *dst, size_t dst_bytes);
 
 /* Overwrites a's elements from src (C order, packed, twin_array_nbytes(a) bytes). */
@@ -663,13 +689,20 @@ struct DLManagedTensor;
  * reference on a's buffer and an open host access of that mode (made through a private view,
  * so a itself stays free for other accesses), both given up by its deleter. Until then the
  * data at dl_tensor.data is valid and current, and device-side writes to the buffer (kernels,
- * twin_copy, twin_device_begin) are TWIN_ERR_BUSY, as while any host access is open.
+ * twin_copy, twin_device_begin) are TWIN_ERR_BUSY, as while any host access is open; since no
+ * thread holds the export's access, no call waits for it (see twin_host_begin).
  * dl_tensor.data is the address of element 0 and byte_offset is 0; device is {kDLCPU, 0};
  * dtype is {kDLInt, kDLUInt or kDLFloat, bits, lanes 1}; shape and strides live in the tensor.
  * *out belongs to the consumer, which must call (*out)->deleter(*out) exactly once, from any
  * thread. Thread-safe. */
 TWIN_API twin_status twin_array_to_dlpack(twin_array *a, twin_access access,
                                           struct DLManagedTensor **out);
+/* twin_array_to_dlpack recording the caller's file and line, which messages about the
+ * export's open access name; the macro makes every call record them. */
+TWIN_API twin_status twin_array_to_dlpack_at(twin_array *a, twin_access access,
+                                             struct DLManagedTensor **out, const char *file,
+                                             int line);
+#define twin_array_to_dlpack(...) twin_array_to_dlpack_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* An array over a tensor another library produced: kDLCPU memory is adopted as by
  * twin_array_wrap_host; kDLOpenCL memory (data is a cl_mem of ctx's OpenCL context, byte_offset
@@ -858,11 +891,11 @@ TWIN_API const char *twin_kernel_name(const twin_kernel *k);
  * A refusal names the argument (and the parameter) or the dimension, the value and the limit,
  * after "twin_kernel_launch (file:line)", the caller's. Then it opens a device access of each
  * array (once per array object, with the union of its modes when passed twice), which brings
- * it up to date on the device and marks what the kernel writes as newer there; so an array
- * with a host write access open on its buffer, or any host access open on the same array
- * object, is TWIN_ERR_BUSY (as for twin_device_begin), and so is writing one while the host
- * reads its buffer. The arguments that did not change since the kernel's last launch are not
- * set again. The kernel is enqueued on the context's in-order queue and may still run when
+ * it up to date on the device and marks what the kernel writes as newer there, by
+ * twin_host_begin's rules: a host write open on an array's buffer, or a host read there while
+ * the kernel writes the array, makes the launch wait when another thread holds it and
+ * TWIN_ERR_BUSY when the calling thread does (which the message names with its file:line). The
+ * arguments that did not change since the kernel's last launch are not set again. The kernel is enqueued on the context's in-order queue and may still run when
  * this returns: a later host access waits for it, and twin_context_finish waits for
  * everything. Views of one buffer may be passed together, for reading and writing; whether
  * their elements overlap is the kernel's business, as in OpenCL. A range with a zero in global

@@ -21,7 +21,10 @@ extern "C" {
  * TWIN_WRITE alone over a contiguous array moves nothing. *mem is borrowed: valid until
  * twin_device_end(a), not to be released. Commands the caller enqueues on twin_context_cl_queue()
  * between begin and end are ordered correctly with twin's own. On the host backend this is
- * TWIN_ERR_UNSUPPORTED. The same open rules as twin_host_begin apply. Thread-safe. */
+ * TWIN_ERR_UNSUPPORTED. The same open rules as twin_host_begin apply: reads on both sides
+ * coexist, a write conflicts with the other side of the buffer and with the same array object;
+ * a conflict waits for other threads' accesses and is TWIN_ERR_BUSY for the calling thread's.
+ * Thread-safe. */
 TWIN_API twin_status twin_device_begin(twin_array *a, twin_access access, cl_mem *mem,
                                        size_t *byte_offset);
 
@@ -31,8 +34,9 @@ TWIN_API twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_
                                           size_t *byte_offset, const char *file, int line);
 #define twin_device_begin(...) twin_device_begin_at(__VA_ARGS__, __FILE__, __LINE__)
 
-/* Closes device access. After a write, the host copy is stale and moves at its next use.
- * Without an open device access it is TWIN_ERR_BAD_STATE. Thread-safe. */
+/* Closes a device access of a (the calling thread's newest, else the newest; see
+ * twin_host_end). After a write, the host copy is stale and moves at its next use. Without an
+ * open device access it is TWIN_ERR_BAD_STATE. Thread-safe. */
 TWIN_API twin_status twin_device_end(twin_array *a);
 
 /* The context's OpenCL objects, borrowed: valid while ctx lives; retain them to keep them
@@ -68,11 +72,19 @@ TWIN_API twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, si
  * reference on a's buffer and an open device access of the given mode (through a private
  * view), both given up by its deleter: until then the cl_mem's data in a's extent is current
  * on the device, and the consumer enqueues its work on twin_context_cl_queue() (or waits for
- * it before the deleter). Host-side writes to the buffer are TWIN_ERR_BUSY meanwhile. On the
+ * it before the deleter). Host-side writes to the buffer are TWIN_ERR_BUSY meanwhile (no call
+ * waits for an export's access, which no thread holds). On the
  * host backend, TWIN_ERR_UNSUPPORTED. *out belongs to the consumer, which must call
  * (*out)->deleter(*out) exactly once, from any thread. Thread-safe. */
 TWIN_API twin_status twin_array_to_dlpack_opencl(twin_array *a, twin_access access,
                                                  struct DLManagedTensor **out);
+/* twin_array_to_dlpack_opencl recording the caller's file and line for messages (see
+ * twin_array_to_dlpack_at); the macro makes every call record them. */
+TWIN_API twin_status twin_array_to_dlpack_opencl_at(twin_array *a, twin_access access,
+                                                    struct DLManagedTensor **out, const char *file,
+                                                    int line);
+#define twin_array_to_dlpack_opencl(...)                                                           \
+  twin_array_to_dlpack_opencl_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* The OpenCL objects behind a program and a kernel, borrowed (valid while the twin object
  * lives; retain them to keep them longer), for queries such as clGetKernelWorkGroupInfo. Do

@@ -1,12 +1,27 @@
 #!/usr/bin/env python3
 """Runs `debug_misuse MODE` (with TWIN_DEBUG=1 from the test's environment) and checks that
 twin caught the misuse: the program was stopped by SIGABRT, and stderr names the call at fault
-and the line that made the array, which the program printed as "expect: FILE:LINE".
+and the line that made the array, which the program printed as "expect: FILE:LINE". When the
+program also printed "begun: FILE:LINE" (an access left open), the report must name that line
+as where the access began, instead of saying the array was already released.
 Usage: check_misuse.py PROGRAM MODE CALL"""
 import re
 import signal
 import subprocess
 import sys
+
+
+def check_kind(stdout, report):
+    """What the report must say besides the call and the creation line."""
+    begun = re.search(r"^begun: (\S+)$", stdout, re.M)
+    if begun:
+        want = f"begun at {begun.group(1)} by "
+        if want not in report:
+            return [f"the report does not name where the open access began, '{want.strip()}'"]
+        return []
+    if "already released" not in report:
+        return ["the report does not say the array was already released"]
+    return []
 
 
 def main(program, mode, call):
@@ -26,8 +41,8 @@ def main(program, mode, call):
             problems.append(f"{len(report)} TWIN_DEBUG report lines, expected 1")
         elif f"TWIN_DEBUG: {call}(0x" not in report[0] or want not in report[0]:
             problems.append(f"the report does not name {call} and '{want.strip()}'")
-        elif "already released" not in report[0]:
-            problems.append("the report does not say the array was already released")
+        else:
+            problems += check_kind(run.stdout, report[0])
     for p in problems:
         print(f"check_misuse: {mode}: {p}", file=sys.stderr)
     return 1 if problems else 0

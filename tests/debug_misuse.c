@@ -8,6 +8,8 @@
  *   view             twin_array_slice of a released array
  *   copy             twin_copy from a released array
  *   context-gone     the context's last reference goes first, then the array twice
+ *   open-access      the last twin_array_unref with a host write access still open; it also
+ *                    prints "begun: FILE:LINE", where the access began
  *   clean            correct use: must exit 0 with TWIN_DEBUG=1 too */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,17 @@ int main(int argc, char **argv) {
     twin_context_unref(ctx); /* a still holds the context; the leak report goes to stderr */
     twin_array_unref(a);     /* the last reference: the context closes here */
     twin_array_unref(a);
+    return 0;
+  }
+  if (strcmp(mode, "open-access") == 0) {
+    void *p;
+    int begun = __LINE__ + 1;
+    if (twin_host_begin(a, TWIN_WRITE, &p) != TWIN_OK)
+      return fail("twin_host_begin");
+    printf("begun: %s:%d\n", __FILE__, begun);
+    fflush(stdout);
+    twin_array_unref(a);
+    fprintf(stderr, "debug_misuse: the misuse was not reported\n");
     return 0;
   }
   if (strcmp(mode, "clean") == 0) {

@@ -1,15 +1,20 @@
 /* The access protocol: host and device begin/end, what moves between the sides and how often,
- * the open rules (BUSY, BAD_STATE), argument errors, the host backend's lack of a device,
- * fp64, and the packed twin_array_read / twin_array_write helpers. */
+ * the open rules (BUSY, BAD_STATE, waiting for other threads, wait-for cycles), accesses that
+ * die with their array object, what messages name, argument errors, the host backend's lack
+ * of a device, fp64, and the packed twin_array_read / twin_array_write helpers. */
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "cl_faults.h"
 #include "fixture.h"
 
 #ifdef TWIN_HAVE_OPENCL
 #include "core/twin_opencl.h"
 #endif
 
-#ifdef TWIN_HAVE_OPENCL
 /* A view of all of a, a second array object on the same buffer. */
 static twin_array *alias(twin_array *a) {
   twin_array *v;
@@ -17,6 +22,39 @@ static twin_array *alias(twin_array *a) {
                                   0, &v));
   return v;
 }
+
+/* Asserts that this thread's last message contains (or lacks) needle. */
+static void expect_message(const char *needle) {
+  if (!strstr(twin_last_error(), needle))
+    print_error("message \"%s\"\nlacks \"%s\"\n", twin_last_error(), needle);
+  assert_non_null(strstr(twin_last_error(), needle));
+}
+
+static void expect_no_message(const char *needle) {
+  if (strstr(twin_last_error(), needle))
+    print_error("message \"%s\"\nhas \"%s\"\n", twin_last_error(), needle);
+  assert_null(strstr(twin_last_error(), needle));
+}
+
+/* "test_access.c:LINE " as messages name a site of this file (the space ends the number). */
+static const char *site_of(int line, char *buf, size_t cap) {
+  snprintf(buf, cap, "test_access.c:%d ", line);
+  return buf;
+}
+
+#define EXPECT_SITE(line)                                                                          \
+  do {                                                                                             \
+    char site_[64];                                                                                \
+    expect_message(site_of(line, site_, sizeof site_));                                            \
+  } while (0)
+
+#define EXPECT_NO_SITE(line)                                                                       \
+  do {                                                                                             \
+    char site_[64];                                                                                \
+    expect_no_message(site_of(line, site_, sizeof site_));                                         \
+  } while (0)
+
+#ifdef TWIN_HAVE_OPENCL
 
 /* Transfer counters moved since `base`. */
 static void expect_moved(const twin_fixture *f, const twin_stats *base, uint64_t to_device,
@@ -391,6 +429,735 @@ static void test_write_is_busy_while_the_other_side_reads(void **state) {
 #endif
 }
 
+/* ---- an access dies with its array object ---- */
+
+/* The last reference to an array object with a host write open: the access ends there, its
+ * write counts, and the buffer is free for every later use on both sides. */
+static void test_dropping_an_array_with_a_host_write_open_ends_the_access(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = fixture_i32(f->ctx, 8, 1000), *v = alias(a);
+  int32_t *p;
+  assert_ok(twin_host_begin(v, TWIN_WRITE, (void **)&p));
+  for (int i = 0; i < 8; i++)
+    p[i] = 5000 + i;
+  twin_array_unref(v); /* the access was never ended */
+  fixture_expect_i32(a, 5000);
+#ifdef TWIN_HAVE_OPENCL
+  if (f->has_device)
+    expect_device_i32(f, a, 5); /* not BUSY: nothing is left open */
+#endif
+  int32_t seven = 7;
+  assert_ok(twin_fill(a, &seven));
+  assert_ok(twin_host_begin(a, TWIN_WRITE, (void **)&p));
+  assert_ok(twin_host_end(a));
+  twin_array_unref(a);
+}
+
+/* The same for a device write: what the device wrote counts, and the host can read it. */
+static void test_dropping_an_array_with_a_device_write_open_ends_the_access(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_array *a = fixture_i32(f->ctx, 8, 1000), *v = alias(a);
+  int32_t data[8];
+  for (int i = 0; i < 8; i++)
+    data[i] = 6000 + i;
+  cl_mem mem;
+  size_t off;
+  assert_ok(twin_device_begin(v, TWIN_WRITE, &mem, &off));
+  cl_write(f->ctx, mem, off, data, sizeof data);
+  twin_array_unref(v);
+  fixture_expect_i32(a, 6000); /* the host side was not BUSY, and the write is there */
+  assert_ok(twin_device_begin(a, TWIN_READ_WRITE, &mem, &off));
+  assert_ok(twin_device_end(a));
+  twin_array_unref(a);
+#endif
+}
+
+/* Blocks of at least 4 MiB from the host allocator, and whether they were freed since. */
+static twin__allocator saved_alloc;
+static void *_Atomic big_block;
+static atomic_bool big_freed;
+
+static void *note_aligned(size_t alignment, size_t n) {
+  void *p = saved_alloc.aligned_fn(alignment, n);
+  if (n >= (4u << 20))
+    atomic_store(&big_block, p);
+  return p;
+}
+
+static void note_free(void *p) {
+  if (p && p == atomic_load(&big_block))
+    atomic_store(&big_freed, true);
+  saved_alloc.free_fn(p);
+}
+
+/* The last reference goes with a host access open (on a zero-copy buffer, its mapping): the
+ * buffer's memory is freed all the same (the runtime may free a zero-copy block a moment
+ * later, so this waits up to 5 s for it). */
+static void test_dropping_the_last_reference_with_an_access_open_frees_the_memory(void **state) {
+  twin_fixture *f = fixture(state);
+  twin__allocator_copy(&saved_alloc, &twin__host_alloc);
+  atomic_store(&big_block, NULL);
+  atomic_store(&big_freed, false);
+  twin__host_alloc.aligned_fn = note_aligned;
+  twin__host_alloc.free_fn = note_free;
+  const size_t n = 1u << 20; /* 4 MiB of f32 */
+  twin_array *a;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_F32, 1, &n, &a));
+  float *p;
+  assert_ok(twin_host_begin(a, TWIN_READ_WRITE, (void **)&p));
+  assert_non_null(atomic_load(&big_block));
+  p[0] = 1.0f;
+  twin_array_unref(a);
+  assert_int_equal(fixture_stats(f).buffers, 0);
+  assert_int_equal(fixture_stats(f).host_bytes, 0);
+  for (int i = 0; i < 500 && !atomic_load(&big_freed); i++) {
+    twin_context_finish(f->ctx);
+    usleep(10 * 1000);
+  }
+  assert_true(atomic_load(&big_freed));
+  twin__allocator_set(&saved_alloc);
+}
+
+/* ---- what BUSY names ---- */
+
+/* With view A's write open and view B's begun and ended since, a conflict names A's line. */
+static void test_busy_names_the_access_that_is_open_not_the_latest(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = fixture_i32(f->ctx, 8, 1000), *va = alias(a), *vb = alias(a);
+  void *p, *q;
+  int line_a = __LINE__ + 1;
+  assert_ok(twin_host_begin(va, TWIN_WRITE, &p));
+  int line_b = __LINE__ + 1;
+  assert_ok(twin_host_begin(vb, TWIN_WRITE, &q));
+  assert_ok(twin_host_end(vb));
+  int32_t seven = 7;
+  assert_status(twin_fill(va, &seven), TWIN_ERR_BUSY); /* the same array object */
+  expect_message("twin_fill: dst: ");
+  EXPECT_SITE(line_a);
+  EXPECT_NO_SITE(line_b);
+  if (f->has_device) { /* another object: the device write conflicts with the host write */
+    assert_status(twin_fill(a, &seven), TWIN_ERR_BUSY);
+    expect_message("twin_fill: dst: ");
+    expect_message("host write");
+    EXPECT_SITE(line_a);
+    EXPECT_NO_SITE(line_b);
+  }
+  assert_ok(twin_host_end(va));
+  fixture_expect_i32(a, 1000);
+  twin_array_unref(vb);
+  twin_array_unref(va);
+  twin_array_unref(a);
+}
+
+/* Every open access that blocks is named with its own line: two reads of one array object
+ * block its write, and device reads of two views block a host write of the buffer. */
+static void test_busy_names_every_access_that_blocks(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = fixture_i32(f->ctx, 8, 1000);
+  void *p;
+  int line1 = __LINE__ + 1;
+  assert_ok(twin_host_begin(a, TWIN_READ, &p));
+  int line2 = __LINE__ + 1;
+  assert_ok(twin_host_begin(a, TWIN_READ, &p));
+  assert_status(twin_host_begin(a, TWIN_WRITE, &p), TWIN_ERR_BUSY);
+  expect_message("twin_host_begin: ");
+  EXPECT_SITE(line1);
+  EXPECT_SITE(line2);
+  assert_ok(twin_host_end(a));
+  assert_ok(twin_host_end(a));
+#ifdef TWIN_HAVE_OPENCL
+  if (f->has_device) {
+    twin_array *va = alias(a), *vb = alias(a);
+    cl_mem mem;
+    size_t off;
+    int line3 = __LINE__ + 1;
+    assert_ok(twin_device_begin(va, TWIN_READ, &mem, &off));
+    int line4 = __LINE__ + 1;
+    assert_ok(twin_device_begin(vb, TWIN_READ, &mem, &off));
+    assert_status(twin_host_begin(a, TWIN_WRITE, &p), TWIN_ERR_BUSY);
+    expect_message("device read");
+    EXPECT_SITE(line3);
+    EXPECT_SITE(line4);
+    assert_ok(twin_device_end(vb));
+    assert_ok(twin_device_end(va));
+    twin_array_unref(vb);
+    twin_array_unref(va);
+  }
+#endif
+  fixture_expect_i32(a, 1000);
+  twin_array_unref(a);
+}
+
+/* A host kernel calls twin_host_begin on an array its launch has open: BUSY names the launch,
+ * the argument and the line of the twin_kernel_launch call. */
+typedef struct nested {
+  twin_array *a;
+  twin_status status;
+  char message[1024];
+} nested;
+
+static twin_status begin_inside(const twin_host_launch *l, void *user) {
+  (void)l;
+  nested *n = user;
+  void *p;
+  n->status = twin_host_begin(n->a, TWIN_WRITE, &p);
+  snprintf(n->message, sizeof n->message, "%s", twin_last_error());
+  if (n->status == TWIN_OK)
+    twin_host_end(n->a);
+  return TWIN_OK;
+}
+
+static void test_an_operations_access_is_named_with_the_callers_line(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
+  nested n = {a, TWIN_OK, ""};
+  twin_kernel *k;
+  assert_ok(twin_kernel_new_host(f->ctx, "nested", begin_inside, &n, &k));
+  twin_arg args[] = {twin_arg_array(a, TWIN_READ)};
+  int line = __LINE__ + 1;
+  assert_ok(twin_kernel_launch(k, 1, (size_t[]){4}, NULL, 1, args));
+  assert_int_equal(n.status, TWIN_ERR_BUSY);
+  char site[64];
+  site_of(line, site, sizeof site);
+  if (!strstr(n.message, site) || !strstr(n.message, "twin_kernel_launch: argument 0"))
+    print_error("message \"%s\" lacks \"%s\" or the launch\n", n.message, site);
+  assert_non_null(strstr(n.message, site));
+  assert_non_null(strstr(n.message, "twin_kernel_launch: argument 0"));
+  assert_null(strstr(n.message, "twin operation"));
+  twin_kernel_unref(k);
+  fixture_expect_i32(a, 1000);
+  twin_array_unref(a);
+}
+
+static void *no_aligned(size_t alignment, size_t n) {
+  (void)alignment, (void)n;
+  return NULL;
+}
+
+/* twin_array_read and twin_array_write name themselves, not the twin_host_begin they use. */
+static void test_read_and_write_helpers_name_themselves(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = fixture_i32(f->ctx, 4, 1000);
+  int32_t got[4];
+  void *p;
+  assert_ok(twin_host_begin(a, TWIN_WRITE, &p));
+  assert_status(twin_array_read(a, got, sizeof got), TWIN_ERR_BUSY);
+  expect_message("twin_array_read: ");
+  expect_no_message("twin_host_begin:");
+  assert_status(twin_array_write(a, got, sizeof got), TWIN_ERR_BUSY);
+  expect_message("twin_array_write: ");
+  expect_no_message("twin_host_begin:");
+  assert_ok(twin_host_end(a));
+  /* An allocation that fails inside the access: a new array has no host memory yet. */
+  twin_array *b;
+  const size_t n = 4;
+  assert_ok(twin_array_new(f->ctx, TWIN_I32, 1, &n, &b));
+  twin__allocator_copy(&saved_alloc, &twin__host_alloc);
+  twin__host_alloc.aligned_fn = no_aligned;
+  assert_status(twin_array_write(b, got, sizeof got), TWIN_ERR_OUT_OF_HOST_MEMORY);
+  expect_message("twin_array_write: ");
+  expect_no_message("twin_host_begin:");
+  assert_status(twin_array_read(b, got, sizeof got), TWIN_ERR_OUT_OF_HOST_MEMORY);
+  expect_message("twin_array_read: ");
+  expect_no_message("twin_host_begin:");
+  twin__allocator_set(&saved_alloc);
+  twin_array_unref(b);
+  fixture_expect_i32(a, 1000);
+  twin_array_unref(a);
+}
+
+/* Fails host allocation number N of a workload, and (on a device) OpenCL call number N. */
+static int host_calls, host_fail_at;
+
+static void *failing_malloc(size_t n) {
+  return ++host_calls == host_fail_at ? NULL : saved_alloc.malloc_fn(n);
+}
+
+static void *failing_aligned(size_t alignment, size_t n) {
+  return ++host_calls == host_fail_at ? NULL : saved_alloc.aligned_fn(alignment, n);
+}
+
+static void inject(const twin_fixture *f, int fail_at, bool device) {
+  twin__allocator_copy(&saved_alloc, &twin__host_alloc);
+  host_calls = 0;
+  host_fail_at = device ? 0 : fail_at;
+  twin__host_alloc.malloc_fn = failing_malloc;
+  twin__host_alloc.aligned_fn = failing_aligned;
+#ifdef TWIN_HAVE_OPENCL
+  if (device && f->has_device) {
+    cl_inject(fail_at, CL_OUT_OF_RESOURCES);
+    twin__cl.clCreateBuffer = fault_create_buffer;
+    twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
+    twin__cl.clEnqueueReadBuffer = fault_read_buffer;
+    twin__cl.clEnqueueCopyBuffer = fault_copy_buffer;
+    twin__cl.clSetKernelArg = fault_set_arg;
+    twin__cl.clEnqueueNDRangeKernel = fault_launch;
+  }
+#else
+  (void)f;
+#endif
+}
+
+static void uninject(void) {
+  twin__allocator_set(&saved_alloc);
+#ifdef TWIN_HAVE_OPENCL
+  twin__cl = twin__cl_real;
+#endif
+}
+
+/* Runs op with host allocation (device: OpenCL call) 1, 2, ... failing until it succeeds;
+ * every failure's message must begin with the public call `fn` and name no internal one. */
+static void sweep_messages(const twin_fixture *f, bool device, const char *fn,
+                           twin_status (*op)(twin_array **arrays), twin_array **arrays) {
+  twin_status s = TWIN_ERR_OUT_OF_HOST_MEMORY;
+  int failures = 0;
+  for (int fail_at = 1; fail_at < 60 && s != TWIN_OK; fail_at++) {
+    inject(f, fail_at, device);
+    s = op(arrays);
+    uninject();
+    if (s == TWIN_OK)
+      break;
+    failures++;
+    char head[128];
+    snprintf(head, sizeof head, "%s: %s: ", twin_status_name(s), fn);
+    if (strncmp(twin_last_error(), head, strlen(head)) != 0)
+      print_error("failure %d: \"%s\" does not begin with \"%s\"\n", fail_at, twin_last_error(),
+                  head);
+    assert_int_equal(strncmp(twin_last_error(), head, strlen(head)), 0);
+    expect_no_message("twin_device_begin");
+    expect_no_message("twin_host_begin");
+    expect_no_message("twin_array_new");
+    expect_no_message("twin operation");
+  }
+  assert_int_equal(s, TWIN_OK);
+  assert_true(failures > 0 || (device && !f->has_device));
+}
+
+/* arrays: {a, lo, hi, c}: lo and hi overlap in a's buffer; c is a fresh array. */
+static twin_status overlapping_copy(twin_array **x) {
+  return twin_copy(x[2], x[1]);
+}
+
+static twin_status fill_fresh(twin_array **x) {
+  int32_t v = 3;
+  return twin_fill(x[3], &v);
+}
+
+static twin_status copy_out(twin_array **x) {
+  twin_array *c = NULL;
+  twin_status s = twin_array_copy(x[1], &c);
+  twin_array_unref(c);
+  return s;
+}
+
+static twin_status contiguous_of_strided(twin_array **x) {
+  twin_array *c = NULL;
+  twin_status s = twin_array_contiguous(x[4], &c);
+  twin_array_unref(c);
+  return s;
+}
+
+/* Every failure inside twin_copy, twin_fill, twin_array_copy and twin_array_contiguous (an
+ * allocation, a transfer, a kernel launch) names that call, not the calls it is made of. */
+static void test_operations_name_themselves_in_every_failure(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *x[5];
+  x[0] = fixture_i32(f->ctx, 10, 0);
+  assert_ok(twin_array_as_strided(x[0], 1, (size_t[]){9}, (ptrdiff_t[]){1}, 0, &x[1]));
+  assert_ok(twin_array_as_strided(x[0], 1, (size_t[]){9}, (ptrdiff_t[]){1}, 1, &x[2]));
+  assert_ok(twin_array_as_strided(x[0], 1, (size_t[]){5}, (ptrdiff_t[]){2}, 0, &x[4]));
+  for (int device = 0; device < 2; device++) {
+    const size_t n = 10;
+    assert_ok(twin_array_new(f->ctx, TWIN_I32, 1, &n, &x[3]));
+    sweep_messages(f, device, "twin_copy", overlapping_copy, x);
+    sweep_messages(f, device, "twin_fill", fill_fresh, x);
+    sweep_messages(f, device, "twin_array_copy", copy_out, x);
+    sweep_messages(f, device, "twin_array_contiguous", contiguous_of_strided, x);
+    twin_array_unref(x[3]);
+  }
+  int32_t got[10];
+  assert_ok(twin_array_read(x[0], got, sizeof got));
+  assert_int_equal(got[9], 7); /* the overlapping copy happened twice, each as a whole */
+  for (int i = 4; i >= 0; i--)
+    if (i != 3)
+      twin_array_unref(x[i]);
+}
+
+/* ---- reads coexist; other threads wait; cycles are BUSY ---- */
+
+static void test_host_and_device_reads_of_one_array_coexist(void **state) {
+  twin_fixture *f = fixture(state);
+  if (!f->has_device)
+    skip();
+#ifdef TWIN_HAVE_OPENCL
+  twin_array *a = fixture_i32(f->ctx, 8, 1000);
+  int32_t *p, got[8];
+  cl_mem mem;
+  size_t off;
+  assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p));
+  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
+  cl_read(f->ctx, mem, off, got, sizeof got);
+  assert_int_equal(got[7], 1007);
+  assert_int_equal(p[7], 1007);
+  /* A write on the same object still conflicts with either read. */
+  assert_status(twin_device_begin(a, TWIN_WRITE, &mem, &off), TWIN_ERR_BUSY);
+  assert_ok(twin_host_end(a));
+  assert_status(twin_host_begin(a, TWIN_READ_WRITE, (void **)&p), TWIN_ERR_BUSY);
+  assert_ok(twin_device_end(a));
+  /* And the other way round: a device read first. */
+  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
+  assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p));
+  assert_int_equal(p[0], 1000);
+  assert_ok(twin_host_end(a));
+  assert_ok(twin_device_end(a));
+  assert_status(twin_device_end(a), TWIN_ERR_BAD_STATE);
+  assert_status(twin_host_end(a), TWIN_ERR_BAD_STATE);
+  twin_array_unref(a);
+#endif
+}
+
+/* Polls until n threads wait for an access (at most 10 s). */
+static void await_waiters(size_t n) {
+  for (int i = 0; i < 5000 && twin__access_waiting() < n; i++)
+    usleep(1000);
+  assert_int_equal(twin__access_waiting(), n);
+}
+
+/* A thread that opens a host write on `a`, waits until `waiters` threads wait for it, then
+ * writes value + i into a's 8 i32 elements and ends the access. */
+typedef struct holder {
+  twin_array *a;
+  int32_t value;
+  size_t waiters;
+  twin_status begun, ended;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool open;
+} holder;
+
+static void *hold_then_write(void *arg) {
+  holder *h = arg;
+  int32_t *p;
+  h->begun = twin_host_begin(h->a, TWIN_WRITE, (void **)&p);
+  pthread_mutex_lock(&h->lock);
+  h->open = true;
+  pthread_cond_signal(&h->cond);
+  pthread_mutex_unlock(&h->lock);
+  if (h->begun != TWIN_OK)
+    return NULL;
+  for (int i = 0; i < 5000 && twin__access_waiting() < h->waiters; i++)
+    usleep(1000);
+  usleep(20 * 1000); /* the waiter has gone to sleep; it must stay asleep until the end */
+  for (int i = 0; i < 8; i++)
+    p[i] = h->value + i;
+  h->ended = twin_host_end(h->a);
+  return NULL;
+}
+
+/* Starts a holder thread on a and returns once its access is open. */
+static void start_holder(holder *h, pthread_t *th, twin_array *a, int32_t value) {
+  *h = (holder){.a = a, .value = value, .waiters = 1};
+  pthread_mutex_init(&h->lock, NULL);
+  pthread_cond_init(&h->cond, NULL);
+  assert_int_equal(pthread_create(th, NULL, hold_then_write, h), 0);
+  pthread_mutex_lock(&h->lock);
+  while (!h->open)
+    pthread_cond_wait(&h->cond, &h->lock);
+  pthread_mutex_unlock(&h->lock);
+  assert_ok(h->begun);
+}
+
+static void join_holder(holder *h, pthread_t th) {
+  pthread_join(th, NULL);
+  assert_ok(h->ended);
+  pthread_cond_destroy(&h->cond);
+  pthread_mutex_destroy(&h->lock);
+}
+
+/* A conflict with an access another thread holds waits for its end (no BUSY, no retry), and
+ * then sees what that thread wrote. */
+static void test_a_conflict_with_another_threads_access_waits_for_its_end(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = fixture_i32(f->ctx, 8, 1000);
+  holder h;
+  pthread_t th;
+  int32_t *p;
+  start_holder(&h, &th, a, 2000); /* the same array object: conflicts on every backend */
+  assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p));
+  assert_int_equal(p[0], 2000);
+  assert_int_equal(p[7], 2007);
+  assert_ok(twin_host_end(a));
+  join_holder(&h, th);
+#ifdef TWIN_HAVE_OPENCL
+  if (f->has_device) { /* another object of the buffer, on the device */
+    twin_array *v = alias(a);
+    start_holder(&h, &th, v, 3000);
+    expect_device_i32(f, a, 3);
+    join_holder(&h, th);
+    start_holder(&h, &th, v, 4000); /* a built-in operation waits too */
+    twin_array *copy;
+    assert_ok(twin_array_copy(a, &copy));
+    join_holder(&h, th);
+    fixture_expect_i32(copy, 4000);
+    twin_array_unref(copy);
+    twin_array_unref(v);
+  }
+#endif
+  twin_array_unref(a);
+}
+
+/* Holds a host write on p, then asks for a host write on q, which the main thread holds. */
+typedef struct partner {
+  twin_array *p, *q;
+  int line;
+  twin_status held, waited, ended_q, ended_p;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool holding;
+} partner;
+
+static void *hold_p_then_want_q(void *arg) {
+  partner *w = arg;
+  void *ptr;
+  w->line = __LINE__ + 1;
+  w->held = twin_host_begin(w->p, TWIN_WRITE, &ptr);
+  pthread_mutex_lock(&w->lock);
+  w->holding = true;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+  if (w->held != TWIN_OK)
+    return NULL;
+  w->waited = twin_host_begin(w->q, TWIN_WRITE, &ptr);
+  if (w->waited == TWIN_OK)
+    w->ended_q = twin_host_end(w->q);
+  w->ended_p = twin_host_end(w->p);
+  return NULL;
+}
+
+/* Two threads each holding an access and asking for the other's would wait forever: the one
+ * that closes the cycle gets BUSY at once, naming both accesses; the other then proceeds. */
+static void test_a_wait_for_cycle_is_busy_and_names_both_accesses(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *p = fixture_i32(f->ctx, 8, 1000), *q = fixture_i32(f->ctx, 8, 2000);
+  void *ptr;
+  int line_q = __LINE__ + 1;
+  assert_ok(twin_host_begin(q, TWIN_WRITE, &ptr));
+  partner w = {.p = p, .q = q};
+  pthread_mutex_init(&w.lock, NULL);
+  pthread_cond_init(&w.cond, NULL);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, hold_p_then_want_q, &w), 0);
+  pthread_mutex_lock(&w.lock);
+  while (!w.holding)
+    pthread_cond_wait(&w.cond, &w.lock);
+  pthread_mutex_unlock(&w.lock);
+  assert_ok(w.held);
+  await_waiters(1); /* the partner waits for q */
+  assert_status(twin_host_begin(p, TWIN_READ, &ptr), TWIN_ERR_BUSY);
+  expect_message("deadlock");
+  EXPECT_SITE(w.line);
+  EXPECT_SITE(line_q);
+  assert_ok(twin_host_end(q)); /* the partner gets q now */
+  pthread_join(th, NULL);
+  assert_ok(w.waited);
+  assert_ok(w.ended_q);
+  assert_ok(w.ended_p);
+  assert_int_equal(twin__access_waiting(), 0);
+  pthread_cond_destroy(&w.cond);
+  pthread_mutex_destroy(&w.lock);
+  fixture_expect_i32(p, 1000);
+  twin_array_unref(p);
+  twin_array_unref(q);
+}
+
+/* Copies p into q (holding p's read while it waits for q, which the main thread holds). */
+static void *copy_p_to_q(void *arg) {
+  partner *w = arg;
+  w->line = __LINE__ + 1;
+  w->waited = twin_copy(w->q, w->p);
+  return NULL;
+}
+
+/* The same cycle through a built-in operation: the message names the operation's argument and
+ * the line of the twin_copy call. */
+static void test_a_cycle_through_an_operation_names_its_call_and_line(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *p = fixture_i32(f->ctx, 8, 1000), *q = fixture_i32(f->ctx, 8, 2000);
+  void *ptr;
+  assert_ok(twin_host_begin(q, TWIN_WRITE, &ptr));
+  partner w = {.p = p, .q = q};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, copy_p_to_q, &w), 0);
+  await_waiters(1); /* the copy holds p's read and waits for q */
+  assert_status(twin_host_begin(p, TWIN_WRITE, &ptr), TWIN_ERR_BUSY);
+  expect_message("deadlock");
+  char want[128];
+  snprintf(want, sizeof want, "test_access.c:%d by twin_copy: src in another thread", w.line);
+  expect_message(want);
+  assert_ok(twin_host_end(q));
+  pthread_join(th, NULL);
+  assert_ok(w.waited);
+  fixture_expect_i32(q, 1000);
+  twin_array_unref(p);
+  twin_array_unref(q);
+}
+
+/* ---- eight threads on one buffer ---- */
+
+enum { SHARERS = 8, COLS = 64, ROUNDS = 40 };
+
+typedef struct sharer {
+  twin_fixture *f;
+  twin_array *base;
+  int t;
+  int failures;
+  char first[512];
+} sharer;
+
+static void note(sharer *w, bool ok, const char *what, int round) {
+  if (ok)
+    return;
+  if (w->failures++ == 0)
+    snprintf(w->first, sizeof w->first, "thread %d round %d: %s (%s)", w->t, round, what,
+             twin_last_error());
+}
+
+/* Checks that every element of row (COLS i32) is `value`, read through the host. */
+static bool row_is(twin_array *row, int32_t value) {
+  int32_t got[COLS];
+  if (twin_array_read(row, got, sizeof got) != TWIN_OK)
+    return false;
+  for (int c = 0; c < COLS; c++)
+    if (got[c] != value)
+      return false;
+  return true;
+}
+
+#ifdef TWIN_HAVE_OPENCL
+/* Checks row's device copy (COLS i32), while a host read of another view of it is open. */
+static bool device_row_is(twin_context *ctx, twin_array *row, int32_t value) {
+  int32_t got[COLS];
+  cl_mem mem;
+  size_t off;
+  if (twin_device_begin(row, TWIN_READ, &mem, &off) != TWIN_OK)
+    return false;
+  cl_int e = clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, sizeof got, got, 0,
+                                 NULL, NULL);
+  bool ok = twin_device_end(row) == TWIN_OK && e == CL_SUCCESS;
+  for (int c = 0; ok && c < COLS; c++)
+    ok = got[c] == value;
+  return ok;
+}
+
+static bool device_write_row(twin_context *ctx, twin_array *row, int32_t value) {
+  int32_t data[COLS];
+  for (int c = 0; c < COLS; c++)
+    data[c] = value;
+  cl_mem mem;
+  size_t off;
+  if (twin_device_begin(row, TWIN_WRITE, &mem, &off) != TWIN_OK)
+    return false;
+  cl_int e = clEnqueueWriteBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, sizeof data, data,
+                                  0, NULL, NULL);
+  return twin_device_end(row) == TWIN_OK && e == CL_SUCCESS;
+}
+#endif
+
+/* One round of thread t on its own row views of the shared buffer: a host write, a fill (on
+ * the device where there is one), a host read with a device read of the same row open at
+ * once, a copy of the whole buffer out (a device read of every row), a device write. Other
+ * threads' accesses on the other side of the buffer conflict with each step: it waits. */
+static void share_round(sharer *w, twin_array *row, twin_array *row2, twin_array *whole,
+                        twin_array *out, twin_array *out_row, int round) {
+  twin_context *ctx = w->f->ctx;
+  int32_t v = w->t * 100000 + round * 10, *p;
+  twin_status s = twin_host_begin(row, TWIN_WRITE, (void **)&p);
+  note(w, s == TWIN_OK, "host write", round);
+  if (s == TWIN_OK) {
+    for (int c = 0; c < COLS; c++)
+      p[c] = v;
+    note(w, twin_host_end(row) == TWIN_OK, "host end", round);
+  }
+  int32_t v1 = v + 1;
+  note(w, twin_fill(row, &v1) == TWIN_OK, "fill", round);
+  s = twin_host_begin(row2, TWIN_READ, (void **)&p);
+  note(w, s == TWIN_OK, "host read", round);
+  if (s == TWIN_OK) {
+    note(w, p[0] == v1 && p[COLS - 1] == v1, "host read data", round);
+#ifdef TWIN_HAVE_OPENCL
+    if (w->f->has_device)
+      note(w, device_row_is(ctx, row, v1), "device read beside a host read", round);
+#endif
+    note(w, twin_host_end(row2) == TWIN_OK, "host read end", round);
+  }
+  note(w, twin_copy(out, w->f->has_device ? whole : row) == TWIN_OK, "copy out", round);
+  note(w, row_is(out_row, v1), "copied data", round);
+#ifdef TWIN_HAVE_OPENCL
+  if (w->f->has_device) {
+    note(w, device_write_row(ctx, row, v + 2), "device write", round);
+    note(w, row_is(row, v + 2), "host read after the device write", round);
+  }
+#endif
+  (void)ctx;
+}
+
+static void *share(void *arg) {
+  sharer *w = arg;
+  twin_array *row, *row2, *whole = alias(w->base), *out, *out_row = NULL;
+  note(w, twin_array_index(w->base, 0, w->t, &row) == TWIN_OK, "row", -1);
+  note(w, twin_array_index(w->base, 0, w->t, &row2) == TWIN_OK, "row2", -1);
+  /* The host backend copies on the host, where a read of other threads' rows would race with
+   * their writes: there each thread copies its own row only. */
+  if (w->f->has_device) {
+    note(w, twin_array_new(w->f->ctx, TWIN_I32, 2, (size_t[]){SHARERS, COLS}, &out) == TWIN_OK,
+         "out", -1);
+    note(w, twin_array_index(out, 0, w->t, &out_row) == TWIN_OK, "out row", -1);
+  } else {
+    note(w, twin_array_new(w->f->ctx, TWIN_I32, 1, (size_t[]){COLS}, &out) == TWIN_OK, "out", -1);
+    out_row = twin_array_ref(out);
+  }
+  for (int round = 0; round < ROUNDS && w->failures == 0; round++)
+    share_round(w, row, row2, whole, out, out_row, round);
+  twin_array_unref(out_row);
+  twin_array_unref(out);
+  twin_array_unref(whole);
+  twin_array_unref(row2);
+  twin_array_unref(row);
+  return NULL;
+}
+
+static void test_eight_threads_share_one_buffer_without_retrying(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *base;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 2, (size_t[]){SHARERS, COLS}, &base));
+  pthread_t th[SHARERS];
+  sharer w[SHARERS];
+  for (int t = 0; t < SHARERS; t++) {
+    w[t] = (sharer){.f = f, .base = base, .t = t};
+    assert_int_equal(pthread_create(&th[t], NULL, share, &w[t]), 0);
+  }
+  int failures = 0;
+  for (int t = 0; t < SHARERS; t++) {
+    pthread_join(th[t], NULL);
+    if (w[t].failures)
+      print_error("%s\n", w[t].first);
+    failures += w[t].failures;
+  }
+  assert_int_equal(failures, 0);
+  assert_int_equal(twin__access_waiting(), 0);
+  int32_t got[SHARERS * COLS];
+  assert_ok(twin_array_read(base, got, sizeof got));
+  for (int t = 0; t < SHARERS; t++) {
+    int32_t last = t * 100000 + (ROUNDS - 1) * 10 + (f->has_device ? 2 : 1);
+    assert_int_equal(got[t * COLS], last);
+    assert_int_equal(got[t * COLS + COLS - 1], last);
+  }
+  twin_array_unref(base);
+}
+
 /* ---- argument errors ---- */
 
 static void test_invalid_access_value_is_invalid(void **state) {
@@ -589,6 +1356,19 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_device_begin_is_busy_while_a_view_writes_on_host),
     TWIN_TEST(test_host_begin_is_busy_while_a_view_writes_on_device),
     TWIN_TEST(test_write_is_busy_while_the_other_side_reads),
+    TWIN_TEST(test_dropping_an_array_with_a_host_write_open_ends_the_access),
+    TWIN_TEST(test_dropping_an_array_with_a_device_write_open_ends_the_access),
+    TWIN_TEST(test_dropping_the_last_reference_with_an_access_open_frees_the_memory),
+    TWIN_TEST(test_busy_names_the_access_that_is_open_not_the_latest),
+    TWIN_TEST(test_busy_names_every_access_that_blocks),
+    TWIN_TEST(test_an_operations_access_is_named_with_the_callers_line),
+    TWIN_TEST(test_read_and_write_helpers_name_themselves),
+    TWIN_TEST(test_operations_name_themselves_in_every_failure),
+    TWIN_TEST(test_host_and_device_reads_of_one_array_coexist),
+    TWIN_TEST(test_a_conflict_with_another_threads_access_waits_for_its_end),
+    TWIN_TEST(test_a_wait_for_cycle_is_busy_and_names_both_accesses),
+    TWIN_TEST(test_a_cycle_through_an_operation_names_its_call_and_line),
+    TWIN_TEST(test_eight_threads_share_one_buffer_without_retrying),
     TWIN_TEST(test_invalid_access_value_is_invalid),
     TWIN_TEST(test_null_array_or_pointer_is_invalid),
     TWIN_TEST(test_host_backend_has_no_device_access),

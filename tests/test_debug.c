@@ -1,5 +1,6 @@
 /* Lifetime checks (TWIN_DEBUG): a released array object is poisoned, not freed, and every
- * public call given it reports the call and the array's creation site. The report ends in
+ * public call given it reports the call and the array's creation site; a last unref with an
+ * access still open is reported with where the access began. The report ends in
  * abort(); here twin__debug_fatal is replaced by a longjmp back into the case, and stderr goes
  * to a temporary file, so each report can be read in-process. (debug_misuse.c, run by
  * check_misuse.py, checks the real abort in a process of its own.) */
@@ -323,6 +324,61 @@ static void test_the_ring_is_bounded_and_frees_the_oldest(void **state) {
   debug_restore();
 }
 
+/* The last reference to an array goes with accesses still open: twin ends them (the buffer
+ * stays usable on both sides, and what the write access wrote counts) and reports the misuse
+ * with the line where each access began. */
+static void test_last_unref_with_an_access_open_is_reported_with_its_site(void **state) {
+  twin_fixture *f = fixture(state);
+  debug_on();
+  const size_t shape[] = {4};
+  twin_array *a, *v;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 1, shape, &a));
+  int made = __LINE__ + 1;
+  assert_ok(twin_array_reshape(a, 1, shape, &v));
+  assert_ptr_not_equal(v, a);
+  int32_t *p;
+  int begun = __LINE__ + 1;
+  assert_ok(twin_host_begin(v, TWIN_READ_WRITE, (void **)&p));
+  p[3] = 9;
+  int begun2 = __LINE__ + 1;
+  assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p)); /* another object: not reported */
+  EXPECT_REPORT(twin_array_unref(v));
+  char want[512];
+  snprintf(want, sizeof want, "begun at %s:%d by twin_host_begin", __FILE__, begun);
+  if (!strstr(report, want) || !strstr(report, "twin: TWIN_DEBUG: twin_array_unref(0x"))
+    print_error("report: %s\nexpected: %s\n", report, want);
+  assert_non_null(strstr(report, want));
+  assert_non_null(strstr(report, "twin: TWIN_DEBUG: twin_array_unref(0x"));
+  assert_non_null(strstr(report, "a host write access"));
+  snprintf(want, sizeof want, "made at %s:%d as i32[4]", __FILE__, made);
+  assert_non_null(strstr(report, want));
+  snprintf(want, sizeof want, ":%d ", begun2);
+  assert_null(strstr(report, want));
+  assert_ok(twin_host_end(a));
+  int32_t got[4];
+  assert_ok(twin_array_read(a, got, sizeof got));
+  assert_int_equal(got[3], 9);
+  fixture_device_touch(f, a, TWIN_READ_WRITE); /* not BUSY */
+#ifdef TWIN_HAVE_OPENCL
+  if (f->has_device) { /* a device access, likewise */
+    cl_mem mem;
+    size_t off;
+    assert_ok(twin_array_reshape(a, 1, shape, &v));
+    begun = __LINE__ + 1;
+    assert_ok(twin_device_begin(v, TWIN_WRITE, &mem, &off));
+    EXPECT_REPORT(twin_array_unref(v));
+    snprintf(want, sizeof want, "a device write access, begun at %s:%d by twin_device_begin",
+             __FILE__, begun);
+    assert_non_null(strstr(report, want));
+    assert_ok(twin_array_read(a, got, sizeof got));
+  }
+#endif
+  assert_int_equal(fixture_stats(f).arrays, 1);
+  twin_array_unref(a);
+  assert_int_equal(fatal_calls, 1);
+  debug_restore();
+}
+
 static void test_context_option_turns_checks_on(void **state) {
   twin_fixture *f = fixture(state);
   atomic_store(&twin__debug, false);
@@ -346,6 +402,7 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_a_live_array_passes_every_check),
     TWIN_TEST(test_use_after_the_context_is_gone_is_reported),
     TWIN_TEST(test_the_ring_is_bounded_and_frees_the_oldest),
+    TWIN_TEST(test_last_unref_with_an_access_open_is_reported_with_its_site),
 };
 
 TWIN_TEST_MAIN(tests)

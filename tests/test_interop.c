@@ -5,6 +5,7 @@
  * at the last unref; failures release nothing. */
 #include <dlpack/dlpack.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,10 +188,14 @@ static void test_dlpack_export_blocks_writes_on_the_other_side(void **state) {
   twin_array *a;
   assert_ok(twin_array_zeros(f->ctx, TWIN_U8, 1, shape, &a));
   DLManagedTensor *t;
+  int line = __LINE__ + 1;
   assert_ok(twin_array_to_dlpack(a, TWIN_READ_WRITE, &t));
   uint8_t seven = 7;
   assert_status(twin_fill(a, &seven), TWIN_ERR_BUSY); /* a device write while the host reads */
-  assert_message_has("begun at a DLPack export");
+  char site[64]; /* the export's access is named with the line that exported */
+  snprintf(site, sizeof site, "test_interop.c:%d by twin_array_to_dlpack", line);
+  assert_message_has(site);
+  assert_message_has("for a DLPack export");
   /* a itself stays free: another host access on it works meanwhile. */
   void *p;
   assert_ok(twin_host_begin(a, TWIN_READ, &p));

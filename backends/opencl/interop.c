@@ -6,7 +6,8 @@
 twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_mem *mem,
                                  size_t *byte_offset, const char *file, int line) {
   void *handle;
-  twin_status s = twin__device_begin(a, access, mem ? &handle : NULL, byte_offset, file, line);
+  twin__opener who = {"twin_device_begin", NULL, {file, line}};
+  twin_status s = twin__device_begin(&who, false, a, access, mem ? &handle : NULL, byte_offset);
   if (s == TWIN_OK)
     *mem = (cl_mem)handle;
   return s;
@@ -14,7 +15,7 @@ twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_mem *mem,
 
 twin_status(twin_device_begin)(twin_array *a, twin_access access, cl_mem *mem,
                                size_t *byte_offset) {
-  return twin_device_begin_at(a, access, mem, byte_offset, "(unknown)", 0);
+  return twin_device_begin_at(a, access, mem, byte_offset, NULL, 0);
 }
 
 twin_status twin_device_end(twin_array *a) {
@@ -55,9 +56,16 @@ twin_status(twin_array_wrap_cl_mem)(twin_context *ctx, cl_mem mem, size_t byte_o
                                    0);
 }
 
-twin_status twin_array_to_dlpack_opencl(twin_array *a, twin_access access,
-                                        struct DLManagedTensor **out) {
-  return twin__array_to_dlpack("twin_array_to_dlpack_opencl", a, TWIN__DEVICE, access, out);
+twin_status twin_array_to_dlpack_opencl_at(twin_array *a, twin_access access,
+                                           struct DLManagedTensor **out, const char *file,
+                                           int line) {
+  return twin__array_to_dlpack("twin_array_to_dlpack_opencl", a, TWIN__DEVICE, access,
+                               (twin__site){file, line}, out);
+}
+
+twin_status(twin_array_to_dlpack_opencl)(twin_array *a, twin_access access,
+                                         struct DLManagedTensor **out) {
+  return twin_array_to_dlpack_opencl_at(a, access, out, NULL, 0);
 }
 
 cl_program twin_program_cl_program(twin_program *prog) {
