@@ -473,6 +473,16 @@ unsigned m_as_strided(const m_view *v, int ndim, const size_t *shape, const ptrd
     g.strides[i] = strides[i];
   }
   *out = g;
+  /* Documented: every stride times the element size, and the byte extent of the axes that
+   * have elements, must fit in ptrdiff_t, even in a view that addresses nothing. */
+  m_int item = (m_int)item_of(v->dtype), low = 0, high = 0;
+  for (int i = 0; i < ndim; i++) {
+    if (!fits_ptrdiff((m_int)strides[i] * item))
+      return refused;
+    m_int span = shape[i] ? (m_int)strides[i] * item * (m_int)(shape[i] - 1) : 0;
+    if (!fits_ptrdiff(span) || !fits_ptrdiff(span < 0 ? (low += span) : (high += span)))
+      return refused;
+  }
   m_int count = m_count(ndim, shape), elements = v->buf->elements;
   unsigned size_rule = m_size_rule(ndim, shape, item_of(v->dtype));
   if (count == 0) { /* addresses nothing; where its offset may point is not documented */
