@@ -143,7 +143,7 @@ static twin_status close_locked(const char *fn, twin_array *a, twin__side_id sid
     /* A failed unmap still closes the access: the caller gives the pointer up either way,
      * and an access that can never be closed would wedge the array. */
     twin_context *ctx = b->ctx;
-    s = ctx->ops->unmap(ctx, b->mem[TWIN__DEVICE], a->mapped);
+    s = ctx->ops->unmap(ctx, b->mem[TWIN__DEVICE], a->mapped, &b->track);
   }
   if (a->access_mode & TWIN_WRITE)
     b->open_writes[side]--;
@@ -218,6 +218,9 @@ twin_status twin__device_begin(twin_array *a, twin_access access, void **handle,
 }
 
 twin_status twin__device_end(twin_array *a) {
+  twin__debug_check(a, "twin_device_end");
+  if (a)
+    twin__buffer_fence(a->buf); /* the application's own commands on the memory */
   return end("twin_device_end", a, TWIN__DEVICE);
 }
 
