@@ -24,15 +24,16 @@
 #endif
 
 /* AddressSanitizer keeps freed memory in quarantine, so the resident size does not drop when
- * a block is freed: under ASan only the allocator hooks count, and the arrays are smaller. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
+ * a block is freed, and ThreadSanitizer keeps shadow memory and makes big memsets slow: under
+ * either only the allocator hooks count, and the arrays are smaller. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UNDER_SANITIZER 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UNDER_SANITIZER 1
 #endif
 #endif
-#ifdef UNDER_ASAN
+#ifdef UNDER_SANITIZER
 #define BIG_MIB 16
 #else
 #define BIG_MIB 256
@@ -128,10 +129,12 @@ static double now_ms(void) {
 
 #define WATCHES 4
 
+#ifdef TWIN_HAVE_OPENCL
 /* Flags set by destructor callbacks on cl_mem objects, each used once in the process, so that
  * a memory released late (after its case ended) cannot touch a later case's flag. */
 static atomic_int destroyed_flags[256];
 static int flags_used;
+#endif
 
 typedef struct probe {
   twin_context *ctx;              /* whose statistics: NULL once the case has dropped it */
@@ -153,7 +156,7 @@ static void begin_probe(twin_context *ctx, probe *p) {
  * device that shares host memory, device copies) and resident. */
 static void expect_held(const probe *p, size_t bytes) {
   assert_true(live_blocks() >= bytes);
-#ifndef UNDER_ASAN
+#ifndef UNDER_SANITIZER
   assert_true(resident_mib() >= p->resident + (long)(bytes >> 20) * 9 / 10);
 #endif
 }
@@ -161,7 +164,7 @@ static void expect_held(const probe *p, size_t bytes) {
 /* Everything the case made is gone again, except `kept` bytes of large blocks. */
 static void expect_released_but(const probe *p, size_t kept) {
   assert_int_equal(live_blocks(), kept);
-#ifndef UNDER_ASAN
+#ifndef UNDER_SANITIZER
   /* Slack for the allocator's and the runtime's own growth, far below one array. */
   long resident = resident_mib(), limit = p->resident + (long)(kept >> 20) + 48;
   if (resident > limit)
