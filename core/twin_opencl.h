@@ -53,12 +53,12 @@ TWIN_API cl_command_queue twin_context_cl_queue(twin_context *ctx);
  * cl_mem. twin retains mem, and when the last view of the buffer is unreferenced it writes back
  * what the host side holds newer, waits for the commands queued on the buffer, and releases
  * its reference (clReleaseMemObject) before that unref returns, so mem then holds the array's
- * final contents and no twin command uses it. It is a two-copy buffer even on a zero-copy context: mem is its
- * device side, holding the data, and twin makes a host copy at first host access. Until the
- * end, use mem only through twin (twin_device_begin and end bracket outside work on it).
- * A cl_mem of another context, an image, or an element outside it is
- * TWIN_ERR_INVALID_ARGUMENT; on the host backend, TWIN_ERR_UNSUPPORTED. On failure mem is not
- * retained. The caller owns *out. Thread-safe. */
+ * final contents and no twin command uses it. It is a two-copy buffer even on a zero-copy context:
+ * mem is its device side, holding the data, and twin makes a host copy at first host access. Until
+ * the end, use mem only through twin (twin_device_begin and end bracket outside work on it). A
+ * cl_mem of another context, an image, or an element outside it is TWIN_ERR_INVALID_ARGUMENT; on
+ * the host backend, TWIN_ERR_UNSUPPORTED. On failure mem is not retained. The caller owns *out.
+ * Thread-safe. */
 TWIN_API twin_status twin_array_wrap_cl_mem(twin_context *ctx, cl_mem mem, size_t byte_offset,
                                             twin_dtype dtype, int ndim, const size_t *shape,
                                             const ptrdiff_t *strides, twin_array **out);
@@ -76,8 +76,8 @@ TWIN_API twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, si
  * on the device, and the consumer enqueues its work on twin_context_cl_queue() (or waits for
  * it before the deleter; the deleter acts as twin_device_end, so the buffer's release waits
  * for the consumer's commands on that queue). Host-side writes to the buffer are TWIN_ERR_BUSY
- * meanwhile. On the host backend, TWIN_ERR_UNSUPPORTED. *out belongs to the consumer, which must call
- * (*out)->deleter(*out) exactly once, from any thread. Thread-safe. */
+ * meanwhile. On the host backend, TWIN_ERR_UNSUPPORTED. *out belongs to the consumer, which must
+ * call (*out)->deleter(*out) exactly once, from any thread. Thread-safe. */
 TWIN_API twin_status twin_array_to_dlpack_opencl(twin_array *a, twin_access access,
                                                  struct DLManagedTensor **out);
 
