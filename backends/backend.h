@@ -4,7 +4,14 @@
  * host only and refuses device access with TWIN_ERR_UNSUPPORTED.
  *
  * Locking: core calls the buffer members with that buffer's lock held, and never holds two
- * buffer locks at once. The backend must be safe for concurrent calls on different buffers. */
+ * buffer locks at once. The backend must be safe for concurrent calls on different buffers.
+ *
+ * Release: every member that queues a command on a buffer's device handle without waiting for
+ * it records the command in the buffer's twin__track, in queue order, and dev_free waits for
+ * that command and no other before it releases the handle; so the call that drops a buffer's
+ * last view returns after its device memory is really gone, and quickly when the buffer is
+ * idle, whatever runs on other buffers. Members that complete their work before they return
+ * (to_device, to_host, map) record nothing. */
 #ifndef TWIN_BACKEND_H
 #define TWIN_BACKEND_H
 
@@ -41,12 +48,14 @@ typedef struct twin__kernel_desc {
 } twin__kernel_desc;
 
 /* One value for one kernel parameter: size bytes at value (NULL: local memory of size bytes).
- * A device handle is passed as the handle itself, a pointer: {sizeof(void *), &handle}. same:
- * the kernel holds this very value from its previous launch, so setting it may be skipped. */
+ * A device handle is passed as the handle itself, a pointer: {sizeof(void *), &handle}, with
+ * its buffer's track, where the launch is recorded (NULL for any other value). same: the kernel
+ * holds this very value from its previous launch, so setting it may be skipped. */
 typedef struct twin__kvalue {
   size_t size;
   const void *value;
   bool same;
+  twin__track *track;
 } twin__kvalue;
 
 struct twin_backend_ops {
@@ -59,31 +68,48 @@ struct twin_backend_ops {
   void (*close)(twin_context *ctx);
   /* Waits for every queued command. May be NULL when nothing is ever queued. */
   twin_status (*finish)(twin_context *ctx);
+  /* Records in track, as the latest command on its buffer's device memory, a point of ctx's
+   * queue after every command queued so far: the application's own, queued through interop
+   * during a device access it is about to end. NULL when nothing is ever queued. Called with
+   * the buffer's lock held. */
+  twin_status (*mark)(twin_context *ctx, twin__track *track);
 
   /* Allocates nbytes (>= 1) of device memory and returns the backend's handle for it; the
    * memory must really exist when this returns, so a later command cannot fail for lack
-   * of memory. The handle is owned by core until dev_free. */
-  twin_status (*dev_alloc)(twin_context *ctx, size_t nbytes, void **handle);
-  /* Releases a handle from dev_alloc once queued commands using it are done. */
-  void (*dev_free)(twin_context *ctx, void *handle);
+   * of memory. The handle is owned by core until dev_free; track is its buffer's (empty),
+   * where the backend keeps what it needs to free the handle. On failure track stays empty. */
+  twin_status (*dev_alloc)(twin_context *ctx, size_t nbytes, void **handle, twin__track *track);
+  /* Releases a handle and empties its track. First waits for the last command recorded in
+   * track (on the in-order queue that covers every earlier command on the handle; other
+   * buffers' commands are not waited for). A handle from dev_alloc, dev_wrap or
+   * dev_wrap_external is then destroyed, its memory released, before this returns true; false
+   * means that a reference taken outside twin (a cl_mem from twin_device_begin, retained)
+   * still held it after a bounded wait, and the memory goes when that reference does. A handle
+   * from dev_adopt loses the reference dev_adopt took; true. */
+  bool (*dev_free)(twin_context *ctx, void *handle, twin__track *track);
   /* Copies n bytes from host memory to the handle at byte offset off, complete on return. */
   twin_status (*to_device)(twin_context *ctx, void *handle, size_t off, size_t n, const void *src);
   /* Copies n bytes at byte offset off of the handle to host memory, complete on return. */
   twin_status (*to_host)(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
-  /* Sets n bytes at byte offset off of the handle to zero (may complete later, in order). */
-  twin_status (*dev_zero)(twin_context *ctx, void *handle, size_t off, size_t n);
+  /* Sets n bytes at byte offset off of the handle to zero (may complete later, in order, and
+   * is recorded in track). */
+  twin_status (*dev_zero)(twin_context *ctx, void *handle, size_t off, size_t n,
+                          twin__track *track);
 
   /* Zero-copy (NULL when the backend cannot share host memory): wraps nbytes of host memory
-   * from twin__alloc_block as device memory used in place. From success on, the handle owns
-   * the block and frees it with twin__free once the runtime is done with it. */
-  twin_status (*dev_wrap)(twin_context *ctx, void *host, size_t nbytes, void **handle);
+   * from twin__alloc_block as device memory used in place, as dev_alloc (track likewise).
+   * From success on, the handle owns the block and frees it with twin__free when it is
+   * destroyed (see dev_free). */
+  twin_status (*dev_wrap)(twin_context *ctx, void *host, size_t nbytes, void **handle,
+                          twin__track *track);
   /* Maps bytes [off, off + n) of a wrapped handle for host access, waiting for queued commands
    * that use it; *ptr is the host address of byte off. invalidate: the caller overwrites all
    * of it, so its content need not be made current. */
   twin_status (*map)(twin_context *ctx, void *handle, size_t off, size_t n, twin_access access,
                      bool invalidate, void **ptr);
-  /* Ends a mapping from map; device commands queued later see the host's writes. */
-  twin_status (*unmap)(twin_context *ctx, void *handle, void *ptr);
+  /* Ends a mapping from map; device commands queued later see the host's writes. The unmap may
+   * complete later, in order, and is recorded in track. */
+  twin_status (*unmap)(twin_context *ctx, void *handle, void *ptr, twin__track *track);
   /* Built-in operations. core opens the arrays' accesses first (on the device side when the
    * backend has device memory, else on the host side) and passes views whose mem is that
    * side's memory; the backend only does the mechanics. Work may complete later, in queue
@@ -92,6 +118,7 @@ struct twin_backend_ops {
    * calls it before opening any access, so that a build failure leaves every array as it was.
    * copy: src and dst have the same shape, do not overlap, and may differ in dtype (see
    * twin_copy for the conversion rules). fill: value points to one element of dst's dtype.
+   * On the device, the command is recorded in each view's track.
    * When copy or fill is NULL, core runs twin__host_copy / twin__host_fill on the host side. */
   twin_status (*prepare_ops)(twin_context *ctx);
   twin_status (*copy)(twin_context *ctx, const twin__view *dst, const twin__view *src);
@@ -102,12 +129,14 @@ struct twin_backend_ops {
    * context, stores its size in bytes in *nbytes and takes a reference of its own on it, which
    * dev_free drops. On failure it takes nothing. NULL: device memory cannot be adopted.
    * dev_wrap_external: as dev_wrap, over host memory twin does not own: the handle never frees
-   * it, and done(arg) runs exactly once when the runtime no longer uses it, after dev_free
-   * (maybe on a runtime thread; never after a failure). NULL: adopted host memory is used
-   * through two copies. Both are safe to call from several threads at once. */
+   * it, and done(arg), may be NULL, runs exactly once when the runtime no longer uses it: in
+   * dev_free's thread before dev_free returns true; when dev_free returns false, later, in
+   * whichever thread drops the last reference (never after a failure). NULL: adopted host
+   * memory is used through two copies. Both are safe to call from several threads at once. */
   twin_status (*dev_adopt)(twin_context *ctx, void *handle, size_t *nbytes);
   twin_status (*dev_wrap_external)(twin_context *ctx, void *host, size_t nbytes,
-                                   void (*done)(void *arg), void *arg, void **handle);
+                                   void (*done)(void *arg), void *arg, void **handle,
+                                   twin__track *track);
 
   /* ---- User programs and kernels (kernel.c); all NULL on a backend that runs no OpenCL C,
    * where core answers TWIN_ERR_UNSUPPORTED ----
@@ -121,7 +150,7 @@ struct twin_backend_ops {
    * and its own limits. On failure nothing is kept and the message names twin_kernel_new.
    * kernel_enqueue: sets the kernel's parameters to values[0..nvalues) (a NULL value is local
    * memory of that size; a value marked same may be left as it is) and enqueues the kernel,
-   * without waiting, on ctx's in-order queue. Core holds
+   * without waiting, on ctx's in-order queue, recorded in each value's track. Core holds
    * the kernel's own lock across the call, since a kernel's arguments are shared by every
    * thread using it. On a failure in setting value i, *failed_value is i (else -1). */
   twin_status (*program_build)(twin_context *ctx, const char *source, const char *label,

@@ -305,7 +305,7 @@ static twin_status close_record(twin_array *a, twin__access *x) {
     /* A failed unmap still closes the access: the caller gives the pointer up either way,
      * and an access that can never be closed would wedge the array. */
     if (b->zero_copy && a->size > 0)
-      s = b->ctx->ops->unmap(b->ctx, b->mem[TWIN__DEVICE], a->mapped);
+      s = b->ctx->ops->unmap(b->ctx, b->mem[TWIN__DEVICE], a->mapped, &b->track);
     a->mapped = NULL;
   }
   twin__access **p = &b->accesses;
@@ -393,6 +393,9 @@ twin_status twin__device_begin(const twin__opener *who, bool unowned, twin_array
 }
 
 twin_status twin__device_end(twin_array *a) {
+  twin__debug_check(a, "twin_device_end");
+  if (a)
+    twin__buffer_fence(a->buf); /* the application's own commands on the memory */
   return end("twin_device_end", a, TWIN__DEVICE);
 }
 
@@ -407,6 +410,8 @@ bool twin__access_drop(twin_array *a) {
     next = x->next;
     if (x->array != a)
       continue;
+    if (x->side == TWIN__DEVICE)
+      twin__buffer_fence_locked(b); /* the release waits for what the application queued */
     put(what, sizeof what, "%sa %s %s access", what[0] ? "; " : "", side_name(x->side),
         mode_word(x->mode));
     put_began(what, sizeof what, x);

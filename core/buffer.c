@@ -2,7 +2,6 @@
  * drops the last array viewing it, and the coherence between its host and device sides. */
 #include <assert.h>
 #include <stddef.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,12 +77,6 @@ twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, t
   return create(ctx, nbytes, zero_init, ctx->zero_copy, site, out);
 }
 
-/* The runtime let go of adopted host memory that a zero-copy buffer's device handle wrapped. */
-static void external_unused(void *arg) {
-  twin__buffer *b = arg;
-  atomic_store_explicit(&b->external_unused, true, memory_order_release);
-}
-
 twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__side_id side,
                                       void *mem, void (*release)(void *), void *user,
                                       twin__site site, twin__buffer **out) {
@@ -94,8 +87,11 @@ twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__si
   twin_status s = create(ctx, nbytes, false, shared, site, &b);
   if (s != TWIN_OK)
     return s;
+  /* The device handle over a shared block gives the memory back itself (release runs once the
+   * runtime is done with it, see dev_wrap_external); otherwise the last unref does. */
   if (shared) {
-    s = ctx->ops->dev_wrap_external(ctx, mem, nbytes, external_unused, b, &b->mem[TWIN__DEVICE]);
+    s = ctx->ops->dev_wrap_external(ctx, mem, nbytes, release, user, &b->mem[TWIN__DEVICE],
+                                    &b->track);
     if (s != TWIN_OK) {
       twin__buffer_unref(b); /* holds nothing yet */
       return s;
@@ -103,7 +99,7 @@ twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__si
   }
   b->mem[side] = mem;
   b->external = (unsigned char)(1u << side);
-  b->external_release = release;
+  b->external_release = shared ? NULL : release;
   b->external_user = user;
   twin__budget_count(ctx, shared ? TWIN__HOST : side, nbytes);
   /* The lent side holds the data; the other side, made later, must fetch it. */
@@ -124,7 +120,7 @@ static void give_back(twin__buffer *b) {
     return;
   if (b->zero_copy) {
     if (ctx->ops->map(ctx, dev, 0, b->nbytes, TWIN_READ, false, &p) == TWIN_OK)
-      ctx->ops->unmap(ctx, dev, p);
+      ctx->ops->unmap(ctx, dev, p, &b->track);
     return;
   }
   twin__side_id x = twin__is_external(b, TWIN__HOST) ? TWIN__HOST : TWIN__DEVICE;
@@ -134,21 +130,27 @@ static void give_back(twin__buffer *b) {
   pthread_mutex_unlock(&b->lock);
 }
 
-/* After both sides of a buffer are released: gives adopted memory back to the application.
- * Host memory a zero-copy handle wrapped is given back only once the runtime no longer uses
- * it, which takes at most the queued commands, so the last unref waits for those. */
+/* After both sides of a buffer are released, and so after the device is done with them: gives
+ * adopted memory back to the application. (Host memory a zero-copy handle wrapped went back
+ * already, as the handle was destroyed.) */
 static void release_external(twin__buffer *b) {
-  twin_context *ctx = b->ctx;
-  if (!b->external)
-    return;
-  if (b->zero_copy && twin__is_external(b, TWIN__HOST)) {
-    if (ctx->ops->finish)
-      ctx->ops->finish(ctx);
-    while (!atomic_load_explicit(&b->external_unused, memory_order_acquire))
-      sched_yield();
-  }
   if (b->external_release)
     b->external_release(b->external_user);
+}
+
+/* Device memory that outlives twin's release: someone outside twin retained a handle twin
+ * lent through twin_device_begin. Said once per context, naming where the buffer was made. */
+static void warn_retained(twin__buffer *b) {
+  twin_context *ctx = b->ctx;
+  if (atomic_exchange(&ctx->borrowed_warned, true))
+    return;
+  fprintf(stderr,
+          "twin: warning: the device memory of the buffer made at %s:%d is still referenced "
+          "outside twin after its last array was dropped: a cl_mem from twin_device_begin is "
+          "borrowed and must not be retained past the array's life. The memory is freed when "
+          "that reference is released; twin_context_stats no longer counts it. (Said once per "
+          "context.)\n",
+          twin__site_file(b->site), b->site.line);
 }
 
 twin__buffer *twin__buffer_ref(twin__buffer *b) {
@@ -168,11 +170,26 @@ void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
       twin__free(mem);
     twin__budget_give(ctx, TWIN__HOST, b->nbytes);
   } else {
-    ctx->ops->dev_free(ctx, mem);
+    /* Waits for the buffer's commands and the memory's destruction: counted off after. */
+    if (!ctx->ops->dev_free(ctx, mem, &b->track))
+      warn_retained(b);
     if (!b->zero_copy)
       twin__budget_give(ctx, TWIN__DEVICE, b->nbytes);
   }
   b->mem[which] = NULL;
+}
+
+void twin__buffer_fence_locked(twin__buffer *b) {
+  twin_context *ctx = b->ctx;
+  bool open = twin__accesses_open(b, TWIN__DEVICE, TWIN_READ_WRITE) > 0;
+  if (ctx->ops->mark && b->mem[TWIN__DEVICE] && open)
+    ctx->ops->mark(ctx, &b->track);
+}
+
+void twin__buffer_fence(twin__buffer *b) {
+  pthread_mutex_lock(&b->lock);
+  twin__buffer_fence_locked(b);
+  pthread_mutex_unlock(&b->lock);
 }
 
 void twin__buffer_unref(twin__buffer *b) {
@@ -203,7 +220,7 @@ static twin_status allocate_shared(twin__buffer *b) {
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "the host allocator returned NULL");
   if (b->zero_init)
     memset(host, 0, n);
-  twin_status s = ctx->ops->dev_wrap(ctx, host, n, &b->mem[TWIN__DEVICE]);
+  twin_status s = ctx->ops->dev_wrap(ctx, host, n, &b->mem[TWIN__DEVICE], &b->track);
   if (s != TWIN_OK) {
     twin__free(host);
     return s;
@@ -233,9 +250,10 @@ static twin_status allocate(twin__buffer *b, twin__side_id which) {
       memset(b->mem[TWIN__HOST], 0, n);
   } else {
     void *dev;
-    s = ctx->ops->dev_alloc(ctx, n, &dev);
-    if (s == TWIN_OK && b->zero_init && (s = ctx->ops->dev_zero(ctx, dev, 0, n)) != TWIN_OK)
-      ctx->ops->dev_free(ctx, dev);
+    s = ctx->ops->dev_alloc(ctx, n, &dev, &b->track);
+    if (s == TWIN_OK && b->zero_init &&
+        (s = ctx->ops->dev_zero(ctx, dev, 0, n, &b->track)) != TWIN_OK)
+      ctx->ops->dev_free(ctx, dev, &b->track);
     if (s == TWIN_OK)
       b->mem[TWIN__DEVICE] = dev;
   }

@@ -197,7 +197,8 @@ twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *han
     s = twin__buffer_new_external(ctx, nbytes, TWIN__DEVICE, handle, release, user, site, &b);
   if (s != TWIN_OK) {
     twin__free(a);
-    ctx->ops->dev_free(ctx, handle); /* drops only the reference dev_adopt took */
+    twin__track none = {NULL, NULL};
+    ctx->ops->dev_free(ctx, handle, &none); /* drops only the reference dev_adopt took */
     return s;
   }
   attach(a, b, byte_offset / item, out);

@@ -123,6 +123,7 @@ struct twin_context {
   pthread_mutex_t lock;            /* guards the list of live buffers */
   struct twin__buffer *buffers;    /* live buffers, newest first */
   atomic_bool leak_reported;       /* the live report was printed at the last user unref */
+  atomic_bool borrowed_warned;     /* a retained borrowed device handle was reported */
   twin_leak_fn leak_fn;            /* replaces printing the leak report, when set */
   void *leak_user;
   const struct twin_backend_ops *ops;
@@ -217,6 +218,19 @@ typedef struct twin__access {
   bool unowned;     /* held for a DLPack consumer, by no thread: a conflict never waits for it */
 } twin__access;
 
+/* ---- Device work on a buffer ---- */
+
+/* What a backend follows of one buffer's device memory: the latest command queued on it, which
+ * releasing the memory waits for (that buffer's commands only, never the whole queue), and the
+ * backend's record of a handle it made. Core keeps one per buffer, zeroed, and hands it to the
+ * backend members that make, use and free the buffer's device handle; only the backend reads
+ * or writes it, `last` under its own enqueue lock, so that the recorded command is the latest
+ * in queue order even when threads enqueue work on one buffer at once. */
+typedef struct twin__track {
+  void *last; /* the backend's event of the latest command using the memory (retained), or NULL */
+  void *life; /* the backend's record of a handle it made; NULL for none or an adopted handle */
+} twin__track;
+
 /* ---- Buffers (buffer.c) ---- */
 
 /* The storage behind arrays. Two kinds, fixed at creation:
@@ -247,17 +261,16 @@ typedef struct twin__buffer {
   twin__access *accesses;
   unsigned waiting;
   pthread_cond_t access_ended;
+  twin__track track; /* the device handle's, for the backend */
   /* Memory twin adopted instead of allocating it (external.c): twin_array_wrap_host and
    * DLPack kDLCPU imports lend the host side, twin_array_wrap_cl_mem and kDLOpenCL imports
    * the device side. An adopted side is never freed by trim or evict; it is counted in the
    * statistics like twin's own memory. external_release(external_user), when set, runs
-   * exactly once after both sides are released (see twin__buffer_unref). */
+   * exactly once after the device is done with the memory and both sides are released (see
+   * twin__buffer_unref). */
   unsigned char external; /* bit 1u << twin__side_id per adopted side; 0: twin owns both */
   void (*external_release)(void *user);
   void *external_user;
-  /* A zero-copy buffer over adopted host memory: set by the device handle's runtime callback
-   * once the runtime no longer uses the memory, which the last unref waits for. */
-  atomic_bool external_unused;
   /* Two-copy buffers only. Last, so a new buffer zeroes everything before its segment array
    * and leaves the ~800 bytes of segments untouched (count 0 makes them unused). */
   twin__dirty dirty;
@@ -289,8 +302,15 @@ twin_status twin__buffer_reserve(twin__buffer *b);
 /* With b->lock held: records that bytes [lo, hi) are being written on `which`. */
 void twin__buffer_wrote(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
 
-/* With b->lock held: frees one side's memory, if any (the caller fixes the dirty map). */
+/* With b->lock held: frees one side's memory, if any (the caller fixes the dirty map). Device
+ * memory is released before this returns: it waits for the commands queued on it. */
 void twin__buffer_release_side(twin__buffer *b, twin__side_id which);
+/* At the end of an application's device access to b (twin_device_end, a DLPack deleter), while
+ * it is still open: the application may have queued its own commands on the device memory, so
+ * the buffer's release must wait for everything queued so far. */
+void twin__buffer_fence(twin__buffer *b);
+/* twin__buffer_fence with b->lock held. */
+void twin__buffer_fence_locked(twin__buffer *b);
 
 /* References to every live buffer of ctx (report.c); drop them with twin__drop_buffers. */
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);
@@ -491,7 +511,8 @@ size_t twin__access_waiting(void);
  * on, and its geometry. The two views of a copy have the same ndim and shape (core has already
  * broadcast the source: a broadcast axis has stride 0). */
 typedef struct twin__view {
-  void *mem; /* the backend's device handle, or the host buffer's start (host side) */
+  void *mem;          /* the backend's device handle, or the host buffer's start (host side) */
+  twin__track *track; /* the buffer's: the backend records its command there */
   twin_dtype dtype;
   int ndim;      /* 0..TWIN_MAX_DIMS */
   size_t offset; /* of the element at index 0, in elements from mem */

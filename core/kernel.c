@@ -916,25 +916,26 @@ static int fill_values(launch *l) {
     const twin_arg *arg = &l->args[i];
     bound_arg *b = &l->bound[i];
     if (arg->kind == TWIN_ARG_SCALAR) {
-      l->values[n++] = (twin__kvalue){twin_dtype_size(arg->dtype), &arg->value, false};
+      l->values[n++] = (twin__kvalue){twin_dtype_size(arg->dtype), &arg->value, false, NULL};
       continue;
     }
     if (arg->kind == TWIN_ARG_LOCAL) {
-      l->values[n++] = (twin__kvalue){arg->local_bytes, NULL, false};
+      l->values[n++] = (twin__kvalue){arg->local_bytes, NULL, false, NULL};
       continue;
     }
     const twin_array *a = arg->array;
     b->offset = (int64_t)a->offset;
-    l->values[n++] = (twin__kvalue){sizeof(void *), &l->arrays[b->array].mem, false};
-    l->values[n++] = (twin__kvalue){sizeof b->offset, &b->offset, false};
+    l->values[n++] =
+        (twin__kvalue){sizeof(void *), &l->arrays[b->array].mem, false, &a->buf->track};
+    l->values[n++] = (twin__kvalue){sizeof b->offset, &b->offset, false, NULL};
     if (arg->kind == TWIN_ARG_ARRAY)
       continue;
     for (int d = 0; d < 8; d++) {
       b->shape[d] = d < a->ndim ? (int64_t)a->shape[d] : 1;
       b->strides[d] = d < a->ndim ? (int64_t)a->strides[d] : 0;
     }
-    l->values[n++] = (twin__kvalue){sizeof b->shape, b->shape, false};
-    l->values[n++] = (twin__kvalue){sizeof b->strides, b->strides, false};
+    l->values[n++] = (twin__kvalue){sizeof b->shape, b->shape, false, NULL};
+    l->values[n++] = (twin__kvalue){sizeof b->strides, b->strides, false, NULL};
   }
   return n;
 }

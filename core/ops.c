@@ -115,6 +115,7 @@ static void make_view(twin__view *v, void *mem, const twin_array *a, const twin_
                       const ptrdiff_t *strides) {
   memset(v, 0, sizeof *v);
   v->mem = mem;
+  v->track = &a->buf->track;
   v->dtype = a->dtype;
   v->ndim = shape_of->ndim;
   v->offset = a->offset;

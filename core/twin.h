@@ -200,7 +200,10 @@ TWIN_API bool twin_context_is_zero_copy(const twin_context *ctx);
 /* Takes one more reference on ctx and returns ctx. Thread-safe. */
 TWIN_API twin_context *twin_context_ref(twin_context *ctx);
 
-/* Drops one reference; the last one closes the device. NULL is a no-op. Thread-safe. */
+/* Drops one reference; the last one closes the device. While arrays are alive they keep the
+ * context; the last of them closes it, and when that unref returns the device's objects are
+ * released (on OpenCL, the context's cl_context is gone unless the application holds objects
+ * of it). NULL is a no-op. Thread-safe. */
 TWIN_API void twin_context_unref(twin_context *ctx);
 
 /* Waits until all work queued on the context's device has completed. Thread-safe. */
@@ -367,7 +370,11 @@ TWIN_API twin_array *twin_array_ref(twin_array *a);
 
 /* Drops one reference. The last reference to the last array viewing a buffer frees the
  * buffer's host and device memory in this call and drops the buffer's reference on its
- * context. NULL is a no-op. Thread-safe.
+ * context: when it returns, the memory is back with the allocator (the cl_mem destroyed) and
+ * twin_context_stats no longer counts it. To get there it waits for the device commands that
+ * use this buffer (kernels, copies, fills, and the application's own commands before
+ * twin_device_end), never for work on other buffers, so dropping an idle buffer is quick while
+ * a long kernel runs elsewhere. NULL is a no-op. Thread-safe.
  * An access still open through the array object (a begin without its end) ends with the
  * object's last reference: a zero-copy mapping is unmapped, what a write access wrote counts
  * as written, and the buffer is free for other accesses; pointers and handles it gave are
@@ -659,9 +666,10 @@ typedef void (*twin_release_fn)(void *user_data);
  * runs. The buffer is exactly the bytes from the lowest to the highest element.
  * release_fn(user_data) (release_fn may be NULL) runs exactly once, when the last view of the
  * buffer is unreferenced, inside that twin_array_unref, which first brings back what the device
- * holds newer and waits until the runtime no longer uses the memory (queued commands; a cl_mem
- * from twin_device_begin on it must not be retained past twin_device_end), so the memory then
- * holds the array's final contents and is the application's again.
+ * holds newer and waits until the device is done with the memory (the commands queued on the
+ * buffer; a cl_mem from twin_device_begin on it must not be retained past the array's life,
+ * or release_fn runs only when that reference is released), so the memory then holds the
+ * array's final contents and is the application's again.
  * On a zero-copy context the block becomes the shared memory of host and device
  * (CL_MEM_USE_HOST_PTR); on a two-copy context it is the host side, and the device copy is
  * twin's, made at first device use. On failure release_fn is not called and nothing changed.

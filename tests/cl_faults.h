@@ -31,8 +31,9 @@ cl_int CL_API_CALL fault_copy_buffer(cl_command_queue q, cl_mem s, cl_mem d, siz
                                      size_t n, cl_uint ne, const cl_event *wl, cl_event *ev);
 void *CL_API_CALL fault_map(cl_command_queue q, cl_mem m, cl_bool b, cl_map_flags fl, size_t off,
                             size_t n, cl_uint ne, const cl_event *wl, cl_event *ev, cl_int *err);
-/* Really unmaps, then reports the failure: a mapping the runtime still held would keep its
- * cl_mem alive and read as a leak of twin's, while what is tested is twin's answer. */
+/* Really unmaps (and waits for it), then reports the failure: a mapping the runtime still held
+ * would keep its cl_mem alive and read as a leak of twin's, while what is tested is twin's
+ * answer. */
 cl_int CL_API_CALL fault_unmap(cl_command_queue q, cl_mem m, void *p, cl_uint ne,
                                const cl_event *wl, cl_event *ev);
 cl_int CL_API_CALL fault_migrate(cl_command_queue q, cl_uint n, const cl_mem *m,

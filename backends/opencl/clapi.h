@@ -21,6 +21,7 @@
   X(clCreateCommandQueue)                                                                      \
   X(clReleaseCommandQueue)                                                                     \
   X(clFinish)                                                                                  \
+  X(clGetCommandQueueInfo)                                                                     \
   X(clCreateBuffer)                                                                            \
   X(clReleaseMemObject)                                                                        \
   X(clSetMemObjectDestructorCallback)                                                          \
@@ -40,7 +41,9 @@
   X(clSetKernelArg)                                                                            \
   X(clEnqueueNDRangeKernel)                                                                    \
   X(clWaitForEvents)                                                                           \
+  X(clRetainEvent)                                                                             \
   X(clReleaseEvent)                                                                            \
+  X(clEnqueueMarkerWithWaitList)                                                               \
   X(clGetKernelWorkGroupInfo)                                                                   \
   X(clGetKernelInfo)                                                                           \
   X(clGetKernelArgInfo)                                                                        \
@@ -108,6 +111,10 @@ typedef struct twin__cl_context {
   pthread_mutex_t ops_lock;
   cl_program program;
   twin__cl_kernel kernels[TWIN__CL_KERNELS];
+  /* Held across every enqueue of a command that is recorded in a buffer's track, and the
+   * recording, so that each track holds the latest command on its memory in queue order.
+   * Innermost: taken with ops_lock, a kernel's lock or a buffer's lock held, never the reverse. */
+  pthread_mutex_t enqueue_lock;
 } twin__cl_context;
 
 /* The program's source, generated from the .cl files of kernels/ by kernels/embed.py: lines to
@@ -127,17 +134,55 @@ void twin__cl_program_release(twin__cl_context *cl);
 twin_status twin__cl_copy(twin_context *ctx, const twin__view *dst, const twin__view *src);
 twin_status twin__cl_fill(twin_context *ctx, const twin__view *dst, const void *value);
 
+/* ---- The commands on each buffer (events.c) ----
+ * An enqueue that a buffer's release must wait for runs between twin__cl_enqueue_begin and
+ * twin__cl_enqueue_end, asks for its event, and names the tracks of the buffers it uses. */
+void twin__cl_enqueue_begin(twin__cl_context *cl);
+/* Between the two: ev becomes the latest command on track's memory. */
+void twin__cl_record(twin__track *track, cl_event ev);
+/* Ends an enqueue: when err is CL_SUCCESS, records ev in tracks[0..n) (NULL entries skipped;
+ * one buffer may appear twice) and drops the caller's reference to ev. Returns err. */
+cl_int twin__cl_enqueue_end(twin__cl_context *cl, cl_int err, cl_event ev,
+                            twin__track *const *tracks, int n);
+/* Waits for the command recorded in track, if any, and empties its `last`. */
+void twin__cl_wait_last(twin__cl_context *cl, twin__track *track);
+/* Waits until the runtime has finished with every command queued so far, including its own
+ * bookkeeping after a command completes (its references on the queue, and so on the context,
+ * buffers and kernels), within a bound; at context close. */
+void twin__cl_settle(twin__cl_context *cl);
+/* Polls done() until it is true or limit_ms have passed, yielding then sleeping briefly;
+ * returns done()'s last answer. For the runtime's own threads finishing what they do right
+ * after a command completes. */
+bool twin__cl_poll(bool (*done)(void *arg), void *arg, double limit_ms);
+/* How long the release of a cl_mem twin made waits for the runtime to destroy it: long enough
+ * for a runtime thread, descheduled on a loaded machine, to finish the bookkeeping that follows
+ * a command's completion (PoCL 3.1 on 2 cores under a load average of 12 took up to ~160 ms);
+ * short enough that a program that retains a borrowed cl_mem sees a warning rather than a
+ * hang. A variable so that a test of that misuse need not wait as long. */
+extern double twin__cl_poll_limit_ms;
+/* The mark member: a marker after everything queued so far, recorded in track. */
+twin_status twin__cl_mark(twin_context *ctx, twin__track *track);
+
 /* The buffer members of twin__opencl_ops (memory.c). */
-twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle);
-void twin__cl_free(twin_context *ctx, void *handle);
+twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle, twin__track *track);
+bool twin__cl_free(twin_context *ctx, void *handle, twin__track *track);
 twin_status twin__cl_to_device(twin_context *ctx, void *handle, size_t off, size_t n,
                                const void *src);
 twin_status twin__cl_to_host(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
-twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n);
-twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle);
+twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
+                          twin__track *track);
+twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle,
+                          twin__track *track);
 twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n, twin_access access,
                          bool invalidate, void **ptr);
-twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr);
+twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr, twin__track *track);
+/* A cl_mem twin makes (CL_MEM_USE_HOST_PTR over host, or device memory when host is NULL) with
+ * the record dev_free needs in track->life: block, when not NULL, is twin__free'd when the
+ * runtime destroys the cl_mem, and done(arg), when not NULL, runs once it is destroyed (see
+ * dev_wrap_external). On failure nothing is kept and neither runs. */
+twin_status twin__cl_make(twin_context *ctx, cl_mem_flags flags, size_t nbytes, void *host,
+                          void *block, void (*done)(void *arg), void *arg, cl_mem *out,
+                          twin__track *track);
 
 /* Appends the compiler's log for program to this thread's error message (program.c). */
 void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program);
@@ -158,7 +203,8 @@ twin_status twin__cl_kernel_enqueue(twin_context *ctx, void *kernel, const twin_
                                     const size_t *local, int *failed_value);
 twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes);
 twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
-                                   void (*done)(void *arg), void *arg, void **handle);
+                                   void (*done)(void *arg), void *arg, void **handle,
+                                   twin__track *track);
 
 static inline twin__cl_context *to_cl(const twin_context *ctx) {
   return (twin__cl_context *)ctx->backend;

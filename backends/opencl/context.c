@@ -26,9 +26,15 @@ static twin_status cl_open(twin_context *ctx) {
     s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a context");
     goto fail_lock;
   }
+  if (pthread_mutex_init(&cl->enqueue_lock, NULL) != 0) {
+    s = twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a context");
+    goto fail_enqueue_lock;
+  }
   ctx->backend = cl;
   return TWIN_OK;
 
+fail_enqueue_lock:
+  pthread_mutex_destroy(&cl->ops_lock);
 fail_lock:
   twin__cl.clReleaseCommandQueue(cl->queue);
 fail_queue:
@@ -38,10 +44,14 @@ fail_find:
   return s;
 }
 
+/* Every buffer is gone by now. The runtime may still hold the queue (and through it the
+ * context) for a moment after the last command completed; settling first means the OpenCL
+ * context is gone when this returns, unless the application holds some of its objects. */
 static void cl_close(twin_context *ctx) {
   twin__cl_context *cl = to_cl(ctx);
-  twin__cl.clFinish(cl->queue);
+  twin__cl_settle(cl);
   twin__cl_program_release(cl);
+  pthread_mutex_destroy(&cl->enqueue_lock);
   pthread_mutex_destroy(&cl->ops_lock);
   twin__cl.clReleaseCommandQueue(cl->queue);
   twin__cl.clReleaseContext(cl->context);
@@ -58,6 +68,7 @@ const struct twin_backend_ops twin__opencl_ops = {
     .open = cl_open,
     .close = cl_close,
     .finish = cl_finish,
+    .mark = twin__cl_mark,
     .dev_alloc = twin__cl_alloc,
     .dev_free = twin__cl_free,
     .to_device = twin__cl_to_device,

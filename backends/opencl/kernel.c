@@ -228,8 +228,15 @@ twin_status twin__cl_kernel_enqueue(twin_context *ctx, void *kernel, const twin_
       return twin__cl_fail("clSetKernelArg", err);
     }
   }
-  cl_int err = twin__cl.clEnqueueNDRangeKernel(to_cl(ctx)->queue, k, (cl_uint)work_dim, NULL,
-                                               global, local, 0, NULL, NULL);
+  twin__cl_context *cl = to_cl(ctx);
+  cl_event ev;
+  twin__cl_enqueue_begin(cl);
+  cl_int err = twin__cl.clEnqueueNDRangeKernel(cl->queue, k, (cl_uint)work_dim, NULL, global, local,
+                                               0, NULL, &ev);
+  for (int i = 0; i < nvalues && err == CL_SUCCESS; i++)
+    if (values[i].track) /* each buffer the kernel is given */
+      twin__cl_record(values[i].track, ev);
+  err = twin__cl_enqueue_end(cl, err, ev, NULL, 0);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueNDRangeKernel", err);
 }
 
@@ -259,43 +266,18 @@ twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes) {
   return TWIN_OK;
 }
 
-/* What to call once the runtime no longer uses adopted host memory. */
-typedef struct external_done {
-  void (*done)(void *arg);
-  void *arg;
-} external_done;
-
-static void CL_CALLBACK external_released(cl_mem mem, void *user) {
-  (void)mem;
-  external_done d = *(external_done *)user;
-  twin__free(user);
-  d.done(d.arg);
-}
-
 twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
-                                   void (*done)(void *arg), void *arg, void **handle) {
+                                   void (*done)(void *arg), void *arg, void **handle,
+                                   twin__track *track) {
   if (nbytes > ctx->device.max_alloc_bytes)
     return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
                       "%zu bytes exceed the device's largest "
                       "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
                       nbytes, (unsigned long long)ctx->device.max_alloc_bytes);
-  external_done *d = twin__malloc(sizeof *d);
-  if (!d)
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to wrap host memory");
-  *d = (external_done){done, arg};
-  cl_int err;
-  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
-                                       nbytes, host, &err);
-  if (!mem) {
-    twin__free(d);
-    return twin__cl_fail("clCreateBuffer(CL_MEM_USE_HOST_PTR)", err);
-  }
-  err = twin__cl.clSetMemObjectDestructorCallback(mem, external_released, d);
-  if (err != CL_SUCCESS) {
-    twin__cl.clReleaseMemObject(mem);
-    twin__free(d);
-    return twin__cl_fail("clSetMemObjectDestructorCallback", err);
-  }
-  *handle = mem;
-  return TWIN_OK;
+  cl_mem mem;
+  twin_status s = twin__cl_make(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host, NULL,
+                                done, arg, &mem, track);
+  if (s == TWIN_OK)
+    *handle = mem;
+  return s;
 }

@@ -1,6 +1,68 @@
-/* Device memory of the OpenCL backend: cl_mem buffers and the transfers between them and the
- * host mirror. */
+/* Device memory of the OpenCL backend: cl_mem buffers, their release, and the transfers between
+ * them and the host mirror.
+ *
+ * Release: a runtime frees a cl_mem at its last release only when no queued command uses it,
+ * otherwise later, on its own thread (PoCL 3.1 wakes the waiters of a command before it drops
+ * the command's references on its buffers). So dev_free waits for the buffer's last command
+ * (events.c), releases twin's reference, and then waits, within a bound, for the runtime to
+ * destroy the cl_mem: each cl_mem twin makes carries a record that its destructor callback and
+ * dev_free both reach, and the second to reach it finishes (runs done, frees the record). */
 #include "clapi.h"
+
+typedef struct life {
+  atomic_uint arrived;     /* 0, then 1 when the first of the two reached it */
+  void *block;             /* freed by the destructor: a zero-copy buffer's host block, or NULL */
+  void (*done)(void *arg); /* adopted host memory given back, by the second to arrive */
+  void *arg;
+} life;
+
+/* The destructor callback or dev_free reaches the record; true for the second. */
+static bool arrive(life *l) {
+  if (atomic_fetch_add_explicit(&l->arrived, 1, memory_order_acq_rel) == 0)
+    return false;
+  if (l->done)
+    l->done(l->arg);
+  twin__free(l);
+  return true;
+}
+
+static void CL_CALLBACK destroyed(cl_mem mem, void *user) {
+  (void)mem;
+  life *l = user;
+  if (l->block)
+    twin__free(l->block);
+  arrive(l);
+}
+
+static bool destructor_ran(void *arg) {
+  return atomic_load_explicit(&((life *)arg)->arrived, memory_order_acquire) != 0;
+}
+
+twin_status twin__cl_make(twin_context *ctx, cl_mem_flags flags, size_t nbytes, void *host,
+                          void *block, void (*done)(void *arg), void *arg, cl_mem *out,
+                          twin__track *track) {
+  life *l = twin__malloc(sizeof *l);
+  if (!l)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to follow a cl_mem");
+  *l = (life){0, block, done, arg};
+  cl_int err;
+  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, flags, nbytes, host, &err);
+  if (!mem) {
+    twin__free(l);
+    return twin__cl_fail(flags & CL_MEM_USE_HOST_PTR ? "clCreateBuffer(CL_MEM_USE_HOST_PTR)"
+                                                     : "clCreateBuffer",
+                         err);
+  }
+  err = twin__cl.clSetMemObjectDestructorCallback(mem, destroyed, l);
+  if (err != CL_SUCCESS) {
+    twin__cl.clReleaseMemObject(mem); /* the caller still owns host and frees it */
+    twin__free(l);
+    return twin__cl_fail("clSetMemObjectDestructorCallback", err);
+  }
+  track->life = l;
+  *out = mem;
+  return TWIN_OK;
+}
 
 /* Makes a plain buffer's memory real now: runtimes may allocate at first use, and real
  * exhaustion then aborts inside the runtime (PoCL asserts at the first enqueue). */
@@ -15,7 +77,7 @@ static twin_status commit(twin_context *ctx, cl_mem mem) {
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clWaitForEvents(migrate)", err);
 }
 
-twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle) {
+twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle, twin__track *track) {
   if (nbytes > ctx->device.max_alloc_bytes)
     return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
                       "%zu bytes exceed the device's largest "
@@ -30,28 +92,30 @@ twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle) {
                         "no host memory for a %zu-byte device copy "
                         "on a device that shares host memory",
                         nbytes);
-    twin_status s = twin__cl_wrap(ctx, block, nbytes, handle);
+    twin_status s = twin__cl_wrap(ctx, block, nbytes, handle, track);
     if (s != TWIN_OK)
       twin__free(block);
     return s;
   }
-  cl_int err;
-  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, CL_MEM_READ_WRITE, nbytes, NULL, &err);
-  if (!mem)
-    return twin__cl_fail("clCreateBuffer", err);
-  twin_status s = commit(ctx, mem);
-  if (s != TWIN_OK) {
-    twin__cl.clReleaseMemObject(mem);
-    return s;
-  }
-  *handle = mem;
-  return TWIN_OK;
+  cl_mem mem;
+  twin_status s =
+      twin__cl_make(ctx, CL_MEM_READ_WRITE, nbytes, NULL, NULL, NULL, NULL, &mem, track);
+  if (s == TWIN_OK && (s = commit(ctx, mem)) != TWIN_OK)
+    twin__cl_free(ctx, mem, track);
+  if (s == TWIN_OK)
+    *handle = mem;
+  return s;
 }
 
-void twin__cl_free(twin_context *ctx, void *handle) {
-  (void)ctx;
-  /* The runtime keeps the memory until queued commands that use it are done. */
+bool twin__cl_free(twin_context *ctx, void *handle, twin__track *track) {
+  twin__cl_wait_last(to_cl(ctx), track);
+  life *l = track->life;
+  track->life = NULL;
   twin__cl.clReleaseMemObject((cl_mem)handle);
+  if (!l)
+    return true; /* adopted: twin's reference is all it had */
+  twin__cl_poll(destructor_ran, l, twin__cl_poll_limit_ms);
+  return arrive(l);
 }
 
 twin_status twin__cl_to_device(twin_context *ctx, void *handle, size_t off, size_t n,
@@ -67,37 +131,31 @@ twin_status twin__cl_to_host(twin_context *ctx, void *handle, size_t off, size_t
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueReadBuffer", err);
 }
 
-twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n) {
+twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
+                          twin__track *track) {
   static const cl_uchar zero = 0;
-  cl_int err = twin__cl.clEnqueueFillBuffer(to_cl(ctx)->queue, (cl_mem)handle, &zero, sizeof zero,
-                                            off, n, 0, NULL, NULL);
+  twin__cl_context *cl = to_cl(ctx);
+  cl_event ev;
+  twin__cl_enqueue_begin(cl);
+  cl_int err = twin__cl.clEnqueueFillBuffer(cl->queue, (cl_mem)handle, &zero, sizeof zero, off, n,
+                                            0, NULL, &ev);
+  err = twin__cl_enqueue_end(cl, err, ev, &track, 1);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueFillBuffer", err);
 }
 
-/* Frees a zero-copy buffer's host block once the runtime no longer uses the cl_mem. */
-static void CL_CALLBACK free_wrapped(cl_mem mem, void *host) {
-  (void)mem;
-  twin__free(host);
-}
-
-twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle) {
+twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle,
+                          twin__track *track) {
   if (nbytes > ctx->device.max_alloc_bytes)
     return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
                       "%zu bytes exceed the device's largest "
                       "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
                       nbytes, (unsigned long long)ctx->device.max_alloc_bytes);
-  cl_int err;
-  cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
-                                       nbytes, host, &err);
-  if (!mem)
-    return twin__cl_fail("clCreateBuffer(CL_MEM_USE_HOST_PTR)", err);
-  err = twin__cl.clSetMemObjectDestructorCallback(mem, free_wrapped, host);
-  if (err != CL_SUCCESS) {
-    twin__cl.clReleaseMemObject(mem); /* the caller still owns host and frees it */
-    return twin__cl_fail("clSetMemObjectDestructorCallback", err);
-  }
-  *handle = mem;
-  return TWIN_OK;
+  cl_mem mem;
+  twin_status s = twin__cl_make(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host, host,
+                                NULL, NULL, &mem, track);
+  if (s == TWIN_OK)
+    *handle = mem;
+  return s;
 }
 
 twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n, twin_access access,
@@ -114,10 +172,14 @@ twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n, 
   return TWIN_OK;
 }
 
-twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr) {
+twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr, twin__track *track) {
   /* No wait: commands queued later run after the unmap on the in-order queue, and the caller
-   * gives up the pointer at twin_host_end anyway. */
-  cl_int err =
-      twin__cl.clEnqueueUnmapMemObject(to_cl(ctx)->queue, (cl_mem)handle, ptr, 0, NULL, NULL);
+   * gives up the pointer at twin_host_end anyway. The mapping holds the cl_mem until the unmap
+   * completes, so the buffer's release waits for it. */
+  twin__cl_context *cl = to_cl(ctx);
+  cl_event ev;
+  twin__cl_enqueue_begin(cl);
+  cl_int err = twin__cl.clEnqueueUnmapMemObject(cl->queue, (cl_mem)handle, ptr, 0, NULL, &ev);
+  err = twin__cl_enqueue_end(cl, err, ev, &track, 1);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueUnmapMemObject", err);
 }

@@ -43,10 +43,19 @@ static size_t floor_pow2(size_t n) {
   return p;
 }
 
+/* The tracks of the buffers an operation uses, where its command is recorded. */
+typedef struct uses {
+  twin__track *track[2];
+} uses;
+
+static uses uses_of(const twin__view *d, const twin__view *s) {
+  return (uses){{d->track, s ? s->track : NULL}};
+}
+
 /* With ops_lock held: sets the kernel's arguments and enqueues it over `items` work items per
  * dimension, in groups of `group` (shrunk to what the device allows for this kernel). */
-static twin_status launch(twin_context *ctx, int id, const arg *args, int nargs, cl_uint dims,
-                          const size_t *items, const size_t *group) {
+static twin_status launch(twin_context *ctx, uses u, int id, const arg *args, int nargs,
+                          cl_uint dims, const size_t *items, const size_t *group) {
   const twin__cl_kernel *k;
   twin_status s = twin__cl_kernel_get(ctx, id, &k);
   if (s != TWIN_OK)
@@ -62,8 +71,12 @@ static twin_status launch(twin_context *ctx, int id, const arg *args, int nargs,
     if (err != CL_SUCCESS)
       return twin__cl_fail("clSetKernelArg", err);
   }
-  cl_int err = twin__cl.clEnqueueNDRangeKernel(to_cl(ctx)->queue, k->kernel, dims, NULL, global,
-                                               local, 0, NULL, NULL);
+  twin__cl_context *cl = to_cl(ctx);
+  cl_event ev;
+  twin__cl_enqueue_begin(cl);
+  cl_int err = twin__cl.clEnqueueNDRangeKernel(cl->queue, k->kernel, dims, NULL, global, local, 0,
+                                               NULL, &ev);
+  err = twin__cl_enqueue_end(cl, err, ev, u.track, 2);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueNDRangeKernel", err);
 }
 
@@ -105,9 +118,14 @@ static bool moves_bits(twin_dtype dst, twin_dtype src) {
 static twin_status copy_buffer(twin_context *ctx, const twin__view *d, const twin__view *s,
                                size_t n) {
   size_t item = twin_dtype_size(d->dtype);
+  twin__cl_context *cl = to_cl(ctx);
+  uses u = uses_of(d, s);
+  cl_event ev;
+  twin__cl_enqueue_begin(cl);
   cl_int err =
-      twin__cl.clEnqueueCopyBuffer(to_cl(ctx)->queue, (cl_mem)s->mem, (cl_mem)d->mem,
-                                   s->offset * item, d->offset * item, n * item, 0, NULL, NULL);
+      twin__cl.clEnqueueCopyBuffer(cl->queue, (cl_mem)s->mem, (cl_mem)d->mem, s->offset * item,
+                                   d->offset * item, n * item, 0, NULL, &ev);
+  err = twin__cl_enqueue_end(cl, err, ev, u.track, 2);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueCopyBuffer", err);
 }
 
@@ -117,8 +135,8 @@ static twin_status copy_1d(twin_context *ctx, const twin__view *d, const twin__v
           ss = s->strides[0], chunk = CHUNK_1D;
   arg args[] = {ARG(dmem), ARG(doff), ARG(ds), ARG(smem), ARG(soff), ARG(ss), ARG(n), ARG(chunk)};
   size_t items = ((size_t)n + CHUNK_1D - 1) / CHUNK_1D, group = GROUP_1D;
-  return launch(ctx, twin__cl_kernel_id(TWIN__CL_COPY1, twin_dtype_size(d->dtype)), args, 8, 1,
-                &items, &group);
+  return launch(ctx, uses_of(d, s), twin__cl_kernel_id(TWIN__CL_COPY1, twin_dtype_size(d->dtype)),
+                args, 8, 1, &items, &group);
 }
 
 /* A 2-D copy whose source runs fastest along axis 0 while the destination (sorted by its
@@ -137,8 +155,8 @@ static twin_status copy_blocks(twin_context *ctx, const twin__view *d, const twi
                 ARG(soff), ARG(s0),   ARG(s1), ARG(n0), ARG(n1)};
   size_t items[2] = {(d->shape[1] + BLOCK - 1) / BLOCK, (d->shape[0] + BLOCK - 1) / BLOCK};
   size_t group[2] = {1, GROUP_BLOCKS};
-  return launch(ctx, twin__cl_kernel_id(TWIN__CL_COPYT, twin_dtype_size(d->dtype)), args, 10, 2,
-                items, group);
+  return launch(ctx, uses_of(d, s), twin__cl_kernel_id(TWIN__CL_COPYT, twin_dtype_size(d->dtype)),
+                args, 10, 2, items, group);
 }
 
 /* The N-d walk, moving bits (kernel copyn_*) or converting (convert_*_*). */
@@ -151,7 +169,7 @@ static twin_status copy_nd(twin_context *ctx, int id, const twin__view *d, const
   arg args[] = {ARG(dmem),  ARG(doff),     ARG(smem),     ARG(soff), ARG(ndim),
                 ARG(shape), ARG(dstrides), ARG(sstrides), ARG(n),    ARG(chunk)};
   size_t items = ((size_t)n + CHUNK_ND - 1) / CHUNK_ND, group = GROUP_1D;
-  return launch(ctx, id, args, 10, 1, &items, &group);
+  return launch(ctx, uses_of(d, s), id, args, 10, 1, &items, &group);
 }
 
 twin_status twin__cl_copy(twin_context *ctx, const twin__view *dst, const twin__view *src) {
@@ -198,7 +216,8 @@ twin_status twin__cl_fill(twin_context *ctx, const twin__view *dst, const void *
     cl_long ds = d.strides[0], chunk = CHUNK_1D;
     arg args[] = {ARG(dmem), ARG(doff), ARG(ds), ARG(ln), ARG(chunk), value_arg};
     size_t items = (n + CHUNK_1D - 1) / CHUNK_1D, group = GROUP_1D;
-    st = launch(ctx, twin__cl_kernel_id(TWIN__CL_FILL1, item), args, 6, 1, &items, &group);
+    st = launch(ctx, uses_of(&d, NULL), twin__cl_kernel_id(TWIN__CL_FILL1, item), args, 6, 1,
+                &items, &group);
   } else {
     cl_int ndim = d.ndim;
     cl_long chunk = CHUNK_ND;
@@ -206,7 +225,8 @@ twin_status twin__cl_fill(twin_context *ctx, const twin__view *dst, const void *
     arg args[] = {ARG(dmem),    ARG(doff), ARG(ndim),  ARG(shape),
                   ARG(strides), ARG(ln),   ARG(chunk), value_arg};
     size_t items = (n + CHUNK_ND - 1) / CHUNK_ND, group = GROUP_1D;
-    st = launch(ctx, twin__cl_kernel_id(TWIN__CL_FILLN, item), args, 8, 1, &items, &group);
+    st = launch(ctx, uses_of(&d, NULL), twin__cl_kernel_id(TWIN__CL_FILLN, item), args, 8, 1,
+                &items, &group);
   }
   pthread_mutex_unlock(&cl->ops_lock);
   return st;
