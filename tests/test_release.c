@@ -161,12 +161,23 @@ static void expect_held(const probe *p, size_t bytes) {
 #endif
 }
 
+static int count_destroyed(const probe *p) {
+  int n = 0;
+  for (int i = 0; i < p->watched; i++)
+    n += atomic_load(p->destroyed[i]);
+  return n;
+}
+
 /* Everything the case made is gone again, except `kept` bytes of large blocks. */
 static void expect_released_but(const probe *p, size_t kept) {
   assert_int_equal(live_blocks(), kept);
 #ifndef UNDER_SANITIZER
   /* Slack for the allocator's and the runtime's own growth, far below one array. */
   long resident = resident_mib(), limit = p->resident + (long)(kept >> 20) + 48;
+  if (getenv("TWIN_RELEASE_REPORT")) /* the figures behind the README's release table */
+    printf("release: resident %ld MiB before the case, %ld MiB right after the last unref, "
+           "%d of %d watched cl_mem destroyed\n",
+           p->resident, resident, count_destroyed(p), p->watched);
   if (resident > limit)
     print_error("resident %ld MiB, expected at most %ld\n", resident, limit);
   assert_true(resident <= limit);
