@@ -247,36 +247,55 @@ twin_status(twin_array_transpose)(twin_array *a, const int *perm, twin_array **o
 }
 
 /* Resolves one TWIN_INFER entry and checks the element count matches a's. */
+/* The axis holding TWIN_INFER in a new shape (-1 for none); a second one is refused first, as
+ * NumPy does, whatever else is wrong with the shape. */
+static twin_status find_infer(const char *fn, int ndim, const size_t *in, int *infer) {
+  *infer = -1;
+  for (int i = 0; i < ndim; i++) {
+    if (in[i] != TWIN_INFER)
+      continue;
+    if (*infer >= 0)
+      return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: TWIN_INFER appears twice (axes %d and %d)",
+                        fn, *infer, i);
+    *infer = i;
+  }
+  return TWIN_OK;
+}
+
+/* The product of the known lengths; a zero length makes it zero, whatever the others are. */
+static twin_status known_count(const char *fn, int ndim, const size_t *in, int infer,
+                               size_t *known) {
+  *known = 1;
+  for (int i = 0; i < ndim; i++)
+    if (i != infer && in[i] == 0)
+      return *known = 0, TWIN_OK;
+  for (int i = 0; i < ndim; i++)
+    if (i != infer && twin__mul_overflows(*known, in[i], known))
+      return twin__fail(TWIN_ERR_OVERFLOW, "%s: the new shape's element count overflows", fn);
+  return TWIN_OK;
+}
+
+/* Resolves one TWIN_INFER entry and checks the element count matches a's. */
 static twin_status reshape_shape(const char *fn, const twin_array *a, int ndim, const size_t *in,
                                  size_t *shape) {
-  size_t known = 1;
-  int infer = -1;
-  for (int i = 0; i < ndim; i++) {
-    shape[i] = in[i];
-    if (in[i] == TWIN_INFER) {
-      if (infer >= 0)
-        return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                          "%s: TWIN_INFER appears twice (axes %d "
-                          "and %d)",
-                          fn, infer, i);
-      infer = i;
-    } else if (twin__mul_overflows(known, in[i], &known)) {
-      return twin__fail(TWIN_ERR_OVERFLOW, "%s: the new shape's element count overflows", fn);
-    }
-  }
+  int infer;
+  size_t known;
+  twin_status s = find_infer(fn, ndim, in, &infer);
+  if (s == TWIN_OK)
+    s = known_count(fn, ndim, in, infer, &known);
+  if (s != TWIN_OK)
+    return s;
+  memcpy(shape, in, (size_t)ndim * sizeof *shape);
   if (infer >= 0) {
     if (known == 0 || a->size % known != 0)
       return twin__fail(TWIN_ERR_SHAPE_MISMATCH,
-                        "%s: cannot infer axis %d: %zu elements do "
-                        "not divide by %zu",
-                        fn, infer, a->size, known);
+                        "%s: cannot infer axis %d: %zu elements do not divide by %zu", fn, infer,
+                        a->size, known);
     shape[infer] = a->size / known;
     known = a->size;
   }
   if (known != a->size)
-    return twin__fail(TWIN_ERR_SHAPE_MISMATCH,
-                      "%s: the new shape has %zu elements, the array "
-                      "%zu",
+    return twin__fail(TWIN_ERR_SHAPE_MISMATCH, "%s: the new shape has %zu elements, the array %zu",
                       fn, known, a->size);
   return TWIN_OK;
 }

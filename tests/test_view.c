@@ -178,6 +178,14 @@ static void test_reshape_is_a_view_where_strides_allow(void **state) {
   assert_status(twin_array_reshape(a, 2, two_infer, &w), TWIN_ERR_INVALID_ARGUMENT);
   size_t bad_infer[] = {7, TWIN_INFER};
   assert_status(twin_array_reshape(a, 2, bad_infer, &w), TWIN_ERR_SHAPE_MISMATCH);
+  /* A second TWIN_INFER is named first, even after lengths whose product overflows; a zero
+   * length makes the count zero however large the others are (found by the fuzzer). */
+  size_t huge_then_two_infer[] = {SIZE_MAX / 2, SIZE_MAX / 2, TWIN_INFER, TWIN_INFER};
+  assert_status(twin_array_reshape(a, 4, huge_then_two_infer, &w), TWIN_ERR_INVALID_ARGUMENT);
+  assert_non_null(strstr(twin_last_error(), "TWIN_INFER appears twice"));
+  size_t huge_with_zero[] = {SIZE_MAX / 2, SIZE_MAX / 2, 0};
+  assert_status(twin_array_reshape(a, 3, huge_with_zero, &w), TWIN_ERR_SHAPE_MISMATCH);
+  assert_null(w);
   twin_array_unref(v);
   twin_array_unref(a);
 }
