@@ -92,9 +92,12 @@ TWIN_PRINTF(3, 4) static void put(char *buf, size_t cap, const char *fmt, ...) {
 
 /* "fn" or "fn: arg", the start of a message about an access `who` opens. */
 static const char *who_text(const twin__opener *who, char *buf, size_t cap) {
-  if (!who->arg)
-    return who->fn;
-  snprintf(buf, cap, "%s: %s", who->fn, who->arg);
+  buf[0] = '\0';
+  put(buf, cap, "%s", who->fn);
+  if (who->site.file) /* the caller's line, as every twin_kernel_launch message gives it */
+    put(buf, cap, " (%s:%d)", who->site.file, who->site.line);
+  if (who->arg)
+    put(buf, cap, ": %s", who->arg);
   return buf;
 }
 
