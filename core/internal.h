@@ -3,6 +3,7 @@
 #ifndef TWIN_INTERNAL_H
 #define TWIN_INTERNAL_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -73,6 +74,31 @@ char *twin__strdup(const char *s);
  * alignment), page-aligned from 4 KiB, and 2 MiB-aligned and advised for transparent huge
  * pages from 2 MiB, so zero-copy wrapping and first touch are cheap. */
 void *twin__alloc_block(size_t size);
+
+/* ---- Reference counts ----
+ * Every refcounted object (context, buffer, array, program, kernel) counts with these, after
+ * Mesa's pipe_reference: a count starts at 1, and taking a reference on an object whose count
+ * is 0 (being destroyed) or dropping one below 0 is a bug caught by an assertion, never a
+ * silent wrap. */
+static inline void twin__ref_init(atomic_size_t *count) {
+  atomic_init(count, 1);
+}
+
+/* Takes one more reference. Relaxed: the caller already holds one, which orders everything. */
+static inline void twin__ref_get(atomic_size_t *count) {
+  size_t old = atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+  assert(old > 0 && "a reference taken on an object whose count is 0");
+  (void)old;
+}
+
+/* Drops one reference; true for the last, whose caller destroys the object. acq_rel: each drop
+ * publishes its thread's writes, and the last one sees them all before tearing down (a fence
+ * would do, but ThreadSanitizer cannot see fences). */
+static inline bool twin__ref_put(atomic_size_t *count) {
+  size_t old = atomic_fetch_sub_explicit(count, 1, memory_order_acq_rel);
+  assert(old > 0 && "a reference dropped below 0");
+  return old == 1;
+}
 
 /* ---- Spinlocks, for a few instructions of list surgery on the view path ---- */
 
