@@ -184,6 +184,7 @@ static void test_program_lives_until_its_context_closes(void **state) {
 #endif
 }
 
+#ifdef TWIN_HAVE_OPENCL
 /* Threads build, use and drop one source at once: it is built once, and every thread gets the
  * one cached program (a program's count never returns from 0, so none is freed meanwhile). */
 typedef struct builder {
@@ -213,6 +214,7 @@ static void *build_and_drop(void *arg) {
   }
   return NULL;
 }
+#endif
 
 static void test_threads_build_one_source_once(void **state) {
   twin_fixture *f = fixture(state);
