@@ -138,8 +138,8 @@ struct twin_backend_ops {
                                    void (*done)(void *arg), void *arg, void **handle,
                                    twin__track *track);
 
-  /* ---- User programs and kernels (kernel.c); all NULL on a backend that runs no OpenCL C,
-   * where core answers TWIN_ERR_UNSUPPORTED ----
+  /* ---- User programs and kernels (core's program.c, kernel.c, launch.c); all NULL on a
+   * backend that runs no OpenCL C, where core answers TWIN_ERR_UNSUPPORTED ----
    * program_build: compiles source (label names it in the build log) with options for ctx's
    * device, with twin_kernel.h prepended and argument information asked for, and returns the
    * backend's program, owned by core until program_free. A compiler

@@ -156,9 +156,9 @@ struct twin_context {
   void *backend; /* the backend's own state, owned by ops->close */
   twin_device_info device;
   twin__counters counters;
-  /* User programs built on this context (kernel.c), kept until the context closes so that
-   * building the same source and options again is a lookup. A spinlock held only to walk or
-   * link the list, never across a build. */
+  /* User programs built on this context (program.c), each with the cache's reference, kept
+   * until the context closes so that building the same source and options again is a lookup.
+   * A spinlock held only to walk or link the list, never across a build. */
   atomic_flag programs_lock;
   struct twin_program *programs;
 };
@@ -166,11 +166,6 @@ struct twin_context {
 /* A buffer's reference on its context, apart from the application's own (user_refs). */
 twin_context *twin__context_hold(twin_context *ctx);
 void twin__context_release(twin_context *ctx);
-/* Frees the context's cached user programs (kernel.c), when the context closes. */
-void twin__programs_release(twin_context *ctx);
-/* The backend's program and kernel behind twin's objects (kernel.c); NULL for a host kernel. */
-void *twin__program_handle(const twin_program *prog);
-void *twin__kernel_handle(const twin_kernel *k);
 
 /* The leak report at the application's last context reference (report.c). */
 void twin__report_leak(twin_context *ctx);
@@ -557,5 +552,80 @@ void twin__view_simplify(twin__view *dst, twin__view *src);
  * the host backend's members and the reference the OpenCL kernels must match bit for bit. */
 twin_status twin__host_copy(twin_context *ctx, const twin__view *dst, const twin__view *src);
 twin_status twin__host_fill(twin_context *ctx, const twin__view *dst, const void *value);
+
+/* ==== User programs, kernels and launches (program.c, kernel.c, launch_check.c, launch.c) ====
+ * The top of core: calls go one way, launch.c -> launch_check.c -> kernel.c -> program.c, each
+ * file using only those after it. The one call up into them is the context's teardown hook,
+ * twin__programs_release, which ends the cache's references when the context closes. */
+
+/* ---- Programs (program.c) ---- */
+
+/* At the context's close (context.c), with no other reference to any of its programs left
+ * (each holds the context): drops the cache's reference on each, the last, freeing them. */
+void twin__programs_release(twin_context *ctx);
+/* The context a program was built on, and the backend's program (NULL for a NULL prog); both
+ * borrowed, valid while prog lives. */
+twin_context *twin__program_context(const twin_program *prog);
+void *twin__program_handle(const twin_program *prog);
+
+/* ---- Kernels (kernel.c) ---- */
+
+/* What twin reads from a parameter's type name (kernel.c classifies it at creation). */
+typedef struct twin__param_type {
+  int elem;         /* the twin_dtype its type (a pointer's pointee) is exactly; -1: none */
+  bool pointer;     /* a pointer of any kind */
+  bool offset_type; /* long or ulong: an array's element offset */
+  bool long8;       /* a view's shape or strides */
+} twin__param_type;
+
+struct twin__param;     /* backends/backend.h */
+struct twin__kvalue;    /* backends/backend.h */
+struct twin__arg_state; /* kernel.c's: the value a parameter was last set to */
+
+/* Fixed from creation on but for state, which the kernel's lock guards. */
+struct twin_kernel {
+  atomic_size_t refs;
+  twin_context *ctx;     /* held */
+  twin_program *program; /* a reference; NULL for a host kernel */
+  pthread_mutex_t lock;  /* held across setting the arguments and enqueuing, and for state */
+  void *handle;          /* the backend's kernel; NULL for a host kernel */
+  int nparams;
+  struct twin__param *params;    /* nparams entries, as the device describes them */
+  twin__param_type *types;       /* nparams entries */
+  struct twin__arg_state *state; /* nparams entries */
+  size_t group_limit;            /* CL_KERNEL_WORK_GROUP_SIZE; 0: none known */
+  uint64_t own_local;            /* CL_KERNEL_LOCAL_MEM_SIZE: its own __local variables, in bytes */
+  twin_host_fn host_fn;          /* a host kernel's function, else NULL */
+  void *host_user;
+  char name[];
+};
+
+/* The OpenCL C name of a dtype, for messages: "float" for TWIN_F32. */
+const char *twin__kernel_type_name(twin_dtype dtype);
+/* The backend's kernel behind k; NULL for a host kernel or a NULL k. */
+void *twin__kernel_handle(const twin_kernel *k);
+/* Sets a device kernel's parameters to values[0..nvalues) and enqueues it through the backend's
+ * kernel_enqueue, under the kernel's lock; values the kernel holds from its previous launch
+ * are marked same, so the backend may skip them. *failed_value as kernel_enqueue's. */
+twin_status twin__kernel_enqueue(twin_kernel *k, struct twin__kvalue *values, int nvalues,
+                                 int work_dim, const size_t *global, const size_t *local,
+                                 int *failed_value);
+
+/* ---- Checking a launch (launch_check.c) ---- */
+
+static inline bool twin__arg_is_array(twin_arg_kind kind) {
+  return kind == TWIN_ARG_ARRAY || kind == TWIN_ARG_VIEW;
+}
+/* Kernel parameters an argument binds (see twin_kernel.h). */
+static inline int twin__arg_binds(twin_arg_kind kind) {
+  return kind == TWIN_ARG_ARRAY ? 2 : kind == TWIN_ARG_VIEW ? 4 : 1;
+}
+/* Checks a launch of k before anything opens, changing nothing: the arguments and work sizes,
+ * and for a device kernel its parameters and limits. The message has no public call in front.
+ * *items is the number of work items. */
+twin_status twin__launch_check(const twin_kernel *k, int work_dim, const size_t *global,
+                               const size_t *local, int nargs, const twin_arg *args, size_t *items);
+
+/* ==== End of user programs, kernels and launches ==== */
 
 #endif /* TWIN_INTERNAL_H */

@@ -741,11 +741,14 @@ typedef struct twin_kernel twin_kernel;
 
 /* Builds OpenCL C source (a NUL-terminated string) for ctx's device, with build_options (NULL
  * for none; twin adds -cl-kernel-arg-info). Programs are cached per context by source and
- * options: building the same pair again returns the same program without compiling, and a
- * program stays built until the context closes, even after its last reference is dropped.
+ * options: building the same pair again returns the same program without compiling. The cache
+ * holds a reference of its own on each program, dropped when the context closes, so a program
+ * stays built until then, even after the application's last reference and its kernels' are
+ * gone. Every other reference (the caller's, each kernel's) holds ctx, so the context closes
+ * only once they are all dropped, and its programs go with it.
  * A compiler failure is TWIN_ERR_BUILD with the device's build log in twin_last_error() (line
  * numbers are the source's own); it is not cached. On the host backend: TWIN_ERR_UNSUPPORTED.
- * The caller owns *out; a program holds a reference on ctx. Thread-safe. */
+ * The caller owns *out. Thread-safe. */
 TWIN_API twin_status twin_program_new(twin_context *ctx, const char *source,
                                       const char *build_options, twin_program **out);
 
@@ -754,10 +757,11 @@ TWIN_API twin_status twin_program_new(twin_context *ctx, const char *source,
 TWIN_API twin_status twin_program_new_from_file(twin_context *ctx, const char *path,
                                                 const char *build_options, twin_program **out);
 
-/* Takes one more reference on prog and returns prog. Thread-safe. */
-TWIN_API twin_program *twin_program_ref(twin_program *prog);
-/* Drops one reference (the program stays cached in its context). NULL is a no-op.
+/* Takes one more reference on prog (which holds its context too) and returns prog.
  * Thread-safe. */
+TWIN_API twin_program *twin_program_ref(twin_program *prog);
+/* Drops one reference and its hold on the context; the cache's own reference keeps the program
+ * built until the context closes. NULL is a no-op. Thread-safe. */
 TWIN_API void twin_program_unref(twin_program *prog);
 
 /* A kernel of prog, by its function name (else TWIN_ERR_INVALID_ARGUMENT listing the

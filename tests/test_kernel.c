@@ -140,6 +140,109 @@ static void test_same_source_and_options_is_a_cache_lookup(void **state) {
 #endif
 }
 
+#ifdef TWIN_HAVE_OPENCL
+static cl_program watched;
+static atomic_int watched_releases;
+
+static cl_int CL_API_CALL counting_release(cl_program p) {
+  if (p == watched)
+    atomic_fetch_add(&watched_releases, 1);
+  return twin__cl_real.clReleaseProgram(p);
+}
+#endif
+
+/* The cache holds a program of its own until the context closes: neither the application's
+ * last reference nor its last kernel's frees it, building it again finds it, and the context's
+ * close frees it exactly once. */
+static void test_program_lives_until_its_context_closes(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+#ifdef TWIN_HAVE_OPENCL
+  static const char src[] = "__kernel void lives(__global int *x, long x_offset) { x[0] = 2; }\n";
+  twin_context *ctx;
+  assert_ok(fixture_open(f->spec, &ctx));
+  twin_program *p, *again;
+  assert_ok(twin_program_new(ctx, src, NULL, &p));
+  watched = twin_program_cl_program(p);
+  atomic_store(&watched_releases, 0);
+  twin__cl.clReleaseProgram = counting_release;
+  twin_kernel *k;
+  assert_ok(twin_kernel_new(p, "lives", &k));
+  twin_program_unref(p);
+  twin_kernel_unref(k); /* the last reference but the cache's */
+  assert_int_equal(atomic_load(&watched_releases), 0);
+  assert_ok(twin_program_new(ctx, src, NULL, &again));
+  assert_ptr_equal(again, p);
+  assert_ptr_equal(twin_program_cl_program(again), watched);
+  assert_ok(twin_kernel_new(again, "lives", &k));
+  twin_program_unref(again);
+  twin_kernel_unref(k);
+  assert_int_equal(atomic_load(&watched_releases), 0);
+  twin_context_unref(ctx);
+  assert_int_equal(atomic_load(&watched_releases), 1);
+  twin__cl = twin__cl_real;
+#endif
+}
+
+#ifdef TWIN_HAVE_OPENCL
+/* Threads build, use and drop one source at once: it is built once, and every thread gets the
+ * one cached program (a program's count never returns from 0, so none is freed meanwhile). */
+typedef struct builder {
+  twin_context *ctx;
+  twin_program *first;
+  twin_status status;
+  bool same;
+} builder;
+
+static const char shared_src[] =
+    "__kernel void shared(__global int *x, long x_offset) { x[x_offset] = 3; }\n";
+
+static void *build_and_drop(void *arg) {
+  builder *b = arg;
+  b->same = true;
+  for (int i = 0; i < 20 && b->status == TWIN_OK; i++) {
+    twin_program *p;
+    twin_kernel *k = NULL;
+    b->status = twin_program_new(b->ctx, shared_src, NULL, &p);
+    if (b->status != TWIN_OK)
+      break;
+    b->first = b->first ? b->first : p;
+    b->same = b->same && p == b->first;
+    b->status = twin_kernel_new(p, "shared", &k);
+    twin_program_unref(p);
+    twin_kernel_unref(k);
+  }
+  return NULL;
+}
+#endif
+
+static void test_threads_build_one_source_once(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+#ifdef TWIN_HAVE_OPENCL
+  twin_context *ctx;
+  assert_ok(fixture_open(f->spec, &ctx));
+  count_builds();
+  enum { THREADS = 4 };
+  pthread_t threads[THREADS];
+  builder b[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    b[t] = (builder){ctx, NULL, TWIN_OK, false};
+    assert_int_equal(pthread_create(&threads[t], NULL, build_and_drop, &b[t]), 0);
+  }
+  for (int t = 0; t < THREADS; t++) {
+    pthread_join(threads[t], NULL);
+    assert_ok(b[t].status);
+    assert_true(b[t].same);
+    assert_ptr_equal(b[t].first, b[0].first);
+  }
+  /* Threads that missed the cache together may each build; one program is kept. */
+  assert_in_range(atomic_load(&builds), 1, THREADS);
+  twin__cl = twin__cl_real;
+  twin_context_unref(ctx);
+#endif
+}
+
 static void test_build_failure_is_build_error_with_log(void **state) {
   twin_fixture *f = fixture(state);
   DEVICE_ONLY(f);
@@ -1051,6 +1154,46 @@ static void test_many_arguments_and_allocation_failures(void **state) {
   twin_array_unref(out);
 }
 
+/* A device kernel with more arguments than a launch keeps on the stack: every value arrives,
+ * and the arrays among them are opened and marked written as with few. */
+static void test_device_kernel_with_many_arguments(void **state) {
+  twin_fixture *f = fixture(state);
+  DEVICE_ONLY(f);
+  enum { SCALARS = 20 };
+  char src[2048];
+  int n = snprintf(src, sizeof src,
+                   "__kernel void many(TWIN_ARRAY(__global const long, in), "
+                   "TWIN_VIEW(__global long, out)");
+  for (int i = 0; i < SCALARS; i++)
+    n += snprintf(src + n, sizeof src - (size_t)n, ", int a%d", i);
+  n += snprintf(src + n, sizeof src - (size_t)n, ") {\n  long s = TWIN_AT(in, 0)");
+  for (int i = 0; i < SCALARS; i++)
+    n += snprintf(src + n, sizeof src - (size_t)n, " + a%d", i);
+  snprintf(src + n, sizeof src - (size_t)n, ";\n  TWIN_AT(out, get_global_id(0)) = s;\n}\n");
+  twin_program *p;
+  twin_kernel *k;
+  assert_ok(twin_program_new(f->ctx, src, NULL, &p));
+  assert_ok(twin_kernel_new(p, "many", &k));
+  twin_program_unref(p);
+  size_t one[] = {1}, four[] = {4};
+  int64_t base = 1000, got[4];
+  twin_array *in, *out;
+  assert_ok(twin_array_from_host(f->ctx, TWIN_I64, 1, one, &base, &in));
+  assert_ok(twin_array_zeros(f->ctx, TWIN_I64, 1, four, &out));
+  twin_arg args[2 + SCALARS];
+  args[0] = twin_arg_array(in, TWIN_READ);
+  args[1] = twin_arg_view(out, TWIN_WRITE);
+  for (int i = 0; i < SCALARS; i++)
+    args[2 + i] = twin_arg_i32(i + 1);
+  assert_ok(twin_kernel_launch(k, 1, four, NULL, 2 + SCALARS, args));
+  assert_ok(twin_array_read(out, got, sizeof got));
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(got[i], 1000 + SCALARS * (SCALARS + 1) / 2);
+  twin_array_unref(in);
+  twin_array_unref(out);
+  twin_kernel_unref(k);
+}
+
 /* ---- Parameters whose types lie about the array ---- */
 
 /* Kernels whose pointer or value parameters are not exactly a twin element type. Each writes
@@ -1635,6 +1778,8 @@ static void test_launch_messages_name_the_call_site(void **state) {
 
 static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_same_source_and_options_is_a_cache_lookup),
+    TWIN_TEST(test_program_lives_until_its_context_closes),
+    TWIN_TEST(test_threads_build_one_source_once),
     TWIN_TEST(test_build_failure_is_build_error_with_log),
     TWIN_TEST(test_program_from_file_and_missing_file),
     TWIN_TEST(test_host_backend_refuses_opencl_c),
@@ -1661,6 +1806,7 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_threads_share_one_kernel),
     TWIN_TEST(test_opencl_failure_sweep_over_build_and_launch),
     TWIN_TEST(test_many_arguments_and_allocation_failures),
+    TWIN_TEST(test_device_kernel_with_many_arguments),
     TWIN_TEST(test_pointer_to_non_element_type_is_refused),
     TWIN_TEST(test_pointer_element_spellings_bind_exactly),
     TWIN_TEST(test_vector_access_through_vload_on_an_element_pointer),

@@ -122,13 +122,13 @@ typedef struct twin__cl_context {
 extern const char *const twin__cl_program_lines[];
 extern const size_t twin__cl_program_line_count;
 
-/* Builds the context's program unless it is built (program.c): the prepare_ops member. A
+/* Builds the context's program unless it is built (builtin.c): the prepare_ops member. A
  * compiler failure is TWIN_ERR_BUILD with the build log appended to the message. */
 twin_status twin__cl_prepare_ops(twin_context *ctx);
 /* With cl->ops_lock held: builds the program if needed and returns kernel number id. */
 twin_status twin__cl_kernel_get(twin_context *ctx, int id, const twin__cl_kernel **out);
-/* Releases the program and kernels (at context close). */
-void twin__cl_program_release(twin__cl_context *cl);
+/* Releases the built-in program and kernels (at context close). */
+void twin__cl_builtin_release(twin__cl_context *cl);
 
 /* The built-in operation members of twin__opencl_ops (ops.c). */
 twin_status twin__cl_copy(twin_context *ctx, const twin__view *dst, const twin__view *src);
@@ -184,14 +184,14 @@ twin_status twin__cl_make(twin_context *ctx, cl_mem_flags flags, size_t nbytes, 
                           void *block, void (*done)(void *arg), void *arg, cl_mem *out,
                           twin__track *track);
 
-/* Appends the compiler's log for program to this thread's error message (program.c). */
+/* Appends the compiler's log for program to this thread's error message (builtin.c). */
 void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program);
 
 /* twin_kernel.h, generated from kernels/twin_kernel.h: prepended to every user program. */
 extern const char *const twin__cl_kernel_header_lines[];
 extern const size_t twin__cl_kernel_header_line_count;
 
-/* The user program, kernel and adopted-memory members of twin__opencl_ops (kernel.c). */
+/* The user program, kernel and adopted-memory members of twin__opencl_ops (user_program.c). */
 twin_status twin__cl_program_build(twin_context *ctx, const char *source, const char *label,
                                    const char *options, void **program);
 void twin__cl_program_free(twin_context *ctx, void *program);

@@ -50,7 +50,7 @@ fail_find:
 static void cl_close(twin_context *ctx) {
   twin__cl_context *cl = to_cl(ctx);
   twin__cl_settle(cl);
-  twin__cl_program_release(cl);
+  twin__cl_builtin_release(cl);
   pthread_mutex_destroy(&cl->enqueue_lock);
   pthread_mutex_destroy(&cl->ops_lock);
   twin__cl.clReleaseCommandQueue(cl->queue);

@@ -1,7 +1,8 @@
 /* User programs and kernels on an OpenCL device, and device memory the application lends
- * (adopted cl_mem objects, host memory used in place): the mechanics behind core/kernel.c and
- * core/external.c. Nothing here keeps shared state, so every function is safe to call from
- * several threads at once; core serialises the calls that set one kernel's arguments. */
+ * (adopted cl_mem objects, host memory used in place): the mechanics behind core/program.c,
+ * core/kernel.c, core/launch.c and core/external.c. Nothing here keeps shared state, so every
+ * function is safe to call from several threads at once; core serialises the calls that set one
+ * kernel's arguments. */
 #include <stdio.h>
 #include <string.h>
 

@@ -1,8 +1,9 @@
 /* The built-in kernel program of an OpenCL context: one program per context, built from the
  * embedded .cl files of kernels/ at the first built-in operation (a cold build costs PoCL about
  * a second, so contexts that never copy never pay it), and its kernels created on first use
- * and kept until the context closes. Everything here runs with cl->ops_lock held, except
- * twin__cl_prepare_ops, which takes it. */
+ * and kept until the context closes (the application's programs are in user_program.c).
+ * Everything here runs with cl->ops_lock held, except twin__cl_prepare_ops, which takes it,
+ * and twin__cl_append_build_log, which user programs share and which keeps no state. */
 #include <stdio.h>
 
 #include "clapi.h"
@@ -123,7 +124,7 @@ twin_status twin__cl_kernel_get(twin_context *ctx, int id, const twin__cl_kernel
   return s;
 }
 
-void twin__cl_program_release(twin__cl_context *cl) {
+void twin__cl_builtin_release(twin__cl_context *cl) {
   for (int i = 0; i < TWIN__CL_KERNELS; i++)
     if (cl->kernels[i].kernel)
       twin__cl.clReleaseKernel(cl->kernels[i].kernel);
