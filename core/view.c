@@ -1,7 +1,7 @@
 /* Views: new array objects on the same buffer, with their geometry proven inside it. */
 #include <string.h>
 
-#include "internal.h"
+#include "objects.h"
 
 /* Checks that the geometry keeps the array invariants (twin__check_shape, twin__check_extent)
  * and that every element lies in [0, elements) of the buffer, and returns the element count in
