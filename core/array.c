@@ -66,6 +66,16 @@ twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const
   return TWIN_OK;
 }
 
+bool twin__scaled_stride(ptrdiff_t stride, ptrdiff_t factor, size_t len, twin_dtype dtype,
+                         ptrdiff_t *out) {
+  ptrdiff_t bytes;
+  if (!__builtin_mul_overflow(stride, factor, out) &&
+      !__builtin_mul_overflow(*out, (ptrdiff_t)twin_dtype_size(dtype), &bytes))
+    return true;
+  *out = 0;
+  return len <= 1;
+}
+
 static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
                              const size_t *shape, size_t *size, size_t *nbytes) {
   twin_status s = twin__check_geometry(fn, ctx, dtype, ndim, shape);

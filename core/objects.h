@@ -41,6 +41,11 @@ twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const 
  * relative to element 0. */
 twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                                const ptrdiff_t *strides, ptrdiff_t *lo, ptrdiff_t *hi);
+/* stride x factor, the stride of an axis of len elements in a new view. The elements of the
+ * view lie inside the buffer, so the product misses ptrdiff_t (in bytes) only on an axis of at
+ * most one element, whose stride addresses nothing: it is 0 there. False if len > 1. */
+bool twin__scaled_stride(ptrdiff_t stride, ptrdiff_t factor, size_t len, twin_dtype dtype,
+                         ptrdiff_t *out);
 /* Refuses a write through a broadcast view (or a view of one), whose elements alias each
  * other: "who: what is a broadcast view (...) and cannot be written; copy it first"
  * (TWIN_ERR_READ_ONLY). who is the start of the message (the public call, "argument 2"),

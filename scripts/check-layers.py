@@ -39,6 +39,7 @@ CORE = {
     "core/buffer.c": ("storage", 4),
     "core/array.c": ("objects", 0),
     "core/view.c": ("objects", 1),
+    "core/reshape.c": ("objects", 2),
     "core/external.c": ("objects", 1),
     "core/access.c": ("objects", 2),
     "core/residency.c": ("objects", 3),
