@@ -1,10 +1,10 @@
-/* The public objects: arrays (array.c), views (view.c), memory the application lends
- * (external.c), the access protocol (access.c), residency (residency.c), the built-in
- * operations (ops.c), DLPack (dlpack.c), programs, kernels and launches, the report
- * (report.c) and the OpenCL interop (opencl.c). The top layer: it uses storage, the context
- * and ground, and nothing below calls it (but for the context's two teardown hooks, context.h).
- * Within it, a file calls only files listed before it here (scripts/check-layers.py). Never
- * installed. */
+/* The public objects, the top layer: it uses storage, the context and ground, and nothing below
+ * calls it (but for the context's two teardown hooks, context.h). Within it, a file calls only
+ * files before it in this order (scripts/check-layers.py ranks them): arrays (array.c); views
+ * (view.c) and memory the application lends (external.c); reshape and broadcast_to
+ * (reshape.c) and the access protocol (access.c); residency (residency.c) and the built-in
+ * operations (ops.c); DLPack (dlpack.c) and the report (report.c); programs, kernels and
+ * launches; the OpenCL interop (opencl.c). Never installed. */
 #ifndef TWIN_OBJECTS_H
 #define TWIN_OBJECTS_H
 
