@@ -31,16 +31,14 @@ static void unlink_buffer(twin__buffer *b) {
   pthread_mutex_unlock(&ctx->lock);
 }
 
-/* Counts b in its context (a buffer with no views yet is held by them), or counts it off. */
+/* Counts b in its context, or counts it off. (It has no views either way, so its views hold
+ * none of it.) */
 static void count_buffer(twin__buffer *b, bool live) {
   twin__counters *c = &b->ctx->counters;
   size_t (*step)(atomic_size_t *, size_t) = live ? twin__count_add : twin__count_sub;
   step(&c->buffers, 1);
-  if (twin__one_copy(b))
-    step(&c->one_copy_buffers, 1);
-  size_t covered = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
-  if (twin__held_by_views(covered, b->nbytes))
-    step(&c->held_by_views_bytes, b->nbytes);
+  if (b->layout == TWIN__SHARED)
+    step(&c->shared_buffers, 1);
 }
 
 static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin__layout layout,
@@ -129,10 +127,13 @@ void twin__buffer_unref(twin__buffer *b) {
 
 /* ---- The views of a buffer ---- */
 
-/* With b->views_lock held: b's views now cover `after` bytes instead of `before`. */
-static void covered(twin__buffer *b, size_t before, size_t after) {
+/* With b->views_lock held: b's views, which covered `before` bytes (none: had is false), now
+ * cover `after` bytes (none left: has is false). A buffer is held by its views while it has
+ * some and they cover less than a quarter of it; it then counts in the context's figure. */
+static void covered(twin__buffer *b, bool had, size_t before, bool has, size_t after) {
   atomic_store_explicit(&b->view_bytes, after, memory_order_relaxed);
-  bool was = twin__held_by_views(before, b->nbytes), is = twin__held_by_views(after, b->nbytes);
+  bool was = had && twin__held_by_views(before, b->nbytes);
+  bool is = has && twin__held_by_views(after, b->nbytes);
   if (was != is)
     (is ? twin__count_add : twin__count_sub)(&b->ctx->counters.held_by_views_bytes, b->nbytes);
 }
@@ -144,12 +145,13 @@ static size_t view_bytes_of(const twin_array *a) {
 void twin__buffer_attach(twin_array *a) {
   twin__buffer *b = a->buf;
   twin__spin_lock(&b->views_lock);
+  bool had = b->views != NULL;
   a->next = b->views;
-  if (b->views)
+  if (had)
     b->views->prev = a;
   b->views = a;
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
-  covered(b, before, before + view_bytes_of(a));
+  covered(b, had, before, true, before + view_bytes_of(a));
   twin__spin_unlock(&b->views_lock);
   twin__count_add(&b->ctx->counters.arrays, 1);
 }
@@ -166,7 +168,7 @@ void twin__buffer_detach(twin_array *a) {
     a->next->prev = a->prev;
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
   assert(before >= bytes && "a buffer's view bytes dropped below 0");
-  covered(b, before, before - bytes);
+  covered(b, true, before, b->views != NULL, before - bytes);
   twin__spin_unlock(&b->views_lock);
   twin__count_sub(&b->ctx->counters.arrays, 1);
 }

@@ -28,8 +28,8 @@ typedef enum twin__layout {
 typedef struct twin__counters {
   atomic_size_t host_bytes, device_bytes, peak_host_bytes, peak_device_bytes;
   atomic_size_t buffers, arrays;
-  atomic_size_t one_copy_buffers; /* buffers whose layout is not TWIN__TWO_COPIES */
-  /* Bytes of live buffers whose live views cover less than a quarter of them, kept by the
+  atomic_size_t shared_buffers; /* buffers whose layout is TWIN__SHARED */
+  /* Bytes of live buffers that have views, covering less than a quarter of them, kept by the
    * storage layer as views attach and detach (twin__buffer_attach). */
   atomic_size_t held_by_views_bytes;
   atomic_uint_least64_t bytes_to_device, bytes_to_host, transfers_to_device, transfers_to_host;

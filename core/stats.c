@@ -67,7 +67,8 @@ twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
       .peak_device_bytes = LOAD(peak_device_bytes),
       .buffers = LOAD(buffers),
       .arrays = LOAD(arrays),
-      .zero_copy_buffers = LOAD(one_copy_buffers),
+      /* One copy: every buffer when the backend has no device memory, else the shared ones. */
+      .zero_copy_buffers = ctx->layout == TWIN__HOST_ONLY ? LOAD(buffers) : LOAD(shared_buffers),
       .held_by_views_bytes = LOAD(held_by_views_bytes),
       .bytes_to_device = LOAD(bytes_to_device),
       .bytes_to_host = LOAD(bytes_to_host),

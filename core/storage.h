@@ -151,8 +151,8 @@ static inline bool twin__one_copy(const twin__buffer *b) {
 void twin__buffer_attach(twin_array *a);
 void twin__buffer_detach(twin_array *a);
 /* covered / nbytes < 1 / 4, exactly (nbytes / 4 would round down and miss a 2-byte view of a
- * 10-byte buffer, which the per-owner figures count): the buffer is held alive by views that
- * cover less than a quarter of it. */
+ * 10-byte buffer, which the per-owner figures count): a buffer with views covering `covered`
+ * bytes is held alive by views that cover less than a quarter of it. */
 #define TWIN__HELD_BY_VIEWS_SHARE 4
 static inline bool twin__held_by_views(size_t covered, size_t nbytes) {
   size_t scaled;
