@@ -161,8 +161,7 @@ struct twin_backend_ops {
   twin_status (*copy)(twin_context *ctx, const twin__view *dst, const twin__view *src);
   twin_status (*fill)(twin_context *ctx, const twin__view *dst, const void *value);
 
-  /* ---- Memory the application lends (core's storage layer, for external.c); each may be NULL
-   * ----
+  /* ---- Memory the application lends (storage, for external.c); each may be NULL ----
    * dev_adopt: checks that a device handle the application made belongs to ctx's device
    * context, stores its size in bytes in *nbytes and takes a reference of its own on it, which
    * dev_free drops. On failure it takes nothing. NULL: device memory cannot be adopted.
@@ -176,12 +175,13 @@ struct twin_backend_ops {
                                    void (*done)(void *arg), void *arg, void **handle,
                                    twin__track *track);
 
-  /* ---- User programs and kernels (core's program cache, kernels and launches); all NULL on a
-   * backend that runs no OpenCL C, where core answers TWIN_ERR_UNSUPPORTED ---- program_build:
-   * compiles source (label names it in the build log) with options for ctx's device, with
-   * twin_kernel.h prepended and argument information asked for, and returns the backend's program,
-   * owned by core until program_free. A compiler failure is TWIN_ERR_BUILD with the build log
-   * appended to the message. No shared state: safe to call from several threads at once.
+  /* ---- User programs and kernels (core's programs, kernels and launches); all NULL on a
+   * backend that runs no OpenCL C, where core answers TWIN_ERR_UNSUPPORTED ----
+   * program_build: compiles source (label names it in the build log) with options for ctx's
+   * device, with twin_kernel.h prepended and argument information asked for, and returns the
+   * backend's program, owned by core until program_free. A compiler
+   * failure is TWIN_ERR_BUILD with the build log appended to the message. No shared state:
+   * safe to call from several threads at once.
    * kernel_create: creates kernel `name` of a built program, owned by core until kernel_free,
    * and describes it in *desc: its parameters (fields the device cannot describe stay zero)
    * and its own limits. On failure nothing is kept and the message names twin_kernel_new.
