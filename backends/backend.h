@@ -1,7 +1,15 @@
 /* The interface every backend fills in. Core validates arguments, keeps the coherence state
  * and the statistics, and calls these for the mechanics. A backend with no device memory of
- * its own (the host backend) leaves every device member NULL; core then keeps data on the
- * host only and refuses device access with TWIN_ERR_UNSUPPORTED.
+ * its own (the host backend) says so (device_memory false) and leaves every device member
+ * NULL; core then keeps data on the host only and refuses device access with
+ * TWIN_ERR_UNSUPPORTED.
+ *
+ * What a backend sees of core: the ground layer (core/ground.h: errors, host memory, element
+ * types, the host copy and fill) and the context fields core/context.h documents (device, and
+ * backend, its own state). Nothing of core's buffers, arrays or accesses: a backend is handed
+ * handles, byte ranges, views and tracks, and calls nothing above the ground layer
+ * (scripts/check-layers.py checks it). Only core's storage layer calls the memory members
+ * (dev_alloc .. mark).
  *
  * Locking: core calls the buffer members with that buffer's lock held, and never holds two
  * buffer locks at once. The backend must be safe for concurrent calls on different buffers.
@@ -15,7 +23,18 @@
 #ifndef TWIN_BACKEND_H
 #define TWIN_BACKEND_H
 
-#include "../core/internal.h"
+#include "../core/context.h"
+
+/* What a backend follows of one buffer's device memory: the latest command queued on it, which
+ * releasing the memory waits for (that buffer's commands only, never the whole queue), and the
+ * backend's record of a handle it made. Core keeps one per buffer, zeroed, and hands it to the
+ * backend members that make, use and free the buffer's device handle; only the backend reads
+ * or writes it, `last` under its own enqueue lock, so that the recorded command is the latest
+ * in queue order even when threads enqueue work on one buffer at once. */
+struct twin__track {
+  void *last; /* the backend's event of the latest command using the memory (retained), or NULL */
+  void *life; /* the backend's record of a handle it made; NULL for none or an adopted handle */
+};
 
 /* One parameter of a user kernel as the device describes it (clGetKernelArgInfo); fields it
  * cannot describe stay zero, and core then checks less. */
@@ -58,14 +77,29 @@ typedef struct twin__kvalue {
   twin__track *track;
 } twin__kvalue;
 
+/* The native objects behind a context, for the OpenCL interop calls of twin_opencl.h. */
+typedef enum twin__native {
+  TWIN__NATIVE_CONTEXT, /* cl_context */
+  TWIN__NATIVE_DEVICE,  /* cl_device_id */
+  TWIN__NATIVE_QUEUE,   /* cl_command_queue, in order */
+} twin__native;
+
 struct twin_backend_ops {
   const char *name; /* "opencl", "host" */
+  /* True when the backend has device memory of its own: then dev_alloc, dev_free, to_device,
+   * to_host and dev_zero are set. Core stores it in the context when the context is made
+   * (twin_context.has_device) and never guesses it from a NULL member. */
+  bool device_memory;
 
   /* Opens ctx->device (already resolved) and stores the backend state in ctx->backend.
    * On failure nothing is left allocated. */
   twin_status (*open)(twin_context *ctx);
   /* Releases ctx->backend; called once, when the last context reference drops. */
   void (*close)(twin_context *ctx);
+  /* The native object `what` of ctx, borrowed (valid while ctx lives), for twin_opencl.h's
+   * twin_context_cl_context and friends; NULL (the member or its answer) when the backend has
+   * none. Safe to call from several threads at once. */
+  void *(*native)(twin_context *ctx, twin__native what);
   /* Waits for every queued command. May be NULL when nothing is ever queued. */
   twin_status (*finish)(twin_context *ctx);
   /* Records in track, as the latest command on its buffer's device memory, a point of ctx's
@@ -74,10 +108,12 @@ struct twin_backend_ops {
    * the buffer's lock held. */
   twin_status (*mark)(twin_context *ctx, twin__track *track);
 
-  /* Allocates nbytes (>= 1) of device memory and returns the backend's handle for it; the
-   * memory must really exist when this returns, so a later command cannot fail for lack
-   * of memory. The handle is owned by core until dev_free; track is its buffer's (empty),
-   * where the backend keeps what it needs to free the handle. On failure track stays empty. */
+  /* Allocates nbytes (>= 1) of device memory and returns the backend's handle for it. Core has
+   * checked nbytes against ctx->device.max_alloc_bytes (for dev_wrap and dev_wrap_external
+   * too), so the backend need not. The memory must really exist when this returns, so a later
+   * command cannot fail for lack of memory. The handle is owned by core until dev_free; track is
+   * its buffer's (empty), where the backend keeps what it needs to free the handle. On failure
+   * track stays empty. */
   twin_status (*dev_alloc)(twin_context *ctx, size_t nbytes, void **handle, twin__track *track);
   /* Releases a handle and empties its track. First waits for the last command recorded in
    * track (on the in-order queue that covers every earlier command on the handle; other
@@ -119,12 +155,13 @@ struct twin_backend_ops {
    * copy: src and dst have the same shape, do not overlap, and may differ in dtype (see
    * twin_copy for the conversion rules). fill: value points to one element of dst's dtype.
    * On the device, the command is recorded in each view's track.
-   * When copy or fill is NULL, core runs twin__host_copy / twin__host_fill on the host side. */
+   * When copy or fill is NULL, core runs twin__host_copy / twin__host_fill (ground.h) on the
+   * host side. */
   twin_status (*prepare_ops)(twin_context *ctx);
   twin_status (*copy)(twin_context *ctx, const twin__view *dst, const twin__view *src);
   twin_status (*fill)(twin_context *ctx, const twin__view *dst, const void *value);
 
-  /* ---- Memory the application lends (external.c); each may be NULL ----
+  /* ---- Memory the application lends (storage, for external.c); each may be NULL ----
    * dev_adopt: checks that a device handle the application made belongs to ctx's device
    * context, stores its size in bytes in *nbytes and takes a reference of its own on it, which
    * dev_free drops. On failure it takes nothing. NULL: device memory cannot be adopted.
@@ -163,5 +200,12 @@ struct twin_backend_ops {
                                 int nvalues, int work_dim, const size_t *global,
                                 const size_t *local, int *failed_value);
 };
+
+/* The backends core knows, and what it asks of them before a context exists: the OpenCL
+ * backend's device list (absent from builds without OpenCL) and the host backend's entry. */
+extern const struct twin_backend_ops twin__opencl_ops;
+extern const struct twin_backend_ops twin__host_ops;
+twin_status twin__opencl_list(twin_device_info **out, size_t *count);
+void twin__host_device_info(twin_device_info *out);
 
 #endif /* TWIN_BACKEND_H */

@@ -1,23 +1,18 @@
 /* The access protocol: begin brings an array's byte extent up to date on one side (moving
  * only the parts the other side holds newer) and, for a write, marks that extent newer on
- * this side; end closes it. On a zero-copy buffer a host access maps the extent instead.
+ * this side; end closes it. On a shared (zero-copy) buffer a host access maps the extent instead.
  *
  * Each buffer keeps a record of every open access (array object, side, mode, who opened it
  * where, and the thread holding it). Reads never conflict; a write conflicts with any other
  * access through the same array object and with any access on the other side of the buffer.
  * A conflict with accesses only other threads hold waits until one of them ends (waits.c),
  * unless waiting would close a wait-for cycle; a conflict with an access this thread holds,
- * or one a DLPack export holds, is TWIN_ERR_BUSY at once, since waiting could not end it. */
-#include <stdarg.h>
-#include <stdio.h>
+ * or one a DLPack export holds, is TWIN_ERR_BUSY at once, since waiting could not end it.
+ * The records themselves, the mapping and the moves belong to the storage layer (records.c,
+ * coherence.c); this file holds the protocol: who may open what, and when. */
 #include <string.h>
 
-#include "../backends/backend.h"
-#include "internal.h"
-
-static const char *side_name(twin__side_id side) {
-  return side == TWIN__HOST ? "host" : "device";
-}
+#include "objects.h"
 
 static const char *mode_word(twin_access mode) {
   return mode & TWIN_WRITE ? "write" : "read";
@@ -40,19 +35,10 @@ static twin_status check_begin(const char *fn, twin_array *a, twin_access access
                       fn, (int)access);
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the pointer out-parameter is NULL", fn);
-  if ((access & TWIN_WRITE) && a->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY,
-                      "%s: the array is a broadcast view (some elements "
-                      "alias each other) and cannot be written; copy it first",
-                      fn);
-  return TWIN_OK;
+  return access & TWIN_WRITE ? twin__check_writable(a, fn, "the array") : TWIN_OK;
 }
 
-/* ---- Records of open accesses ---- */
-
-static bool held_here(const twin__access *x) {
-  return !x->unowned && pthread_equal(x->thread, pthread_self());
-}
+/* ---- Conflicts ---- */
 
 /* Does open access x stand in the way of `access` on `side` through array object a? */
 static bool conflicts(const twin__access *x, const twin_array *a, twin__side_id side,
@@ -62,68 +48,17 @@ static bool conflicts(const twin__access *x, const twin_array *a, twin__side_id 
   return x->array == a || x->side != side;
 }
 
-/* With the buffer locked: a record for an access through a (its slot when free). */
-static twin__access *new_record(twin_array *a) {
-  if (a->slot_used)
-    return twin__malloc(sizeof(twin__access));
-  a->slot_used = true;
-  return &a->slot;
-}
-
-static void free_record(twin_array *a, twin__access *x) {
-  if (x == &a->slot)
-    a->slot_used = false;
-  else
-    twin__free(x);
-}
-
 /* ---- Messages ---- */
-
-/* Appends formatted text to buf (cap bytes, NUL-terminated), cutting what does not fit. */
-TWIN_PRINTF(3, 4) static void put(char *buf, size_t cap, const char *fmt, ...) {
-  size_t used = strlen(buf);
-  if (used + 1 >= cap)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf + used, cap - used, fmt, ap);
-  va_end(ap);
-}
 
 /* "fn" or "fn: arg", the start of a message about an access `who` opens. */
 static const char *who_text(const twin__opener *who, char *buf, size_t cap) {
   buf[0] = '\0';
-  put(buf, cap, "%s", who->fn);
+  twin__snappend(buf, cap, "%s", who->fn);
   if (who->site.file) /* the caller's line, as every twin_kernel_launch message gives it */
-    put(buf, cap, " (%s:%d)", who->site.file, who->site.line);
+    twin__snappend(buf, cap, " (%s:%d)", who->site.file, who->site.line);
   if (who->arg)
-    put(buf, cap, ": %s", who->arg);
+    twin__snappend(buf, cap, ": %s", who->arg);
   return buf;
-}
-
-/* ", begun at FILE:LINE by fn: arg": where and by which call an open access began. */
-static void put_began(char *buf, size_t cap, const twin__access *x) {
-  if (x->site.file)
-    put(buf, cap, ", begun at %s:%d by %s", x->site.file, x->site.line, x->fn);
-  else
-    put(buf, cap, ", begun by %s (at a line it did not record)", x->fn);
-  if (x->arg[0])
-    put(buf, cap, ": %s", x->arg);
-}
-
-/* One open access that blocks a request through array object a, and who holds it. */
-static void put_blocker(char *buf, size_t cap, const twin__access *x, const twin_array *a) {
-  if (x->array == a)
-    put(buf, cap, "this array already has a %s %s access open", side_name(x->side),
-        mode_word(x->mode));
-  else
-    put(buf, cap, "a %s %s access to this buffer is still open", side_name(x->side),
-        mode_word(x->mode));
-  put_began(buf, cap, x);
-  if (x->unowned)
-    put(buf, cap, " for a DLPack export, until its deleter runs");
-  else if (!held_here(x))
-    put(buf, cap, " in another thread");
 }
 
 /* With the buffer locked: TWIN_ERR_BUSY naming each of the n open accesses that block
@@ -137,7 +72,7 @@ static twin_status busy(const twin__opener *who, const twin_array *a, twin__side
     if (!conflicts(x, a, side, access))
       continue;
     text[0] = '\0';
-    put_blocker(text, sizeof text, x, a);
+    twin__record_blocker(text, sizeof text, x, a);
     twin__fail_append("%s%s", i++ ? "; and " : "", text);
   }
   twin__fail_append("; end %s first", n > 1 ? "them" : "it");
@@ -149,11 +84,11 @@ static twin_status busy(const twin__opener *who, const twin_array *a, twin__side
 static twin_status deadlock(const twin__opener *who, const twin_array *a,
                             const twin__access *theirs, const twin__access *ours) {
   char w[128], text[1024] = "";
-  put_blocker(text, sizeof text, theirs, a);
-  put(text, sizeof text,
-      ", which waits (directly or through other threads) for this thread's %s %s access",
-      side_name(ours->side), mode_word(ours->mode));
-  put_began(text, sizeof text, ours);
+  twin__record_blocker(text, sizeof text, theirs, a);
+  twin__snappend(text, sizeof text,
+                 ", which waits (directly or through other threads) for this thread's %s %s access",
+                 twin__side_name(ours->side), mode_word(ours->mode));
+  twin__record_began(text, sizeof text, ours);
   return twin__fail(TWIN_ERR_BUSY, "%s: waiting would deadlock: %s; end one of them first",
                     who_text(who, w, sizeof w), text);
 }
@@ -191,7 +126,7 @@ static twin_status admit(const twin__opener *who, twin_array *a, twin__side_id s
     for (const twin__access *x = a->buf->accesses; x; x = x->next)
       if (conflicts(x, a, side, access)) {
         n++;
-        refuse = refuse || x->unowned || held_here(x); /* waiting cannot end those */
+        refuse = refuse || x->unowned || twin__held_here(x); /* waiting cannot end those */
       }
     if (n == 0)
       return TWIN_OK;
@@ -205,19 +140,7 @@ static twin_status admit(const twin__opener *who, twin_array *a, twin__side_id s
 
 /* ---- Opening and closing ---- */
 
-/* Maps a zero-copy buffer's bytes [lo, hi) for host access by array a. */
-static twin_status map_extent(twin_array *a, twin_access access, size_t lo, size_t hi) {
-  twin__buffer *b = a->buf;
-  twin_context *ctx = b->ctx;
-  if (lo == hi) {
-    a->mapped = (char *)b->mem[TWIN__HOST] + lo; /* nothing to map for no elements */
-    return TWIN_OK;
-  }
-  bool invalidate = access == TWIN_WRITE && covers_extent(a);
-  return ctx->ops->map(ctx, b->mem[TWIN__DEVICE], lo, hi - lo, access, invalidate, &a->mapped);
-}
-
-/* Brings a's extent up to date on `side` (and maps it on a zero-copy host access). */
+/* Brings a's extent up to date on `side` (and maps it on a shared buffer's host access). */
 static twin_status prepare_side(twin_array *a, twin__side_id side, twin_access access) {
   twin__buffer *b = a->buf;
   size_t lo, hi;
@@ -226,23 +149,10 @@ static twin_status prepare_side(twin_array *a, twin__side_id side, twin_access a
   twin_status s = twin__buffer_reserve(b);
   if (s == TWIN_OK)
     s = twin__buffer_sync(b, side, lo, need_data ? hi : lo);
-  if (s == TWIN_OK && side == TWIN__HOST && b->zero_copy && a->host_opens == 0)
-    s = map_extent(a, access, lo, hi);
+  bool invalidate = access == TWIN_WRITE && covers_extent(a);
+  if (s == TWIN_OK && side == TWIN__HOST && b->layout == TWIN__SHARED && a->host_opens == 0)
+    s = twin__buffer_map(b, lo, hi, access, invalidate, &a->mapped);
   return s;
-}
-
-/* Links record x of a new access through a, as `who` opens it. */
-static void record(twin_array *a, twin__access *x, const twin__opener *who, bool unowned,
-                   twin__side_id side, twin_access access) {
-  twin__buffer *b = a->buf;
-  *x =
-      (twin__access){b->accesses, a, side, access, who->fn, "", who->site, pthread_self(), unowned};
-  for (size_t i = 0; who->arg && who->arg[i] && i + 1 < sizeof x->arg; i++)
-    x->arg[i] = who->arg[i]; /* a bounded copy: this runs on every launch */
-  b->accesses = x;
-  a->opens++;
-  if (side == TWIN__HOST)
-    a->host_opens++;
 }
 
 /* Opens `access` on `side` for array a with the buffer locked: waits for its turn, brings the
@@ -254,13 +164,13 @@ static twin_status open_locked(const twin__opener *who, bool unowned, twin_array
   twin_status s = admit(who, a, side, access);
   if (s != TWIN_OK)
     return s;
-  twin__access *x = new_record(a);
+  twin__access *x = twin__record_new(a);
   if (!x)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for an access record",
                       who_text(who, w, sizeof w));
   s = prepare_side(a, side, access);
   if (s != TWIN_OK) {
-    free_record(a, x);
+    twin__record_free(a, x);
     return twin__fail_prefix(s, "%s: ", who_text(who, w, sizeof w)); /* allocation, move, map */
   }
   if (access & TWIN_WRITE) {
@@ -271,54 +181,17 @@ static twin_status open_locked(const twin__opener *who, bool unowned, twin_array
       twin__dirty_copy(before, &b->dirty);
     twin__buffer_wrote(b, side, lo, hi);
   }
-  record(a, x, who, unowned, side, access);
+  twin__record_link(a, x, who, unowned, side, access);
   return TWIN_OK;
 }
 
 /* With the buffer locked: the address of a's element 0 in its open host access. */
 static void *host_element0(const twin_array *a) {
   size_t first = a->offset * twin_dtype_size(a->dtype), lo, hi;
-  if (!a->buf->zero_copy)
+  if (a->buf->layout != TWIN__SHARED)
     return (char *)a->buf->mem[TWIN__HOST] + first;
   twin__array_extent(a, &lo, &hi);
   return (char *)a->mapped + (first - lo);
-}
-
-/* With the buffer locked: the access through a on `side` that an end closes, this thread's
- * newest (any thread's newest when it holds none there; NULL when none is open). */
-static twin__access *to_close(const twin_array *a, twin__side_id side) {
-  twin__access *any = NULL;
-  for (twin__access *x = a->buf->accesses; x; x = x->next) {
-    if (x->array != a || x->side != side)
-      continue;
-    if (held_here(x))
-      return x;
-    if (!any)
-      any = x;
-  }
-  return any;
-}
-
-/* With the buffer locked: ends access x through a, unmapping a zero-copy extent after its
- * last host access, and wakes the threads waiting for an access of the buffer. */
-static twin_status close_record(twin_array *a, twin__access *x) {
-  twin__buffer *b = a->buf;
-  twin_status s = TWIN_OK;
-  if (x->side == TWIN__HOST && --a->host_opens == 0) {
-    /* A failed unmap still closes the access: the caller gives the pointer up either way,
-     * and an access that can never be closed would wedge the array. */
-    if (b->zero_copy && a->size > 0)
-      s = b->ctx->ops->unmap(b->ctx, b->mem[TWIN__DEVICE], a->mapped, &b->track);
-    a->mapped = NULL;
-  }
-  twin__access **p = &b->accesses;
-  while (*p != x)
-    p = &(*p)->next;
-  *p = x->next;
-  a->opens--;
-  twin__wake(b); /* first: the waiters' entries may name x, which is freed next */
-  free_record(a, x);
-  return s;
 }
 
 static twin_status end(const char *fn, twin_array *a, twin__side_id side) {
@@ -327,11 +200,11 @@ static twin_status end(const char *fn, twin_array *a, twin__side_id side) {
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: array is NULL", fn);
   twin__buffer *b = a->buf;
   pthread_mutex_lock(&b->lock);
-  twin__access *x = to_close(a, side);
-  twin_status s = x ? close_record(a, x) : TWIN_ERR_BAD_STATE;
+  twin__access *x = twin__record_find(a, side);
+  twin_status s = x ? twin__record_close(a, x) : TWIN_ERR_BAD_STATE;
   pthread_mutex_unlock(&b->lock);
   if (!x)
-    return twin__fail(s, "%s: this array has no %s access open", fn, side_name(side));
+    return twin__fail(s, "%s: this array has no %s access open", fn, twin__side_name(side));
   return s == TWIN_OK ? TWIN_OK : twin__fail_prefix(s, "%s: ", fn);
 }
 
@@ -377,14 +250,11 @@ twin_status twin__device_begin(const twin__opener *who, bool unowned, twin_array
   if (!byte_offset)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: byte_offset is NULL", fn);
   const twin_context *ctx = a->buf->ctx;
-  if (!ctx->ops->dev_alloc)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend has no device memory", fn,
-                      ctx->ops->name);
-  if (a->dtype == TWIN_F64 && !ctx->device.fp64)
-    return twin__fail(TWIN_ERR_UNSUPPORTED,
-                      "%s: device \"%s\" has no fp64 support for an f64 "
-                      "array",
-                      fn, ctx->device.name);
+  s = twin__check_device(ctx, fn);
+  if (s == TWIN_OK)
+    s = twin__check_fp64(ctx, a->dtype, fn);
+  if (s != TWIN_OK)
+    return s;
   pthread_mutex_lock(&a->buf->lock);
   s = open_locked(who, unowned, a, TWIN__DEVICE, access, NULL);
   if (s == TWIN_OK) {
@@ -400,49 +270,6 @@ twin_status twin__device_end(twin_array *a) {
   if (a)
     twin__buffer_fence(a->buf); /* the application's own commands on the memory */
   return end("twin_device_end", a, TWIN__DEVICE);
-}
-
-/* ---- Accesses that outlive their array object, and what other files ask ---- */
-
-bool twin__access_drop(twin_array *a) {
-  twin__buffer *b = a->buf;
-  bool report = atomic_load_explicit(&twin__debug, memory_order_relaxed);
-  char what[1024] = "";
-  pthread_mutex_lock(&b->lock);
-  for (twin__access *x = b->accesses, *next; x; x = next) {
-    next = x->next;
-    if (x->array != a)
-      continue;
-    if (x->side == TWIN__DEVICE)
-      twin__buffer_fence_locked(b); /* the release waits for what the application queued */
-    put(what, sizeof what, "%sa %s %s access", what[0] ? "; " : "", side_name(x->side),
-        mode_word(x->mode));
-    put_began(what, sizeof what, x);
-    close_record(a, x); /* an unmap failure cannot be reported to anyone here */
-  }
-  pthread_mutex_unlock(&b->lock);
-  if (report)
-    twin__debug_report_open(a, what);
-  return report;
-}
-
-unsigned twin__accesses_open(const twin__buffer *b, twin__side_id side, twin_access modes) {
-  unsigned n = 0;
-  for (const twin__access *x = b->accesses; x; x = x->next)
-    n += x->side == side && (x->mode & modes);
-  return n;
-}
-
-void twin__append_accesses(const twin__buffer *b, twin__side_id side, twin_access modes) {
-  char text[512];
-  unsigned i = 0;
-  for (const twin__access *x = b->accesses; x; x = x->next) {
-    if (x->side != side || !(x->mode & modes))
-      continue;
-    text[0] = '\0';
-    put_blocker(text, sizeof text, x, NULL);
-    twin__fail_append("%s%s", i++ ? "; and " : "", text);
-  }
 }
 
 /* Packed C-order strides of a's shape, for copying between a and a caller's buffer. */
@@ -507,32 +334,16 @@ twin_status twin__open_for_op(twin_array *a, twin__side_id side, twin_access acc
   return s;
 }
 
-/* Undoes a write's marking where the other side was newer before it: the write never
- * happened there, so the other side still holds the newest data. */
-static void unmark(twin__buffer *b, twin__side_id side, const twin__dirty *before, size_t lo,
-                   size_t hi) {
-  for (unsigned i = 0; i < before->count; i++) {
-    size_t a = before->s[i].lo > lo ? before->s[i].lo : lo;
-    size_t z = before->s[i].hi < hi ? before->s[i].hi : hi;
-    if (a >= z || before->s[i].newer == side)
-      continue;
-    /* Room first; if moving a segment fails, keeping the marking loses that range's newer
-     * data, so stop rather than overflow the map. */
-    if (b->dirty.count > TWIN__DIRTY_CAP && twin__buffer_reserve(b) != TWIN_OK)
-      return;
-    twin__dirty_mark(&b->dirty, a, z, !side);
-  }
-}
-
 void twin__close_for_op(twin_array *a, twin__side_id side, const twin__dirty *failed_before) {
   twin__buffer *b = a->buf;
   pthread_mutex_lock(&b->lock);
-  twin__access *x = to_close(a, side); /* this thread's newest there: the operation's own */
+  twin__access *x =
+      twin__record_find(a, side); /* this thread's newest there: the operation's own */
   if (failed_before && (x->mode & TWIN_WRITE)) {
     size_t lo, hi;
     twin__array_extent(a, &lo, &hi);
-    unmark(b, side, failed_before, lo, hi);
+    twin__buffer_unwrote(b, side, failed_before, lo, hi);
   }
-  close_record(a, x); /* a failed unmap (host kernels on zero-copy) has no one to tell */
+  twin__record_close(a, x); /* a failed unmap (host kernels on zero-copy) has no one to tell */
   pthread_mutex_unlock(&b->lock);
 }

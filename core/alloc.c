@@ -4,7 +4,7 @@
 #include <sys/mman.h>
 #include <string.h>
 
-#include "internal.h"
+#include "ground.h"
 
 static void *aligned_default(size_t alignment, size_t size) {
   void *p = NULL;

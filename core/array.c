@@ -1,7 +1,9 @@
-/* Arrays: immutable views (dtype, shape, strides, offset) onto a refcounted buffer. */
+/* Arrays: immutable views (dtype, shape, strides, offset) onto a refcounted buffer, the checks
+ * every array constructor shares, and the lifetime checks of array objects under TWIN_DEBUG. */
+#include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "objects.h"
 
 /* Checks the arguments every constructor shares and computes the element count and byte
  * size with overflow checks. */
@@ -64,6 +66,16 @@ twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const
   return TWIN_OK;
 }
 
+bool twin__scaled_stride(ptrdiff_t stride, ptrdiff_t factor, size_t len, twin_dtype dtype,
+                         ptrdiff_t *out) {
+  ptrdiff_t bytes;
+  if (!__builtin_mul_overflow(stride, factor, out) &&
+      !__builtin_mul_overflow(*out, (ptrdiff_t)twin_dtype_size(dtype), &bytes))
+    return true;
+  *out = 0;
+  return len <= 1;
+}
+
 static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
                              const size_t *shape, size_t *size, size_t *nbytes) {
   twin_status s = twin__check_geometry(fn, ctx, dtype, ndim, shape);
@@ -75,31 +87,9 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
 }
 
 void twin__array_attach(twin_array *a) {
-  twin__buffer *b = a->buf;
   a->magic = TWIN__ARRAY_ALIVE;
-  atomic_init(&a->refs, 1);
-  twin__spin_lock(&b->views_lock);
-  a->next = b->views;
-  if (b->views)
-    b->views->prev = a;
-  b->views = a;
-  twin__spin_unlock(&b->views_lock);
-  atomic_fetch_add_explicit(&b->view_bytes, twin_array_nbytes(a), memory_order_relaxed);
-  atomic_fetch_add_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
-}
-
-static void detach(twin_array *a) {
-  twin__buffer *b = a->buf;
-  twin__spin_lock(&b->views_lock);
-  if (a->prev)
-    a->prev->next = a->next;
-  else
-    b->views = a->next;
-  if (a->next)
-    a->next->prev = a->prev;
-  twin__spin_unlock(&b->views_lock);
-  atomic_fetch_sub_explicit(&b->view_bytes, twin_array_nbytes(a), memory_order_relaxed);
-  atomic_fetch_sub_explicit(&b->ctx->counters.arrays, 1, memory_order_relaxed);
+  twin__ref_init(&a->refs);
+  twin__buffer_attach(a);
 }
 
 /* A new array object covering buffer b contiguously; takes over the caller's reference on b. */
@@ -138,8 +128,8 @@ static twin_status make_checked(twin_context *ctx, twin_dtype dtype, int ndim, c
   return wrap_buffer(b, dtype, ndim, shape, size, site, out);
 }
 
-static twin_status make(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
-                        const size_t *shape, bool zero, twin__site site, twin_array **out) {
+twin_status twin__array_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
+                            const size_t *shape, bool zero, twin__site site, twin_array **out) {
   size_t size, nbytes;
   twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
   if (s == TWIN_OK && !out)
@@ -151,7 +141,8 @@ static twin_status make(const char *fn, twin_context *ctx, twin_dtype dtype, int
 
 twin_status twin_array_new_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
                               twin_array **out, const char *file, int line) {
-  return make("twin_array_new", ctx, dtype, ndim, shape, false, (twin__site){file, line}, out);
+  return twin__array_new("twin_array_new", ctx, dtype, ndim, shape, false, (twin__site){file, line},
+                         out);
 }
 
 twin_status(twin_array_new)(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
@@ -161,7 +152,8 @@ twin_status(twin_array_new)(twin_context *ctx, twin_dtype dtype, int ndim, const
 
 twin_status twin_array_zeros_at(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
                                 twin_array **out, const char *file, int line) {
-  return make("twin_array_zeros", ctx, dtype, ndim, shape, true, (twin__site){file, line}, out);
+  return twin__array_new("twin_array_zeros", ctx, dtype, ndim, shape, true,
+                         (twin__site){file, line}, out);
 }
 
 twin_status(twin_array_zeros)(twin_context *ctx, twin_dtype dtype, int ndim, const size_t *shape,
@@ -169,55 +161,45 @@ twin_status(twin_array_zeros)(twin_context *ctx, twin_dtype dtype, int ndim, con
   return twin_array_zeros_at(ctx, dtype, ndim, shape, out, NULL, 0);
 }
 
-twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndim,
-                                    const size_t *shape, const void *data, twin_array **out,
-                                    const char *file, int line) {
-  static const char fn[] = "twin_array_from_host";
-  size_t size, nbytes;
-  twin_status s = check_new(fn, ctx, dtype, ndim, shape, &size, &nbytes);
-  if (s != TWIN_OK)
-    return s;
-  if (!out)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
-  if (!data && nbytes)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: data is NULL for %zu bytes", fn, nbytes);
-  twin_array *a;
-  s = make_checked(ctx, dtype, ndim, shape, size, nbytes, false, (twin__site){file, line}, &a);
-  if (s != TWIN_OK)
-    return s;
-  s = twin_array_write(a, data, nbytes);
-  if (s != TWIN_OK) {
-    twin_array_unref(a);
-    return s;
-  }
-  *out = a;
-  return TWIN_OK;
-}
-
-twin_status(twin_array_from_host)(twin_context *ctx, twin_dtype dtype, int ndim,
-                                  const size_t *shape, const void *data, twin_array **out) {
-  return twin_array_from_host_at(ctx, dtype, ndim, shape, data, out, NULL, 0);
-}
-
 twin_array *twin_array_ref(twin_array *a) {
   twin__debug_check(a, "twin_array_ref");
   if (a)
-    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    twin__ref_get(&a->refs);
   return a;
+}
+
+/* Ends every access still open through a, whose last reference is going (what a write access
+ * wrote counts: it was marked when the access began). Under TWIN_DEBUG it reports them as a
+ * misuse, naming where each began, and returns true: the caller then calls twin__debug_fatal
+ * once a is released. The count is read without the buffer's lock: no other thread holds a
+ * reference that could open or end one now. */
+static bool end_open_accesses(twin_array *a) {
+  if (!a->opens)
+    return false;
+  bool report = atomic_load_explicit(&twin__debug, memory_order_relaxed);
+  char what[1024];
+  twin__records_drop(a, what, sizeof what);
+  if (report)
+    twin__debug_report_open(a, what);
+  return report;
+}
+
+/* Keeps a released object, marked dead, so that a later use is reported. */
+static void poison(twin_array *a) {
+  a->magic = TWIN__ARRAY_POISONED;
+  a->buf = NULL; /* gone: an unchecked use faults at once rather than touching freed memory */
+  twin__debug_keep(a);
 }
 
 void twin_array_unref(twin_array *a) {
   twin__debug_check(a, "twin_array_unref");
-  if (!a || atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
+  if (!a || !twin__ref_put(&a->refs))
     return;
   twin__buffer *b = a->buf;
-  /* An access still open through the object dies with it (a misuse TWIN_DEBUG reports once
-   * everything is released). The count is read without the buffer's lock: no other thread
-   * holds a reference that could open or end one now. */
-  bool misuse = a->opens && twin__access_drop(a);
-  detach(a);
+  bool misuse = end_open_accesses(a);
+  twin__buffer_detach(a);
   if (atomic_load_explicit(&twin__debug, memory_order_relaxed))
-    twin__debug_poison(a); /* kept, marked dead, so a later use is reported */
+    poison(a);
   else
     twin__free(a);
   twin__buffer_unref(b);
@@ -270,6 +252,15 @@ bool twin_array_is_contiguous(const twin_array *a) {
   return twin__is_contiguous(a);
 }
 
+twin_status twin__check_writable(const twin_array *a, const char *who, const char *what) {
+  if (!a->read_only)
+    return TWIN_OK;
+  return twin__fail(TWIN_ERR_READ_ONLY,
+                    "%s: %s is a broadcast view (some elements alias each other) and cannot be "
+                    "written; copy it first",
+                    who, what);
+}
+
 bool twin__is_contiguous(const twin_array *a) {
   if (a->size == 0)
     return true; /* and the products below stay within the element count */
@@ -320,4 +311,50 @@ twin_status twin_array_set_owner(twin_array *a, const char *owner) {
 const char *twin_array_owner(const twin_array *a) {
   twin__debug_check(a, "twin_array_owner");
   return a->owner;
+}
+
+/* ---- Lifetime checks under TWIN_DEBUG ---- */
+
+static void describe(const twin_array *a) {
+  if (a->site.file)
+    fprintf(stderr, "made at %s:%d", a->site.file, a->site.line);
+  else
+    fprintf(stderr, "made by a call that recorded no file and line (use the twin.h macros)");
+  const char *dtype = twin_dtype_name(a->dtype);
+  fprintf(stderr, " as %s[", dtype ? dtype : "?");
+  for (int i = 0; i < a->ndim && i < TWIN_MAX_DIMS; i++)
+    fprintf(stderr, i ? "x%zu" : "%zu", a->shape[i]);
+  fprintf(stderr, "]");
+  if (a->owner[0] && memchr(a->owner, '\0', sizeof a->owner))
+    fprintf(stderr, ", owner \"%s\"", a->owner);
+}
+
+void twin__debug_report_open(const twin_array *a, const char *what) {
+  fprintf(stderr,
+          "twin: TWIN_DEBUG: twin_array_unref(%p): the last reference to this array went while "
+          "it had accesses open, never ended (%s); twin ended them; the array was ",
+          (const void *)a, what);
+  describe(a);
+  fprintf(stderr, "\n");
+  fflush(stderr);
+}
+
+void twin__debug_check_slow(const twin_array *a, const char *fn) {
+  if (!a || a->magic == TWIN__ARRAY_ALIVE)
+    return;
+  if (a->magic == TWIN__ARRAY_POISONED) {
+    fprintf(stderr,
+            "twin: TWIN_DEBUG: %s(%p): this array was already released (a use after "
+            "its last twin_array_unref, or a double unref); it was ",
+            fn, (const void *)a);
+    describe(a);
+  } else {
+    fprintf(stderr,
+            "twin: TWIN_DEBUG: %s(%p): not a live twin array (never made by twin, or "
+            "released before the last %d releases twin keeps poisoned)",
+            fn, (const void *)a, TWIN__DEBUG_RING);
+  }
+  fprintf(stderr, "\n");
+  fflush(stderr);
+  twin__debug_fatal();
 }

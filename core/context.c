@@ -1,11 +1,12 @@
-/* Contexts: one device, its backend state and its counters. */
+/* Contexts: one device, its backend state and its counters; the checks of what the device can
+ * do. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "../backends/backend.h"
-#include "internal.h"
+#include "context.h"
 
 static const struct twin_backend_ops *backend_for(const twin_device_info *dev) {
 #ifdef TWIN_HAVE_OPENCL
@@ -79,6 +80,16 @@ static twin_status limits_of(const twin_context_options *opt, size_t *host, size
   return s;
 }
 
+/* The layout of the buffers twin allocates: shared where the device uses host memory in place
+ * and the application did not ask for copies. */
+static twin__layout layout_of(const twin_context *ctx, twin_coherence coherence) {
+  if (!ctx->has_device)
+    return TWIN__HOST_ONLY;
+  bool shared = coherence == TWIN_COHERENCE_AUTO && ctx->device.host_unified_memory &&
+                ctx->ops->dev_wrap != NULL;
+  return shared ? TWIN__SHARED : TWIN__TWO_COPIES;
+}
+
 twin_status twin_context_new_with(const twin_context_options *options, twin_context **out) {
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: out is NULL");
@@ -98,7 +109,7 @@ twin_status twin_context_new_with(const twin_context_options *options, twin_cont
   twin_context *ctx = twin__calloc(1, sizeof *ctx);
   if (!ctx)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "twin_context_new: no memory for a context");
-  atomic_init(&ctx->refs, 1);
+  twin__ref_init(&ctx->refs);
   atomic_init(&ctx->user_refs, 1);
   if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
     twin__free(ctx);
@@ -108,8 +119,9 @@ twin_status twin_context_new_with(const twin_context_options *options, twin_cont
   ctx->host_limit = host_limit;
   ctx->device_limit = device_limit;
   ctx->ops = backend_for(&dev);
-  ctx->zero_copy =
-      coherence == TWIN_COHERENCE_AUTO && dev.host_unified_memory && ctx->ops->dev_wrap != NULL;
+  ctx->has_device = ctx->ops->device_memory;
+  assert(ctx->has_device == (ctx->ops->dev_alloc != NULL) && "backend.h: device_memory");
+  ctx->layout = layout_of(ctx, coherence);
   s = ctx->ops->open(ctx);
   if (s != TWIN_OK) {
     pthread_mutex_destroy(&ctx->lock);
@@ -127,18 +139,30 @@ twin_status twin_context_new(const char *spec, twin_context **out) {
 
 bool twin_context_is_zero_copy(const twin_context *ctx) {
   /* One copy per buffer: shared with the device, or the host backend's only one. */
-  return ctx && (ctx->zero_copy || !ctx->ops->dev_alloc);
+  return ctx && ctx->layout != TWIN__TWO_COPIES;
+}
+
+twin_status twin__check_device(const twin_context *ctx, const char *who) {
+  if (ctx->has_device)
+    return TWIN_OK;
+  return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend has no device memory", who,
+                    ctx->ops->name);
+}
+
+twin_status twin__check_fp64(const twin_context *ctx, twin_dtype dtype, const char *who) {
+  if (dtype != TWIN_F64 || ctx->device.fp64)
+    return TWIN_OK;
+  return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: device \"%s\" has no fp64 support for an f64 array",
+                    who, ctx->device.name);
 }
 
 twin_context *twin__context_hold(twin_context *ctx) {
-  atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+  twin__ref_get(&ctx->refs);
   return ctx;
 }
 
 void twin__context_release(twin_context *ctx) {
-  /* acq_rel: each drop publishes its thread's writes, and the last one sees them all before
-   * tearing down (a standalone fence would do, but ThreadSanitizer cannot see fences). */
-  if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
+  if (!twin__ref_put(&ctx->refs))
     return;
   twin__programs_release(ctx); /* cached user programs, before the backend closes */
   ctx->ops->close(ctx);
@@ -148,7 +172,7 @@ void twin__context_release(twin_context *ctx) {
 
 twin_context *twin_context_ref(twin_context *ctx) {
   if (ctx) {
-    atomic_fetch_add_explicit(&ctx->user_refs, 1, memory_order_relaxed);
+    twin__count_add(&ctx->user_refs, 1);
     twin__context_hold(ctx);
   }
   return ctx;
@@ -159,7 +183,7 @@ void twin_context_unref(twin_context *ctx) {
     return;
   /* The application lets go while arrays still hold memory: say what, once. The context
    * itself lives on until the last of those buffers is gone. */
-  if (atomic_fetch_sub_explicit(&ctx->user_refs, 1, memory_order_acq_rel) == 1 &&
+  if (twin__count_sub(&ctx->user_refs, 1) == 0 &&
       atomic_load_explicit(&ctx->counters.buffers, memory_order_relaxed) > 0 &&
       !atomic_exchange(&ctx->leak_reported, true))
     twin__report_leak(ctx);

@@ -4,7 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "../backends/backend.h"
+#include "context.h"
 
 twin_status twin_device_list(twin_device_info **out, size_t *count) {
   if (!out || !count)

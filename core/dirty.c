@@ -5,7 +5,7 @@
  * twin__dirty_smallest), so fragmentation costs extra transfers, never wrong data. */
 #include <string.h>
 
-#include "internal.h"
+#include "ground.h"
 
 static void remove_at(twin__dirty *d, unsigned i) {
   memmove(&d->s[i], &d->s[i + 1], (d->count - i - 1) * sizeof d->s[0]);

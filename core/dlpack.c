@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "objects.h"
 
 /* An exported tensor and what keeps its memory valid; the deleter gets &t, the first member. */
 typedef struct exported {

@@ -1,5 +1,5 @@
 /* Element types. */
-#include "internal.h"
+#include "ground.h"
 
 static const struct {
   const char *name;

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "ground.h"
 
 /* Large enough for a kernel build log's useful head; longer messages are cut. */
 #define MESSAGE_CAP 16384
@@ -86,5 +86,15 @@ void twin__fail_append(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   append_v(fmt, ap);
+  va_end(ap);
+}
+
+void twin__snappend(char *buf, size_t cap, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= cap)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, cap - used, fmt, ap);
   va_end(ap);
 }

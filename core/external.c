@@ -1,13 +1,14 @@
 /* Memory the application lends twin: a host block (twin_array_wrap_host, DLPack kDLCPU) or a
  * device handle (twin_array_wrap_cl_mem, DLPack kDLOpenCL) becomes one side of a buffer that
- * twin never frees, viewed by an ordinary array. The buffer hooks (which side is lent, the
- * release callback, zero-copy wrapping of a lent host block) are in buffer.c. */
+ * twin never frees, viewed by an ordinary array. Here: the checks of the lent memory's
+ * geometry. The storage layer (buffer.c) adopts the memory: which side is lent, the release
+ * callback, the shared wrapping of a lent host block, the backend's adoption of a device
+ * handle. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "../backends/backend.h"
-#include "internal.h"
+#include "objects.h"
 
 /* The lent memory's geometry: C-order strides when none are given, the element count, and
  * the lowest and highest element relative to element 0 (lo <= 0 <= hi; both 0 when empty),
@@ -170,9 +171,8 @@ twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *han
   if (s != TWIN_OK)
     return s;
   size_t item = twin_dtype_size(dtype), nbytes = 0;
-  if (!ctx->ops->dev_adopt)
-    return twin__fail(TWIN_ERR_UNSUPPORTED, "%s: the %s backend has no device memory", fn,
-                      ctx->ops->name);
+  if ((s = twin__check_device(ctx, fn)) != TWIN_OK)
+    return s;
   if (!handle)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: the device buffer is NULL", fn);
   if (byte_offset % item)
@@ -180,14 +180,9 @@ twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *han
                       "%s: byte_offset %zu is not a multiple of the "
                       "%s element size, %zu bytes",
                       fn, byte_offset, twin_dtype_name(dtype), item);
-  if (dtype == TWIN_F64 && !ctx->device.fp64)
-    return twin__fail(TWIN_ERR_UNSUPPORTED,
-                      "%s: device \"%s\" has no fp64 support for an f64 "
-                      "array",
-                      fn, ctx->device.name);
-  s = ctx->ops->dev_adopt(ctx, handle, &nbytes);
-  if (s != TWIN_OK)
-    return twin__fail_prefix(s, "%s: ", fn);
+  if ((s = twin__check_fp64(ctx, dtype, fn)) != TWIN_OK ||
+      (s = twin__adopt_device(fn, ctx, handle, &nbytes)) != TWIN_OK)
+    return s;
   twin_array *a = NULL;
   s = check_inside(fn, &g, byte_offset / item, item, nbytes);
   if (s == TWIN_OK && !(a = new_view(dtype, ndim, shape, &g, site)))
@@ -197,8 +192,7 @@ twin_status twin__array_wrap_device(const char *fn, twin_context *ctx, void *han
     s = twin__buffer_new_external(ctx, nbytes, TWIN__DEVICE, handle, release, user, site, &b);
   if (s != TWIN_OK) {
     twin__free(a);
-    twin__track none = {NULL, NULL};
-    ctx->ops->dev_free(ctx, handle, &none); /* drops only the reference dev_adopt took */
+    twin__adopt_undo(ctx, handle);
     return s;
   }
   attach(a, b, byte_offset / item, out);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../backends/backend.h"
-#include "internal.h"
+#include "objects.h"
 
 /* What a parameter was last set to (a kernel keeps its argument values between launches). */
 struct twin__arg_state {

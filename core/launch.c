@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "../backends/backend.h"
-#include "internal.h"
+#include "objects.h"
 
 static const char launch_fn[] = "twin_kernel_launch";
 
@@ -78,7 +78,7 @@ static void collect(launch *l) {
 /* A write to a buffer with two copies records the map it changes, to undo it on failure. */
 static bool needs_undo(const bound_array *x) {
   const twin__buffer *b = x->a->buf;
-  return (x->mode & TWIN_WRITE) && !b->zero_copy && b->ctx->ops->dev_alloc;
+  return (x->mode & TWIN_WRITE) && b->layout == TWIN__TWO_COPIES;
 }
 
 static twin_status give_befores(launch *l) {
@@ -203,7 +203,7 @@ static twin_status enqueue(launch *l, int work_dim, const size_t *global, const 
 /* The host address of a's element 0 within the memory its open host access gave. */
 static void *host_element0(const twin_array *a, void *mem) {
   size_t item = twin_dtype_size(a->dtype), lo, hi;
-  if (!a->buf->zero_copy)
+  if (a->buf->layout != TWIN__SHARED)
     return (char *)mem + a->offset * item;
   twin__array_extent(a, &lo, &hi);
   return (char *)a->mapped + (a->offset * item - lo);

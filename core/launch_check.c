@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "../backends/backend.h"
-#include "internal.h"
+#include "objects.h"
 
 static const char *access_name(twin_access a) {
   return a == TWIN_READ ? "TWIN_READ" : a == TWIN_WRITE ? "TWIN_WRITE" : "TWIN_READ_WRITE";
@@ -28,21 +28,17 @@ static twin_status check_array_arg(const twin_kernel *k, int i, const twin_arg *
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
                       "argument %d: access is %d, not TWIN_READ, TWIN_WRITE or TWIN_READ_WRITE", i,
                       (int)arg->access);
-  if ((arg->access & TWIN_WRITE) && a->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY,
-                      "argument %d: the array is a broadcast view (some elements alias each "
-                      "other) and cannot be written",
-                      i);
+  char who[32];
+  snprintf(who, sizeof who, "argument %d", i);
+  twin_status s = arg->access & TWIN_WRITE ? twin__check_writable(a, who, "the array") : TWIN_OK;
+  if (s != TWIN_OK)
+    return s;
   if (arg->kind == TWIN_ARG_ARRAY && !twin__is_contiguous(a))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
                       "argument %d: the array is not C-contiguous; pass it with twin_arg_view "
                       "(shape and strides too) or make it contiguous",
                       i);
-  if (!k->host_fn && a->dtype == TWIN_F64 && !actx->device.fp64)
-    return twin__fail(TWIN_ERR_UNSUPPORTED,
-                      "argument %d: device \"%s\" has no fp64 support for an f64 array", i,
-                      actx->device.name);
-  return TWIN_OK;
+  return k->host_fn ? TWIN_OK : twin__check_fp64(actx, a->dtype, who);
 }
 
 static twin_status check_arg(const twin_kernel *k, int i, const twin_arg *arg) {

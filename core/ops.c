@@ -1,12 +1,12 @@
-/* The built-in operations: twin_copy, twin_fill, twin_array_contiguous and twin_array_copy.
- * Core validates, broadcasts, detects overlap and opens the arrays' accesses on the side where
- * the work runs (the device when the context has one, else the host); the backend's copy and
- * fill members do the mechanics on the views they are given. */
+/* The built-in operations: twin_copy, twin_fill, twin_array_contiguous and twin_array_copy,
+ * and twin_array_from_host, a new array written through the access protocol. Core validates,
+ * broadcasts, detects overlap and opens the arrays' accesses on the side where the work runs
+ * (the device when the context has one, else the host); the backend's copy and fill members
+ * do the mechanics on the views they are given. */
 #include <stdio.h>
 #include <string.h>
 
-#include "../backends/backend.h"
-#include "internal.h"
+#include "objects.h"
 
 /* Room for "(" + 8 numbers of up to 20 digits joined by ", " + ",)". */
 #define SHAPE_TEXT_CAP (TWIN_MAX_DIMS * 22 + 4)
@@ -66,7 +66,7 @@ typedef struct placement {
 
 static placement place(const twin_context *ctx) {
   const struct twin_backend_ops *ops = ctx->ops;
-  placement p = {ops->dev_alloc != NULL, ops->copy, ops->fill};
+  placement p = {ctx->has_device, ops->copy, ops->fill};
   if (!p.copy || !p.fill) {
     p.device = false;
     p.copy = twin__host_copy;
@@ -78,12 +78,10 @@ static placement place(const twin_context *ctx) {
 /* Refuses f64 work on a device without fp64 before anything is opened or built. */
 static twin_status check_fp64(const char *fn, const twin_context *ctx, placement p, twin_dtype a,
                               twin_dtype b) {
-  if (!p.device || ctx->device.fp64 || (a != TWIN_F64 && b != TWIN_F64))
-    return TWIN_OK;
-  return twin__fail(TWIN_ERR_UNSUPPORTED,
-                    "%s: device \"%s\" has no fp64 support for an f64 "
-                    "array",
-                    fn, ctx->device.name);
+  if (!p.device)
+    return TWIN_OK; /* the host computes in f64 */
+  twin_status s = twin__check_fp64(ctx, a, fn);
+  return s == TWIN_OK ? twin__check_fp64(ctx, b, fn) : s;
 }
 
 /* Readies the backend's operations (building its kernels at first use). */
@@ -184,13 +182,10 @@ static twin_status copy(const copy_call *c, twin_array *dst, twin_array *src) {
                       "%s: %s and %s belong to different contexts "
                       "(%s and %s); move data between contexts through host memory",
                       fn, c->dst, c->src, ctx->device.spec, src->buf->ctx->device.spec);
-  if (dst->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY,
-                      "%s: %s is a broadcast view (some elements alias "
-                      "each other) and cannot be written",
-                      fn, c->dst);
   ptrdiff_t strides[TWIN_MAX_DIMS];
-  twin_status s = broadcast_strides(fn, dst, src, strides);
+  twin_status s = twin__check_writable(dst, fn, c->dst);
+  if (s == TWIN_OK)
+    s = broadcast_strides(fn, dst, src, strides);
   if (s == TWIN_OK)
     s = check_fp64(fn, ctx, place(ctx), dst->dtype, src->dtype);
   if (s != TWIN_OK || dst->size == 0 || dst == src)
@@ -245,14 +240,11 @@ twin_status twin_fill_at(twin_array *dst, const void *value, const char *file, i
   twin__debug_check(dst, fn);
   if (!dst || !value)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, !dst ? "dst" : "value");
-  if (dst->read_only)
-    return twin__fail(TWIN_ERR_READ_ONLY,
-                      "%s: dst is a broadcast view (some elements alias "
-                      "each other) and cannot be written",
-                      fn);
   twin_context *ctx = dst->buf->ctx;
   placement p = place(ctx);
-  twin_status s = check_fp64(fn, ctx, p, dst->dtype, dst->dtype);
+  twin_status s = twin__check_writable(dst, fn, "dst");
+  if (s == TWIN_OK)
+    s = check_fp64(fn, ctx, p, dst->dtype, dst->dtype);
   if (s != TWIN_OK || dst->size == 0)
     return s;
   void *mem;
@@ -303,71 +295,31 @@ twin_status(twin_array_contiguous)(twin_array *a, twin_array **out) {
   return twin_array_contiguous_at(a, out, NULL, 0);
 }
 
-/* ---- Reducing the iteration space ---- */
-
-typedef struct axis {
-  size_t n;
-  ptrdiff_t d, s; /* dst and src strides */
-} axis;
-
-static void flip_axis(axis *x, twin__view *dst, twin__view *src) {
-  ptrdiff_t last = (ptrdiff_t)x->n - 1;
-  dst->offset = (size_t)((ptrdiff_t)dst->offset + last * x->d);
-  x->d = -x->d;
-  if (src) {
-    src->offset = (size_t)((ptrdiff_t)src->offset + last * x->s);
-    x->s = -x->s;
-  }
+twin_status twin_array_from_host_at(twin_context *ctx, twin_dtype dtype, int ndim,
+                                    const size_t *shape, const void *data, twin_array **out,
+                                    const char *file, int line) {
+  static const char fn[] = "twin_array_from_host";
+  size_t size = 0;
+  twin_status s = twin__check_geometry(fn, ctx, dtype, ndim, shape);
+  if (s == TWIN_OK)
+    s = twin__check_shape(fn, dtype, ndim, shape, &size);
+  if (s != TWIN_OK)
+    return s;
+  size_t nbytes = size * twin_dtype_size(dtype);
+  if (!out)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: out is NULL", fn);
+  if (!data && nbytes)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: data is NULL for %zu bytes", fn, nbytes);
+  twin_array *a;
+  s = twin__array_new(fn, ctx, dtype, ndim, shape, false, (twin__site){file, line}, &a);
+  if (s == TWIN_OK && (s = twin_array_write(a, data, nbytes)) != TWIN_OK)
+    twin_array_unref(a);
+  if (s == TWIN_OK)
+    *out = a;
+  return s;
 }
 
-static ptrdiff_t magnitude(ptrdiff_t v) {
-  return v < 0 ? -v : v;
-}
-
-/* Orders by dst stride, largest first; ties by the source's stride magnitude. */
-static bool goes_before(const axis *a, const axis *b) {
-  return a->d > b->d || (a->d == b->d && magnitude(a->s) > magnitude(b->s));
-}
-
-void twin__view_simplify(twin__view *dst, twin__view *src) {
-  axis ax[TWIN_MAX_DIMS];
-  int n = 0;
-  for (int i = 0; i < dst->ndim; i++) {
-    if (dst->shape[i] == 0)
-      return; /* no elements: nothing to walk */
-    if (dst->shape[i] == 1)
-      continue;
-    ax[n] = (axis){dst->shape[i], dst->strides[i], src ? src->strides[i] : 0};
-    if (ax[n].d < 0)
-      flip_axis(&ax[n], dst, src);
-    n++;
-  }
-  for (int i = 1; i < n; i++) /* insertion sort: stable, and n <= 8 */
-    for (int j = i; j > 0 && goes_before(&ax[j], &ax[j - 1]); j--) {
-      axis t = ax[j];
-      ax[j] = ax[j - 1];
-      ax[j - 1] = t;
-    }
-  int m = 0;
-  for (int i = 0; i < n; i++) {
-    axis *o = m ? &ax[m - 1] : NULL;
-    if (o && o->d == (ptrdiff_t)ax[i].n * ax[i].d && o->s == (ptrdiff_t)ax[i].n * ax[i].s) {
-      o->n *= ax[i].n; /* outer axis o continues where axis i ends, in both views */
-      o->d = ax[i].d;
-      o->s = ax[i].s;
-    } else {
-      ax[m++] = ax[i];
-    }
-  }
-  dst->ndim = m;
-  if (src)
-    src->ndim = m;
-  for (int i = 0; i < m; i++) {
-    dst->shape[i] = ax[i].n;
-    dst->strides[i] = ax[i].d;
-    if (src) {
-      src->shape[i] = ax[i].n;
-      src->strides[i] = ax[i].s;
-    }
-  }
+twin_status(twin_array_from_host)(twin_context *ctx, twin_dtype dtype, int ndim,
+                                  const size_t *shape, const void *data, twin_array **out) {
+  return twin_array_from_host_at(ctx, dtype, ndim, shape, data, out, NULL, 0);
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../backends/backend.h"
-#include "internal.h"
+#include "objects.h"
 
 struct twin_program {
   atomic_size_t refs;        /* the cache's, plus one per application reference and kernel */

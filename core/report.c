@@ -1,59 +1,12 @@
 /* What holds memory: the walk over live buffers behind twin_context_walk, the printed report,
- * the leak report at the application's last context reference, and the statistics that need
- * the buffer list (held-by-views bytes, per-owner figures). The walk snapshots under the
- * locks and calls back with none held, so a callback may call into twin. */
+ * the leak report at the application's last context reference, and the per-owner statistics,
+ * which need the buffer list. The walk snapshots under the locks and calls back with none held,
+ * so a callback may call into twin. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-
-/* A share of a buffer below which its live views are said to hold it alive. */
-#define HELD_BY_VIEWS_SHARE 4 /* less than a quarter */
-
-/* Takes a reference on b unless it is already being destroyed (count 0). */
-static bool try_ref(twin__buffer *b) {
-  size_t n = atomic_load_explicit(&b->refs, memory_order_relaxed);
-  while (n > 0)
-    if (atomic_compare_exchange_weak_explicit(&b->refs, &n, n + 1, memory_order_acquire,
-                                              memory_order_relaxed))
-      return true;
-  return false;
-}
-
-/* References to every live buffer of ctx, in *out (caller unrefs each and frees the list). */
-twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count) {
-  pthread_mutex_lock(&ctx->lock);
-  size_t n = 0;
-  for (twin__buffer *b = ctx->buffers; b; b = b->next)
-    n++;
-  twin__buffer **list = twin__calloc(n ? n : 1, sizeof *list);
-  size_t k = 0;
-  for (twin__buffer *b = list ? ctx->buffers : NULL; b; b = b->next)
-    if (try_ref(b))
-      list[k++] = b;
-  pthread_mutex_unlock(&ctx->lock);
-  if (!list)
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to list %zu buffers", n);
-  *out = list;
-  *count = k;
-  return TWIN_OK;
-}
-
-void twin__drop_buffers(twin__buffer **list, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    twin__buffer_unref(list[i]);
-  twin__free(list);
-}
-
-static twin_residency residency(const twin__buffer *b, twin__side_id side) {
-  if (!b->mem[side])
-    return TWIN_RESIDENT_NONE;
-  if (b->zero_copy)
-    return TWIN_RESIDENT_SHARED;
-  return twin__dirty_bytes(&b->dirty, 0, b->nbytes, !side) ? TWIN_RESIDENT_STALE
-                                                           : TWIN_RESIDENT_VALID;
-}
+#include "objects.h"
 
 static double coverage(const twin__buffer *b) {
   size_t covered = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
@@ -70,10 +23,7 @@ static twin_status describe(twin__buffer *b, twin_buffer_info *info) {
   info->file = b->site.file;
   info->line = b->site.line;
   info->coverage = coverage(b);
-  pthread_mutex_lock(&b->lock);
-  info->host = residency(b, TWIN__HOST);
-  info->device = residency(b, TWIN__DEVICE);
-  pthread_mutex_unlock(&b->lock);
+  twin__buffer_residency(b, 0, b->nbytes, &info->host, &info->device);
   twin__spin_lock(&b->views_lock);
   size_t n = 0;
   for (twin_array *a = b->views; a; a = a->next)
@@ -231,25 +181,6 @@ twin_status twin_context_set_leak_handler(twin_context *ctx, twin_leak_fn fn, vo
   return TWIN_OK;
 }
 
-/* covered / nbytes < 1 / HELD_BY_VIEWS_SHARE, exactly (nbytes / 4 would round down and miss a
- * 2-byte view of a 10-byte buffer, which the per-owner figures count). */
-static bool held_by_views(size_t covered, size_t nbytes) {
-  size_t scaled;
-  return !__builtin_mul_overflow(covered, (size_t)HELD_BY_VIEWS_SHARE, &scaled) && scaled < nbytes;
-}
-
-size_t twin__held_by_views(twin_context *ctx) {
-  size_t held = 0;
-  pthread_mutex_lock(&ctx->lock);
-  for (twin__buffer *b = ctx->buffers; b; b = b->next) {
-    size_t covered = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
-    if (held_by_views(covered, b->nbytes))
-      held += b->nbytes;
-  }
-  pthread_mutex_unlock(&ctx->lock);
-  return held;
-}
-
 /* Adds buffer info b to *st when one of its views carries `owner`. */
 static void add_owned(const twin_buffer_info *b, const char *owner, twin_stats *st) {
   size_t views = 0;
@@ -264,7 +195,7 @@ static void add_owned(const twin_buffer_info *b, const char *owner, twin_stats *
     st->host_bytes += b->nbytes;
   if (b->device != TWIN_RESIDENT_NONE && !b->zero_copy)
     st->device_bytes += b->nbytes;
-  if (b->coverage < 1.0 / HELD_BY_VIEWS_SHARE)
+  if (b->coverage < 1.0 / TWIN__HELD_BY_VIEWS_SHARE)
     st->held_by_views_bytes += b->nbytes;
 }
 

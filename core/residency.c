@@ -1,10 +1,7 @@
-/* Per-array residency, eviction and prefetch, and the context-wide trim of redundant copies. */
-#include "../backends/backend.h"
-#include "internal.h"
-
-static const char *side_name(twin__side_id side) {
-  return side == TWIN__HOST ? "host" : "device";
-}
+/* The public residency calls: evict and prefetch one array's extent, where its sides stand,
+ * and the context-wide trim of redundant copies. They check their arguments and wrap the
+ * storage layer, which frees and moves the memory (memory.c, coherence.c). */
+#include "objects.h"
 
 static twin_status to_side_id(const char *fn, twin_side side, twin__side_id *out) {
   if (side != TWIN_HOST && side != TWIN_DEVICE)
@@ -12,40 +9,6 @@ static twin_status to_side_id(const char *fn, twin_side side, twin__side_id *out
                       (int)side);
   *out = side == TWIN_HOST ? TWIN__HOST : TWIN__DEVICE;
   return TWIN_OK;
-}
-
-bool twin__one_copy(const twin__buffer *b) {
-  return b->zero_copy || !b->ctx->ops->dev_alloc;
-}
-
-/* With b->lock held, on a buffer with two copies: can side `x` be freed without losing data?
- * Explains why not. */
-static twin_status evictable(const char *fn, const twin__buffer *b, twin__side_id x) {
-  if (twin__is_external(b, x))
-    return twin__fail(TWIN_ERR_UNSUPPORTED,
-                      "%s: the %s side is memory the application lent "
-                      "twin (wrapped or imported); twin never frees it",
-                      fn, side_name(x));
-  if (!b->mem[x] || twin__evictable_quiet(b, x))
-    return TWIN_OK; /* nothing to free, or a redundant copy */
-  if (twin__accesses_open(b, x, TWIN_READ_WRITE)) {
-    twin__fail(TWIN_ERR_BUSY, "%s: ", fn);
-    twin__append_accesses(b, x, TWIN_READ_WRITE);
-    return TWIN_ERR_BUSY;
-  }
-  return twin__fail(TWIN_ERR_BAD_STATE,
-                    "%s: the %s copy holds data the %s does not have; "
-                    "bring it over first (twin_array_prefetch)",
-                    fn, side_name(x), side_name(!x));
-}
-
-/* With b->lock held and evictable(): frees side x; the other side now holds everything. */
-static size_t evict(twin__buffer *b, twin__side_id x) {
-  if (!b->mem[x])
-    return 0;
-  twin__buffer_release_side(b, x);
-  twin__dirty_mark(&b->dirty, 0, b->nbytes, !x);
-  return b->nbytes;
 }
 
 /* Checks the arguments of the per-array side calls. */
@@ -61,17 +24,7 @@ twin_status twin_array_evict(twin_array *a, twin_side side) {
   twin__side_id x = TWIN__HOST;
   twin__debug_check(a, fn);
   twin_status s = check_side(fn, a, side, &x);
-  if (s != TWIN_OK)
-    return s;
-  twin__buffer *b = a->buf;
-  if (twin__one_copy(b))
-    return TWIN_OK; /* the one copy is all there is: nothing is redundant */
-  pthread_mutex_lock(&b->lock);
-  s = evictable(fn, b, x);
-  if (s == TWIN_OK)
-    evict(b, x);
-  pthread_mutex_unlock(&b->lock);
-  return s;
+  return s == TWIN_OK ? twin__buffer_evict(a->buf, x, fn) : s;
 }
 
 twin_status twin_array_prefetch(twin_array *a, twin_side side) {
@@ -81,31 +34,9 @@ twin_status twin_array_prefetch(twin_array *a, twin_side side) {
   twin_status s = check_side(fn, a, side, &x);
   if (s != TWIN_OK)
     return s;
-  twin__buffer *b = a->buf;
-  if (x == TWIN__DEVICE && !b->ctx->ops->dev_alloc)
-    x = TWIN__HOST; /* a backend without device memory computes on its one host copy */
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
-  pthread_mutex_lock(&b->lock);
-  if (twin__accesses_open(b, !x, TWIN_WRITE)) {
-    s = twin__fail(TWIN_ERR_BUSY, "%s: ", fn);
-    twin__append_accesses(b, !x, TWIN_WRITE);
-  }
-  if (s == TWIN_OK)
-    s = twin__buffer_reserve(b);
-  if (s == TWIN_OK)
-    s = twin__buffer_sync(b, x, lo, hi);
-  pthread_mutex_unlock(&b->lock);
-  return s;
-}
-
-/* Where side x stands for the bytes [lo, hi). */
-static twin_residency side_residency(const twin__buffer *b, twin__side_id x, size_t lo, size_t hi) {
-  if (!b->mem[x])
-    return TWIN_RESIDENT_NONE;
-  if (b->zero_copy)
-    return TWIN_RESIDENT_SHARED;
-  return twin__dirty_bytes(&b->dirty, lo, hi, !x) ? TWIN_RESIDENT_STALE : TWIN_RESIDENT_VALID;
+  return twin__buffer_prefetch(a->buf, x, lo, hi, fn);
 }
 
 twin_status twin_array_residency(twin_array *a, twin_residency *host, twin_residency *device) {
@@ -117,43 +48,8 @@ twin_status twin_array_residency(twin_array *a, twin_residency *host, twin_resid
                               : "device");
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
-  pthread_mutex_lock(&a->buf->lock);
-  *host = side_residency(a->buf, TWIN__HOST, lo, hi);
-  *device = side_residency(a->buf, TWIN__DEVICE, lo, hi);
-  pthread_mutex_unlock(&a->buf->lock);
+  twin__buffer_residency(a->buf, lo, hi, host, device);
   return TWIN_OK;
-}
-
-/* Frees what is redundant in b on the sides in `what`, unless b's lock is busy (it may be the
- * caller's own buffer, mid-allocation). */
-static size_t trim_buffer(twin__buffer *b, unsigned what) {
-  if (pthread_mutex_trylock(&b->lock) != 0)
-    return 0;
-  size_t freed = 0;
-  twin__side_id sides[] = {TWIN__HOST, TWIN__DEVICE};
-  unsigned flags[] = {TWIN_TRIM_HOST, TWIN_TRIM_DEVICE};
-  for (int i = 0; i < 2; i++)
-    if ((what & flags[i]) && twin__evictable_quiet(b, sides[i]))
-      freed += evict(b, sides[i]);
-  pthread_mutex_unlock(&b->lock);
-  return freed;
-}
-
-bool twin__evictable_quiet(const twin__buffer *b, twin__side_id x) {
-  return !b->zero_copy && !twin__is_external(b, x) && b->ctx->ops->dev_alloc && b->mem[x] &&
-         b->mem[!x] && !twin__dirty_bytes(&b->dirty, 0, b->nbytes, x) &&
-         !twin__accesses_open(b, x, TWIN_READ_WRITE);
-}
-
-size_t twin__trim(twin_context *ctx, unsigned what) {
-  /* No allocation here: trim is what runs when memory is short. Buffer locks are only tried
-   * under the context lock, so the lock order (a buffer's, then the context's) holds. */
-  size_t freed = 0;
-  pthread_mutex_lock(&ctx->lock);
-  for (twin__buffer *b = ctx->buffers; b; b = b->next)
-    freed += trim_buffer(b, what);
-  pthread_mutex_unlock(&ctx->lock);
-  return freed;
 }
 
 twin_status twin_context_trim(twin_context *ctx, unsigned what, size_t *freed_bytes) {

@@ -1,7 +1,7 @@
-/* Memory and transfer counters. Kept with relaxed atomics as events happen, so reading them
- * costs a snapshot and the hot paths never lock. */
-#include "../backends/backend.h"
-#include "internal.h"
+/* Memory and transfer counters, and the budgets. Kept with relaxed atomics as events happen
+ * (the storage layer keeps the held-by-views bytes as views attach and detach), so reading
+ * them costs a snapshot, never a walk over the buffers, and the hot paths never lock. */
+#include "context.h"
 
 static void raise_peak(atomic_size_t *peak, size_t now) {
   size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
@@ -30,13 +30,13 @@ bool twin__budget_take(twin_context *ctx, twin__side_id side, size_t n) {
 }
 
 void twin__budget_count(twin_context *ctx, twin__side_id side, size_t n) {
-  size_t now = atomic_fetch_add_explicit(live_of(ctx, side), n, memory_order_relaxed) + n;
+  size_t now = twin__count_add(live_of(ctx, side), n);
   raise_peak(side == TWIN__HOST ? &ctx->counters.peak_host_bytes : &ctx->counters.peak_device_bytes,
              now);
 }
 
 void twin__budget_give(twin_context *ctx, twin__side_id side, size_t n) {
-  atomic_fetch_sub_explicit(live_of(ctx, side), n, memory_order_relaxed);
+  twin__count_sub(live_of(ctx, side), n);
 }
 
 void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes) {
@@ -48,6 +48,11 @@ void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes) {
 }
 
 #define LOAD(field) atomic_load_explicit(&c->field, memory_order_relaxed)
+
+size_t twin__live_bytes(const twin_context *ctx, twin__side_id side) {
+  const twin__counters *c = &ctx->counters;
+  return side == TWIN__HOST ? LOAD(host_bytes) : LOAD(device_bytes);
+}
 
 twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
   if (!ctx)
@@ -62,9 +67,9 @@ twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
       .peak_device_bytes = LOAD(peak_device_bytes),
       .buffers = LOAD(buffers),
       .arrays = LOAD(arrays),
-      /* Every buffer of a backend without device memory is one copy, as zero-copy ones are. */
-      .zero_copy_buffers = ctx->ops->dev_alloc ? LOAD(zero_copy_buffers) : LOAD(buffers),
-      .held_by_views_bytes = twin__held_by_views(ctx),
+      /* One copy: every buffer when the backend has no device memory, else the shared ones. */
+      .zero_copy_buffers = ctx->layout == TWIN__HOST_ONLY ? LOAD(buffers) : LOAD(shared_buffers),
+      .held_by_views_bytes = LOAD(held_by_views_bytes),
       .bytes_to_device = LOAD(bytes_to_device),
       .bytes_to_host = LOAD(bytes_to_host),
       .transfers_to_device = LOAD(transfers_to_device),

@@ -1,5 +1,5 @@
 /* The library's version, from meson.build (the same version gives the SONAME). */
-#include "internal.h"
+#include "ground.h"
 #include "twin_config.h"
 
 const char *twin_version(void) {

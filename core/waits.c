@@ -14,7 +14,7 @@
  *
  * Lock order: a buffer's lock, then the table's. The table's lock is held for a list walk
  * only, never across a wait or a transfer. */
-#include "internal.h"
+#include "storage.h"
 
 typedef struct waiter {
   struct waiter *next;

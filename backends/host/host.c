@@ -1,5 +1,6 @@
 /* The host backend: arrays live in host memory only and no OpenCL is needed. Core keeps the
- * host mirror; this backend has no device memory, so every device member stays NULL. */
+ * host block; this backend has no device memory, so every device member stays NULL, and its
+ * copy and fill are the plain C ones of core/convert.c. */
 #include <string.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@ static void host_close(twin_context *ctx) {
 
 const struct twin_backend_ops twin__host_ops = {
     .name = "host",
+    .device_memory = false,
     .open = host_open,
     .close = host_close,
     .copy = twin__host_copy,

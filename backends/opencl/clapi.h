@@ -7,7 +7,6 @@
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 
-#include "../../core/internal.h"
 #include "../backend.h"
 
 // clang-format off
@@ -176,6 +175,12 @@ twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **h
 twin_status twin__cl_map(twin_context *ctx, void *handle, size_t off, size_t n, twin_access access,
                          bool invalidate, void **ptr);
 twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr, twin__track *track);
+/* The adopted-memory members (memory.c): a cl_mem the application made, and host memory it
+ * lends, used in place. */
+twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes);
+twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
+                                   void (*done)(void *arg), void *arg, void **handle,
+                                   twin__track *track);
 /* A cl_mem twin makes (CL_MEM_USE_HOST_PTR over host, or device memory when host is NULL) with
  * the record dev_free needs in track->life: block, when not NULL, is twin__free'd when the
  * runtime destroys the cl_mem, and done(arg), when not NULL, runs once it is destroyed (see
@@ -191,7 +196,7 @@ void twin__cl_append_build_log(const twin__cl_context *cl, cl_program program);
 extern const char *const twin__cl_kernel_header_lines[];
 extern const size_t twin__cl_kernel_header_line_count;
 
-/* The user program, kernel and adopted-memory members of twin__opencl_ops (user_program.c). */
+/* The user program and kernel members of twin__opencl_ops (user_program.c). */
 twin_status twin__cl_program_build(twin_context *ctx, const char *source, const char *label,
                                    const char *options, void **program);
 void twin__cl_program_free(twin_context *ctx, void *program);
@@ -201,10 +206,6 @@ void twin__cl_kernel_free(twin_context *ctx, void *kernel);
 twin_status twin__cl_kernel_enqueue(twin_context *ctx, void *kernel, const twin__kvalue *values,
                                     int nvalues, int work_dim, const size_t *global,
                                     const size_t *local, int *failed_value);
-twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes);
-twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
-                                   void (*done)(void *arg), void *arg, void **handle,
-                                   twin__track *track);
 
 static inline twin__cl_context *to_cl(const twin_context *ctx) {
   return (twin__cl_context *)ctx->backend;

@@ -1,8 +1,6 @@
 /* The OpenCL backend: opening a device, its in-order queue, and the ops table. */
 #include "clapi.h"
 
-#include "../backend.h"
-
 static twin_status cl_open(twin_context *ctx) {
   twin__cl_context *cl = twin__calloc(1, sizeof *cl);
   if (!cl)
@@ -58,6 +56,19 @@ static void cl_close(twin_context *ctx) {
   twin__free(cl);
 }
 
+static void *cl_native(twin_context *ctx, twin__native what) {
+  twin__cl_context *cl = to_cl(ctx);
+  switch (what) {
+  case TWIN__NATIVE_CONTEXT:
+    return cl->context;
+  case TWIN__NATIVE_DEVICE:
+    return cl->device;
+  case TWIN__NATIVE_QUEUE:
+    return cl->queue;
+  }
+  return NULL;
+}
+
 static twin_status cl_finish(twin_context *ctx) {
   cl_int err = twin__cl.clFinish(to_cl(ctx)->queue);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clFinish", err);
@@ -65,8 +76,10 @@ static twin_status cl_finish(twin_context *ctx) {
 
 const struct twin_backend_ops twin__opencl_ops = {
     .name = "opencl",
+    .device_memory = true,
     .open = cl_open,
     .close = cl_close,
+    .native = cl_native,
     .finish = cl_finish,
     .mark = twin__cl_mark,
     .dev_alloc = twin__cl_alloc,

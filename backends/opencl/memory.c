@@ -1,5 +1,6 @@
-/* Device memory of the OpenCL backend: cl_mem buffers, their release, and the transfers between
- * them and the host mirror.
+/* Device memory of the OpenCL backend: cl_mem buffers, their release, the transfers between
+ * them and the host mirror, and memory the application lends (an adopted cl_mem, host memory
+ * used in place). Core checks every size against the device's largest allocation first.
  *
  * Release: a runtime frees a cl_mem at its last release only when no queued command uses it,
  * otherwise later, on its own thread (PoCL 3.1 wakes the waiters of a command before it drops
@@ -78,11 +79,6 @@ static twin_status commit(twin_context *ctx, cl_mem mem) {
 }
 
 twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle, twin__track *track) {
-  if (nbytes > ctx->device.max_alloc_bytes)
-    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
-                      "%zu bytes exceed the device's largest "
-                      "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
-                      nbytes, (unsigned long long)ctx->device.max_alloc_bytes);
   if (ctx->device.host_unified_memory) {
     /* The device's memory is host memory: allocate it here, where a failure is a clean NULL,
      * and let the device use it in place (it stays a separate copy from the host mirror). */
@@ -145,11 +141,6 @@ twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
 
 twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle,
                           twin__track *track) {
-  if (nbytes > ctx->device.max_alloc_bytes)
-    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
-                      "%zu bytes exceed the device's largest "
-                      "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
-                      nbytes, (unsigned long long)ctx->device.max_alloc_bytes);
   cl_mem mem;
   twin_status s = twin__cl_make(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host, host,
                                 NULL, NULL, &mem, track);
@@ -182,4 +173,43 @@ twin_status twin__cl_unmap(twin_context *ctx, void *handle, void *ptr, twin__tra
   cl_int err = twin__cl.clEnqueueUnmapMemObject(cl->queue, (cl_mem)handle, ptr, 0, NULL, &ev);
   err = twin__cl_enqueue_end(cl, err, ev, &track, 1);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueUnmapMemObject", err);
+}
+
+/* ---- Memory the application lends ---- */
+
+twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes) {
+  cl_mem mem = handle;
+  cl_context owner = NULL;
+  cl_int err = twin__cl.clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL);
+  if (err != CL_SUCCESS)
+    return twin__cl_fail("clGetMemObjectInfo(CL_MEM_CONTEXT)", err);
+  if (owner != to_cl(ctx)->context)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "the cl_mem belongs to another OpenCL context "
+                      "than the twin context's (twin_context_cl_context)");
+  cl_mem_object_type type = 0;
+  err = twin__cl.clGetMemObjectInfo(mem, CL_MEM_TYPE, sizeof type, &type, NULL);
+  if (err == CL_SUCCESS && type != CL_MEM_OBJECT_BUFFER)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "the cl_mem is an image, not a buffer");
+  size_t size = 0;
+  if (err == CL_SUCCESS)
+    err = twin__cl.clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof size, &size, NULL);
+  if (err != CL_SUCCESS)
+    return twin__cl_fail("clGetMemObjectInfo", err);
+  err = twin__cl.clRetainMemObject(mem);
+  if (err != CL_SUCCESS)
+    return twin__cl_fail("clRetainMemObject", err);
+  *nbytes = size;
+  return TWIN_OK;
+}
+
+twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
+                                   void (*done)(void *arg), void *arg, void **handle,
+                                   twin__track *track) {
+  cl_mem mem;
+  twin_status s = twin__cl_make(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host, NULL,
+                                done, arg, &mem, track);
+  if (s == TWIN_OK)
+    *handle = mem;
+  return s;
 }

@@ -1,8 +1,7 @@
-/* User programs and kernels on an OpenCL device, and device memory the application lends
- * (adopted cl_mem objects, host memory used in place): the mechanics behind core/program.c,
- * core/kernel.c, core/launch.c and core/external.c. Nothing here keeps shared state, so every
- * function is safe to call from several threads at once; core serialises the calls that set one
- * kernel's arguments. */
+/* User programs and kernels on an OpenCL device: the mechanics behind core's program cache
+ * (program.c), kernels (kernel.c) and launches (launch.c). Nothing here keeps shared state, so
+ * every function is safe to call from several threads at once; core serialises the calls that
+ * set one kernel's arguments. */
 #include <stdio.h>
 #include <string.h>
 
@@ -239,46 +238,4 @@ twin_status twin__cl_kernel_enqueue(twin_context *ctx, void *kernel, const twin_
       twin__cl_record(values[i].track, ev);
   err = twin__cl_enqueue_end(cl, err, ev, NULL, 0);
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueNDRangeKernel", err);
-}
-
-twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes) {
-  cl_mem mem = handle;
-  cl_context owner = NULL;
-  cl_int err = twin__cl.clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL);
-  if (err != CL_SUCCESS)
-    return twin__cl_fail("clGetMemObjectInfo(CL_MEM_CONTEXT)", err);
-  if (owner != to_cl(ctx)->context)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                      "the cl_mem belongs to another OpenCL context "
-                      "than the twin context's (twin_context_cl_context)");
-  cl_mem_object_type type = 0;
-  err = twin__cl.clGetMemObjectInfo(mem, CL_MEM_TYPE, sizeof type, &type, NULL);
-  if (err == CL_SUCCESS && type != CL_MEM_OBJECT_BUFFER)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "the cl_mem is an image, not a buffer");
-  size_t size = 0;
-  if (err == CL_SUCCESS)
-    err = twin__cl.clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof size, &size, NULL);
-  if (err != CL_SUCCESS)
-    return twin__cl_fail("clGetMemObjectInfo", err);
-  err = twin__cl.clRetainMemObject(mem);
-  if (err != CL_SUCCESS)
-    return twin__cl_fail("clRetainMemObject", err);
-  *nbytes = size;
-  return TWIN_OK;
-}
-
-twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
-                                   void (*done)(void *arg), void *arg, void **handle,
-                                   twin__track *track) {
-  if (nbytes > ctx->device.max_alloc_bytes)
-    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
-                      "%zu bytes exceed the device's largest "
-                      "allocation, CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
-                      nbytes, (unsigned long long)ctx->device.max_alloc_bytes);
-  cl_mem mem;
-  twin_status s = twin__cl_make(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host, NULL,
-                                done, arg, &mem, track);
-  if (s == TWIN_OK)
-    *handle = mem;
-  return s;
 }

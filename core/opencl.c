@@ -1,7 +1,11 @@
-/* The public OpenCL interop calls of twin_opencl.h. */
-#include "clapi.h"
+/* The public OpenCL interop calls of twin_opencl.h: device access to arrays, the context's
+ * OpenCL objects, arrays over an application's cl_mem, DLPack kDLOpenCL export, and the
+ * OpenCL objects behind programs and kernels. Compiled only with OpenCL; the one core file
+ * that includes CL/cl.h. It wraps the public objects' generic calls, and asks the backend for
+ * the context's OpenCL objects through its native member, never through backend state. */
+#include "twin_opencl.h"
 
-#include "../../core/twin_opencl.h"
+#include "objects.h"
 
 twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_mem *mem,
                                  size_t *byte_offset, const char *file, int line) {
@@ -22,23 +26,22 @@ twin_status twin_device_end(twin_array *a) {
   return twin__device_end(a);
 }
 
-static twin__cl_context *cl_of(twin_context *ctx) {
-  return ctx && ctx->device.type != TWIN_DEVICE_HOST ? to_cl(ctx) : NULL;
+/* The backend's native object `what` of ctx; NULL without a context or on a backend that has
+ * none (the host backend). */
+static void *native(twin_context *ctx, twin__native what) {
+  return ctx && ctx->ops->native ? ctx->ops->native(ctx, what) : NULL;
 }
 
 cl_context twin_context_cl_context(twin_context *ctx) {
-  twin__cl_context *cl = cl_of(ctx);
-  return cl ? cl->context : NULL;
+  return (cl_context)native(ctx, TWIN__NATIVE_CONTEXT);
 }
 
 cl_device_id twin_context_cl_device(twin_context *ctx) {
-  twin__cl_context *cl = cl_of(ctx);
-  return cl ? cl->device : NULL;
+  return (cl_device_id)native(ctx, TWIN__NATIVE_DEVICE);
 }
 
 cl_command_queue twin_context_cl_queue(twin_context *ctx) {
-  twin__cl_context *cl = cl_of(ctx);
-  return cl ? cl->queue : NULL;
+  return (cl_command_queue)native(ctx, TWIN__NATIVE_QUEUE);
 }
 
 twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, size_t byte_offset,

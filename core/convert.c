@@ -1,5 +1,6 @@
-/* The built-in copy and fill in plain C, on host memory: the host backend's members, and the
- * reference that the OpenCL kernels (the .cl files of kernels/) must match bit for bit.
+/* The built-in copy and fill in plain C, on host memory: the host backend's members, what core
+ * runs for a backend without its own, and the reference that the OpenCL kernels (the .cl files
+ * of kernels/) must match bit for bit.
  * Deliberately plain: it walks the views as given, without the axis merging the OpenCL backend
  * does, so a differential test compares two independent paths.
  *
@@ -11,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../backend.h"
+#include "ground.h"
 
 /* Bounds are powers of two, exact in float and double, so the comparisons are exact. */
 #define SAT(D, x, LO, HI, DMIN, DMAX)                                                              \

@@ -1,0 +1,259 @@
+/* The ground layer: what every other part of twin stands on and that calls nothing above it.
+ * Errors (error.c), host memory (alloc.c), element types (dtype.c), the debug switch (debug.c),
+ * dirty maps (dirty.c), strided host loops and view simplification (strided.c), and host
+ * copies and fills with conversions (convert.c). Backends include this (through backend.h), and
+ * so does every layer of core. Never installed.
+ * Internal non-static functions are named twin__*; static helpers carry no prefix. */
+#ifndef TWIN_GROUND_H
+#define TWIN_GROUND_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+
+#include "twin.h"
+
+#define TWIN_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* ---- Errors (error.c) ---- */
+
+/* Records a message for twin_last_error() on this thread and returns s, so a failure path
+ * reads `return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "ndim is %d", ndim);`. */
+twin_status twin__fail(twin_status s, const char *fmt, ...) TWIN_PRINTF(2, 3);
+
+/* How many messages twin__fail has recorded on this thread so far: two readings that differ
+ * tell that a failure in between (in code twin calls back, say) set a new message. */
+unsigned long twin__fail_count(void);
+
+/* Puts "prefix" (formatted) in front of this thread's current message, the cause of a failure
+ * reported by a lower layer, and gives the message status s's name: "NAME: prefix cause".
+ * Returns s. */
+twin_status twin__fail_prefix(twin_status s, const char *fmt, ...) TWIN_PRINTF(2, 3);
+
+/* Room for the cause of a failure quoted inside a longer message. */
+#define TWIN__CAUSE_MAX 512
+
+/* Appends text to this thread's current message (used to add a build log or a device list). */
+void twin__fail_append(const char *fmt, ...) TWIN_PRINTF(1, 2);
+
+/* Appends formatted text to buf (cap bytes, NUL-terminated), cutting what does not fit: a
+ * message built in pieces before twin__fail records it. */
+void twin__snappend(char *buf, size_t cap, const char *fmt, ...) TWIN_PRINTF(3, 4);
+
+/* ---- Host memory (alloc.c) ---- */
+
+/* Every host allocation of the library goes through this table, so tests can make the Nth
+ * allocation fail without touching the process-wide malloc that OpenCL runtimes depend on.
+ * aligned: alignment is a power of two >= sizeof(void *); memory from both is released by
+ * free_fn. */
+typedef void *(*twin__malloc_fn)(size_t size);
+typedef void *(*twin__aligned_fn)(size_t alignment, size_t size);
+typedef void (*twin__free_fn)(void *p);
+
+/* The members are atomic because runtime threads free zero-copy blocks (from cl_mem destructor
+ * callbacks) while a test may be swapping hooks; a relaxed atomic load is a plain load. Copy
+ * whole tables with twin__allocator_copy / twin__allocator_set, never by struct assignment. */
+typedef struct twin__allocator {
+  _Atomic(twin__malloc_fn) malloc_fn;
+  _Atomic(twin__aligned_fn) aligned_fn;
+  _Atomic(twin__free_fn) free_fn;
+} twin__allocator;
+
+extern twin__allocator twin__host_alloc;
+
+/* Copies an allocator table member by member, each atomically (twin__allocator_set(&saved)
+ * restores a table saved with twin__allocator_copy(&saved, &twin__host_alloc)). */
+static inline void twin__allocator_copy(twin__allocator *to, const twin__allocator *from) {
+  atomic_store(&to->malloc_fn, atomic_load(&from->malloc_fn));
+  atomic_store(&to->aligned_fn, atomic_load(&from->aligned_fn));
+  atomic_store(&to->free_fn, atomic_load(&from->free_fn));
+}
+static inline void twin__allocator_set(const twin__allocator *from) {
+  twin__allocator_copy(&twin__host_alloc, from);
+}
+
+void *twin__malloc(size_t size);
+void *twin__calloc(size_t count, size_t size);
+void *twin__aligned(size_t alignment, size_t size);
+void twin__free(void *p);
+char *twin__strdup(const char *s);
+/* A buffer's memory block, released with twin__free: 128-byte aligned (OpenCL's base address
+ * alignment), page-aligned from 4 KiB, and 2 MiB-aligned and advised for transparent huge
+ * pages from 2 MiB, so zero-copy wrapping and first touch are cheap. */
+void *twin__alloc_block(size_t size);
+
+/* ---- Reference counts ----
+ * Every refcounted object (context, buffer, array, program, kernel) counts with these, after
+ * Mesa's pipe_reference: a count starts at 1, and taking a reference on an object whose count
+ * is 0 (being destroyed) or dropping one below 0 is a bug caught by an assertion, never a
+ * silent wrap. */
+static inline void twin__ref_init(atomic_size_t *count) {
+  atomic_init(count, 1);
+}
+
+/* Takes one more reference. Relaxed: the caller already holds one, which orders everything. */
+static inline void twin__ref_get(atomic_size_t *count) {
+  size_t old = atomic_fetch_add_explicit(count, 1, memory_order_relaxed);
+  assert(old > 0 && "a reference taken on an object whose count is 0");
+  (void)old;
+}
+
+/* Takes one more reference unless the count is already 0 (the object is being destroyed), for
+ * a walk that finds objects through a list rather than through a reference it holds. */
+static inline bool twin__ref_try_get(atomic_size_t *count) {
+  size_t n = atomic_load_explicit(count, memory_order_relaxed);
+  while (n > 0)
+    if (atomic_compare_exchange_weak_explicit(count, &n, n + 1, memory_order_acquire,
+                                              memory_order_relaxed))
+      return true;
+  return false;
+}
+
+/* Drops one reference; true for the last, whose caller destroys the object. acq_rel: each drop
+ * publishes its thread's writes, and the last one sees them all before tearing down (a fence
+ * would do, but ThreadSanitizer cannot see fences). */
+static inline bool twin__ref_put(atomic_size_t *count) {
+  size_t old = atomic_fetch_sub_explicit(count, 1, memory_order_acq_rel);
+  assert(old > 0 && "a reference dropped below 0");
+  return old == 1;
+}
+
+/* ---- Counters: live objects and bytes, kept with relaxed atomics ----
+ * A count that goes down must have gone up first; going below 0 is a bug caught by an
+ * assertion, never a silent wrap to a huge number in twin_context_stats. */
+static inline size_t twin__count_add(atomic_size_t *count, size_t n) {
+  return atomic_fetch_add_explicit(count, n, memory_order_relaxed) + n;
+}
+static inline size_t twin__count_sub(atomic_size_t *count, size_t n) {
+  size_t old = atomic_fetch_sub_explicit(count, n, memory_order_relaxed);
+  assert(old >= n && "a count dropped below 0");
+  return old - n;
+}
+
+/* ---- Spinlocks, for a few instructions of list surgery on the view path ---- */
+
+void twin__spin_lock(atomic_flag *lock);
+static inline void twin__spin_unlock(atomic_flag *lock) {
+  atomic_flag_clear_explicit(lock, memory_order_release);
+}
+
+/* ---- Checked arithmetic ---- */
+
+static inline bool twin__mul_overflows(size_t a, size_t b, size_t *out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+static inline bool twin__add_overflows(size_t a, size_t b, size_t *out) {
+  return __builtin_add_overflow(a, b, out);
+}
+
+typedef enum { TWIN__HOST = 0, TWIN__DEVICE = 1 } twin__side_id;
+
+static inline const char *twin__side_name(twin__side_id side) {
+  return side == TWIN__HOST ? "host" : "device";
+}
+
+/* A source location: where an object was made or an access begun (file NULL: unknown). */
+typedef struct twin__site {
+  const char *file;
+  int line;
+} twin__site;
+
+static inline const char *twin__site_file(twin__site site) {
+  return site.file ? site.file : "(unknown)";
+}
+
+/* ---- Element types (dtype.c) ---- */
+
+bool twin__dtype_valid(twin_dtype dtype);
+
+/* ---- Dirty maps (dirty.c) ---- */
+
+/* Segments a buffer may track before it moves the smallest to make room. */
+#define TWIN__DIRTY_CAP 32
+
+typedef struct twin__segment {
+  size_t lo, hi;       /* bytes [lo, hi) of the buffer */
+  twin__side_id newer; /* the side holding the newer data there */
+} twin__segment;
+
+/* Sorted, disjoint segments; touching segments of one side are merged. Zero-initialised is
+ * clean. Two slots beyond the cap absorb one operation's splits before the buffer resolves. */
+typedef struct twin__dirty {
+  unsigned count;
+  twin__segment s[TWIN__DIRTY_CAP + 2];
+} twin__dirty;
+
+/* Copies a map: its live segments only (a full copy moves ~1 KiB, mostly unused slots). */
+static inline void twin__dirty_copy(twin__dirty *to, const twin__dirty *from) {
+  to->count = from->count;
+  for (unsigned i = 0; i < from->count; i++)
+    to->s[i] = from->s[i];
+}
+
+/* Records that `newer` holds the newer data in [lo, hi). */
+void twin__dirty_mark(twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
+/* Records that both sides agree in [lo, hi). */
+void twin__dirty_clear(twin__dirty *d, size_t lo, size_t hi);
+/* Index of the smallest segment (count must be > 0). */
+unsigned twin__dirty_smallest(const twin__dirty *d);
+/* Bytes in [lo, hi) where `newer` holds the newer data. */
+size_t twin__dirty_bytes(const twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
+
+/* ---- The debug switch (debug.c) ---- */
+
+/* On with TWIN_DEBUG=1 or a context's debug option: released array objects are poisoned
+ * instead of freed, and public calls check the arrays they are given (objects.h). */
+extern atomic_bool twin__debug;
+/* Reads TWIN_DEBUG, once per process (called when a context is made). */
+void twin__debug_init(void);
+void twin__debug_enable(void);
+/* Keeps a released object, already marked dead by its owner, in a ring of the last
+ * TWIN__DEBUG_RING ones instead of freeing it; the oldest object of a full ring is freed
+ * (twin__free), the rest at exit. */
+#define TWIN__DEBUG_RING 4096
+void twin__debug_keep(void *dead);
+/* Released objects the ring holds now, and whether one of them is at address p. */
+size_t twin__debug_poisoned(void);
+bool twin__debug_holds(const void *p);
+/* Called after a misuse report; abort by default. Must not return (tests longjmp out). */
+extern void (*twin__debug_fatal)(void);
+
+/* ---- Strided host loops (strided.c) and host copies with conversions (convert.c) ---- */
+
+/* Copies the elements of an ndim-axis block of the given shape between two host layouts
+ * (strides in elements, may be negative or zero for the source), element size `item`. */
+void twin__strided_copy(void *dst, const ptrdiff_t *dst_strides, const void *src,
+                        const ptrdiff_t *src_strides, const size_t *shape, int ndim, size_t item);
+
+/* What a backend follows of one buffer's device memory (defined in backends/backend.h). */
+typedef struct twin__track twin__track;
+
+/* What a copy or fill sees of one array: its memory on the side the operation runs on, and its
+ * geometry. The two views of a copy have the same ndim and shape (core has already broadcast
+ * the source: a broadcast axis has stride 0). */
+typedef struct twin__view {
+  void *mem;          /* the backend's device handle, or the host buffer's start (host side) */
+  twin__track *track; /* the buffer's: a backend records its command there */
+  twin_dtype dtype;
+  int ndim;      /* 0..TWIN_MAX_DIMS */
+  size_t offset; /* of the element at index 0, in elements from mem */
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS]; /* in elements, any sign */
+} twin__view;
+
+/* Rewrites a copy (src may be NULL for a fill) into the fewest axes that visit the same
+ * (dst, src) element pairs: size-1 axes go, axes where dst's stride is negative are walked
+ * backwards in both views, axes are sorted by dst's stride (largest first) and adjacent axes
+ * that are contiguous across each other in both views merge. A view of no elements is left
+ * alone. The result may have ndim 0 (one element). */
+void twin__view_simplify(twin__view *dst, twin__view *src);
+
+/* The host implementations of copy and fill, on host memory (mem is a host pointer), with the
+ * conversions twin_copy documents. They are the host backend's members, what core runs when a
+ * backend has no copy or fill of its own, and the reference the OpenCL kernels must match bit
+ * for bit. ctx is unused (the signature is the backend members'). */
+twin_status twin__host_copy(twin_context *ctx, const twin__view *dst, const twin__view *src);
+twin_status twin__host_fill(twin_context *ctx, const twin__view *dst, const void *value);
+
+#endif /* TWIN_GROUND_H */

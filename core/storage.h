@@ -1,0 +1,270 @@
+/* The storage layer: buffers, the bytes behind arrays, and everything that allocates, moves,
+ * maps or frees them. buffer.c (lifetime, the context's buffer list, lent memory), memory.c
+ * (allocation with trim-and-retry and the out-of-memory explanation, freeing a side, trim and
+ * evict), coherence.c (moves between the two copies, prefetch, residency), records.c (the
+ * records of open accesses, which trim and evict consult, and host mappings) and waits.c
+ * (threads waiting for other threads' accesses). The only caller of the backend's memory
+ * members. Above the context layer; calls nothing of the public objects above it. Never
+ * installed. */
+#ifndef TWIN_STORAGE_H
+#define TWIN_STORAGE_H
+
+#include "../backends/backend.h"
+#include "context.h"
+
+/* Who opens an access, for messages and for the site an open access is reported at: the
+ * public call ("twin_copy"), the argument within it ("dst", "argument 2"; NULL for none) and
+ * the user's file and line (file NULL: unknown). */
+typedef struct twin__opener {
+  const char *fn;
+  const char *arg;
+  twin__site site;
+} twin__opener;
+
+/* One open access: the array object it was opened through, its side and mode, who opened it
+ * (for messages) and the thread holding it. Linked in its buffer's list under the buffer's
+ * lock; every field but next is fixed while it is open. */
+typedef struct twin__access {
+  struct twin__access *next; /* in buf->accesses */
+  struct twin_array *array;
+  twin__side_id side;
+  twin_access mode;
+  const char *fn; /* the public call that opened it (static storage) */
+  char arg[24];   /* the argument within that call ("dst", "argument 2"); "" for none */
+  twin__site site;
+  pthread_t thread; /* the thread that began it */
+  bool unowned;     /* held for a DLPack consumer, by no thread: a conflict never waits for it */
+} twin__access;
+
+/* The storage behind arrays. Its layout (context.h) is fixed at creation:
+ * - TWIN__SHARED: one host block, wrapped as the device memory; host access maps it, nothing
+ *   is ever copied;
+ * - TWIN__TWO_COPIES: a host mirror and a device allocation, each made at its first use, with
+ *   a dirty map of where one side is newer. A side that was never allocated holds the
+ *   buffer's initial content (undefined, or zeros with zero_init) wherever the map is clean;
+ * - TWIN__HOST_ONLY: the host block alone. */
+typedef struct twin__buffer {
+  atomic_size_t refs;
+  twin_context *ctx;                /* holds a reference */
+  struct twin__buffer *prev, *next; /* in ctx->buffers, under ctx->lock */
+  twin__site site;                  /* where the array that made it was made */
+  /* Live views: the list (for the report) and their summed element bytes (read without a
+   * lock), both changed under views_lock, a spinlock held only to link or unlink one view and
+   * count it (twin__buffer_attach), never across a transfer. */
+  atomic_size_t view_bytes;
+  atomic_flag views_lock;
+  struct twin_array *views;
+  size_t nbytes;        /* logical size; allocations are at least 1 byte */
+  twin__layout layout;  /* fixed at creation */
+  pthread_mutex_t lock; /* guards everything below */
+  void *mem[2];         /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
+  bool zero_init;       /* initial content is zero: a side is zeroed when it is allocated */
+  /* Accesses open through any array object on this buffer, newest first (records.c); the
+   * number of threads waiting for one of them to end, and the condition they wait on, which
+   * every end broadcasts (waits.c). */
+  twin__access *accesses;
+  unsigned waiting;
+  pthread_cond_t access_ended;
+  twin__track track; /* the device handle's, for the backend */
+  /* Memory twin adopted instead of allocating it (lent by the application: twin_array_wrap_host
+   * and DLPack kDLCPU imports lend the host side, twin_array_wrap_cl_mem and kDLOpenCL imports
+   * the device side). An adopted side is never freed by trim or evict; it is counted in the
+   * statistics like twin's own memory. external_release(external_user), when set, runs
+   * exactly once after the device is done with the memory and both sides are released (see
+   * twin__buffer_unref). */
+  unsigned char external; /* bit 1u << twin__side_id per adopted side; 0: twin owns both */
+  void (*external_release)(void *user);
+  void *external_user;
+  /* Two-copy buffers only. Last, so a new buffer zeroes everything before its segment array
+   * and leaves the ~800 bytes of segments untouched (count 0 makes them unused). */
+  twin__dirty dirty;
+} twin__buffer;
+
+/* ---- Array objects ----
+ * The fields of an array object. Its calls live above (array.c, view.c); the fields are here
+ * because the records of open accesses (records.c) keep each object's mapping and record slot,
+ * and closing its last host access unmaps what its first one mapped. */
+
+#define TWIN__OWNER_MAX 32
+#define TWIN__ARRAY_ALIVE 0x7a11ab1eu
+#define TWIN__ARRAY_POISONED 0xdeadab1eu
+
+struct twin_array {
+  uint32_t magic; /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
+  atomic_size_t refs;
+  twin__buffer *buf;              /* holds a reference */
+  struct twin_array *prev, *next; /* in buf->views, under buf->views_lock */
+  twin__site site;                /* where it was made */
+  char owner[TWIN__OWNER_MAX];    /* the application's label, inherited by views */
+  twin_dtype dtype;
+  int ndim;
+  size_t size;   /* product of shape */
+  size_t offset; /* of the first element, in elements from the buffer's start */
+  size_t shape[TWIN_MAX_DIMS];
+  ptrdiff_t strides[TWIN_MAX_DIMS];
+  bool read_only; /* a broadcast view (or a view of one): writes are refused */
+  /* Accesses open through this object (their records are in buf->accesses), guarded by
+   * buf->lock. The first host access of a shared buffer maps the object's extent, the last
+   * one's end unmaps it. The slot holds one record, so most accesses allocate nothing. */
+  unsigned opens, host_opens;
+  void *mapped; /* shared buffer's host access: the mapped address of the extent's first byte */
+  bool slot_used;
+  twin__access slot;
+};
+
+/* ---- Buffers: lifetime, the buffer list, lent memory (buffer.c) ---- */
+
+/* A new buffer of nbytes in the context's layout; nothing is allocated until a side is used. */
+twin_status twin__buffer_new(twin_context *ctx, size_t nbytes, bool zero_init, twin__site site,
+                             twin__buffer **out);
+twin__buffer *twin__buffer_ref(twin__buffer *b);
+void twin__buffer_unref(twin__buffer *b);
+/* A buffer over memory twin does not own: side `side` is `mem` (a host pointer, or a device
+ * handle adopted with twin__adopt_device), holding data newer than the other side's;
+ * release(user), may be NULL, runs exactly once when the buffer is gone. A host side becomes
+ * the block of a TWIN__SHARED buffer when the context's layout is shared and the backend has
+ * dev_wrap_external; otherwise the buffer has two copies (one, on a backend without device
+ * memory). On failure nothing is kept, release is not called, and an adopted device handle
+ * stays the caller's to give back (twin__adopt_undo). */
+twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__side_id side,
+                                      void *mem, void (*release)(void *), void *user,
+                                      twin__site site, twin__buffer **out);
+/* Adopts a device handle the application made (the backend's dev_adopt: it checks that the
+ * handle belongs to ctx's device context and takes a reference of its own) and stores its size
+ * in bytes in *nbytes; fn names the public call for messages. twin__adopt_undo gives the
+ * reference back when no buffer came to hold the handle. */
+twin_status twin__adopt_device(const char *fn, twin_context *ctx, void *handle, size_t *nbytes);
+void twin__adopt_undo(twin_context *ctx, void *handle);
+/* True when side x of b is memory twin adopted (never freed by trim or evict). */
+static inline bool twin__is_external(const twin__buffer *b, twin__side_id x) {
+  return (b->external >> x) & 1u;
+}
+/* b is one allocation, host and device alike: shared, or host only. What
+ * twin_array_is_zero_copy and the statistics call zero-copy. */
+static inline bool twin__one_copy(const twin__buffer *b) {
+  return b->layout != TWIN__TWO_COPIES;
+}
+/* Links array object a into its buffer's (a->buf's) list of views, or unlinks it, and counts
+ * it: the context's array count, the buffer's view bytes, and the context's held-by-views
+ * bytes, which change by the buffer's size when the views' cover crosses a quarter. Each takes
+ * the buffer's views_lock for a few instructions, so the counters stay exact without a walk. */
+void twin__buffer_attach(twin_array *a);
+void twin__buffer_detach(twin_array *a);
+/* covered / nbytes < 1 / 4, exactly (nbytes / 4 would round down and miss a 2-byte view of a
+ * 10-byte buffer, which the per-owner figures count): a buffer with views covering `covered`
+ * bytes is held alive by views that cover less than a quarter of it. */
+#define TWIN__HELD_BY_VIEWS_SHARE 4
+static inline bool twin__held_by_views(size_t covered, size_t nbytes) {
+  size_t scaled;
+  return !__builtin_mul_overflow(covered, (size_t)TWIN__HELD_BY_VIEWS_SHARE, &scaled) &&
+         scaled < nbytes;
+}
+/* References to every live buffer of ctx, in *out (drop them with twin__drop_buffers). */
+twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);
+void twin__drop_buffers(twin__buffer **list, size_t n);
+
+/* ---- Allocation, freeing, trim and evict (memory.c) ---- */
+
+/* Refuses a device allocation of n bytes beyond the device's largest one, saying why. The one
+ * check of that limit: core makes it before every device allocation or wrap. */
+twin_status twin__device_limit(const twin_context *ctx, size_t n);
+/* With b->lock held: allocates side `which` unless it exists (both sides, shared); when memory
+ * or the budget runs out, frees redundant copies elsewhere (twin__trim) and retries once, then
+ * explains what holds memory. On failure nothing is allocated. */
+twin_status twin__buffer_ensure(twin__buffer *b, twin__side_id which);
+/* With b->lock held: frees one side's memory, if any (the caller fixes the dirty map). Device
+ * memory is released before this returns: it waits for the commands queued on it. */
+void twin__buffer_release_side(twin__buffer *b, twin__side_id which);
+/* Frees side x of b (locking it) when that loses no data; else explains why not under fn's
+ * name: lent memory (TWIN_ERR_UNSUPPORTED), an open access (TWIN_ERR_BUSY) or newer data
+ * (TWIN_ERR_BAD_STATE). A one-copy buffer has nothing redundant: TWIN_OK. */
+twin_status twin__buffer_evict(twin__buffer *b, twin__side_id x, const char *fn);
+/* Frees redundant copies on the sides in `what` (TWIN_TRIM_* flags) in every buffer whose lock
+ * is free; returns the bytes freed. Allocates nothing; may be called with one buffer lock
+ * held. */
+size_t twin__trim(twin_context *ctx, unsigned what);
+
+/* ---- Coherence between the two copies (coherence.c) ---- */
+
+/* With b->lock held: allocates `which` if needed and brings bytes [lo, hi) of it up to date,
+ * moving only the parts where the other side is newer. */
+twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
+/* With b->lock held: makes room in the dirty map for one twin__buffer_wrote (moving the
+ * smallest dirty segments when it is full). Call before a write access is granted. */
+twin_status twin__buffer_reserve(twin__buffer *b);
+/* With b->lock held: records that bytes [lo, hi) are being written on `which`. */
+void twin__buffer_wrote(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
+/* With b->lock held: undoes a write's marking of [lo, hi) on `side` where the other side was
+ * newer in `before` (the map as it was when the write was granted): the write never happened
+ * there, so the other side still holds the newest data. */
+void twin__buffer_unwrote(twin__buffer *b, twin__side_id side, const twin__dirty *before, size_t lo,
+                          size_t hi);
+/* Brings bytes [lo, hi) of side x up to date (locking b), refusing under fn's name while a
+ * write access is open on the other side. A buffer with no device memory prefetches its host
+ * side. */
+twin_status twin__buffer_prefetch(twin__buffer *b, twin__side_id x, size_t lo, size_t hi,
+                                  const char *fn);
+/* Where each side stands for bytes [lo, hi) (locking b). */
+void twin__buffer_residency(twin__buffer *b, size_t lo, size_t hi, twin_residency *host,
+                            twin_residency *device);
+
+/* ---- Records of open accesses, mappings and fences (records.c) ---- */
+
+/* Does this thread hold open access x? (An access held for a DLPack export is no thread's.) */
+static inline bool twin__held_here(const twin__access *x) {
+  return !x->unowned && pthread_equal(x->thread, pthread_self());
+}
+/* With the buffer locked: a record for an access through a (its slot when free); NULL when no
+ * memory is left. twin__record_link links it, or twin__record_free gives it back. */
+twin__access *twin__record_new(twin_array *a);
+void twin__record_free(twin_array *a, twin__access *x);
+/* With the buffer locked: links record x of a new access through a, as `who` opens it. */
+void twin__record_link(twin_array *a, twin__access *x, const twin__opener *who, bool unowned,
+                       twin__side_id side, twin_access access);
+/* With the buffer locked: the access through a on `side` that an end closes, this thread's
+ * newest (any thread's newest when it holds none there; NULL when none is open). */
+twin__access *twin__record_find(const twin_array *a, twin__side_id side);
+/* With the buffer locked: ends access x through a, unmapping a shared extent after its last
+ * host access, and wakes the threads waiting for an access of the buffer. A failed unmap still
+ * ends it and is returned. */
+twin_status twin__record_close(twin_array *a, twin__access *x);
+/* Ends every access still open through array object a, whose last reference is going (what a
+ * write access wrote counts: it was marked when the access began), after fencing device ones;
+ * describes them in what (cap bytes): "a host write access, begun at FILE:LINE by fn; ...". */
+void twin__records_drop(twin_array *a, char *what, size_t cap);
+/* With b->lock held: the number of accesses open on `side` whose mode has a bit of `modes`;
+ * and the same accesses appended to the current message, each with where it began. */
+unsigned twin__accesses_open(const twin__buffer *b, twin__side_id side, twin_access modes);
+void twin__append_accesses(const twin__buffer *b, twin__side_id side, twin_access modes);
+/* Appends to buf (cap bytes) a description of open access x as it blocks a request through
+ * array object a (NULL: none), "a device write access to this buffer is still open, begun at
+ * FILE:LINE by fn: arg in another thread"; and the ", begun at ..." part alone. */
+void twin__record_blocker(char *buf, size_t cap, const twin__access *x, const twin_array *a);
+void twin__record_began(char *buf, size_t cap, const twin__access *x);
+/* With b->lock held: maps bytes [lo, hi) of a shared buffer for host access; *ptr receives
+ * the host address of byte lo. invalidate: the caller overwrites all of it. */
+twin_status twin__buffer_map(twin__buffer *b, size_t lo, size_t hi, twin_access access,
+                             bool invalidate, void **ptr);
+/* At the end of an application's device access to b (twin_device_end, a DLPack deleter), while
+ * it is still open: the application may have queued its own commands on the device memory, so
+ * the buffer's release must wait for everything queued so far. twin__buffer_fence_locked with
+ * b->lock held. */
+void twin__buffer_fence(twin__buffer *b);
+void twin__buffer_fence_locked(twin__buffer *b);
+
+/* ---- Waiting for accesses of other threads (waits.c) ---- */
+
+/* With b->lock held, for a request on b that only accesses of other threads block, the n
+ * records in blockers: sleeps until an access of b ends (or a spurious wake-up) and returns
+ * TWIN_OK; the caller looks again. When a thread it would wait for waits itself, directly or
+ * through others, for an access this thread holds, it does not sleep: it returns
+ * TWIN_ERR_BUSY with copies of the blocking record in *theirs and of this thread's in *ours.
+ * blockers must stay valid until it returns. */
+twin_status twin__wait_for(twin__buffer *b, const twin__access *const *blockers, size_t n,
+                           twin__access *theirs, twin__access *ours);
+/* With b->lock held, after one of b's accesses ended: wakes the threads waiting on b. */
+void twin__wake(twin__buffer *b);
+/* Threads waiting for an access now (for tests). */
+size_t twin__access_waiting(void);
+
+#endif /* TWIN_STORAGE_H */
