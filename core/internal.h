@@ -193,6 +193,10 @@ extern const struct twin_backend_ops twin__host_ops;
 
 /* Fills in the host backend's device entry. */
 void twin__host_device_info(twin_device_info *out);
+/* The fake device (backends/fake): device memory from the host allocator, for tests; selected
+ * only by the spec "fake", never listed. */
+extern const struct twin_backend_ops twin__fake_ops;
+void twin__fake_device_info(twin_device_info *out);
 
 /* ---- Dirty maps (dirty.c) ---- */
 
