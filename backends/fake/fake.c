@@ -31,10 +31,13 @@ static void fake_close(twin_context *ctx) {
 static twin_status fake_dev_alloc(twin_context *ctx, size_t nbytes, void **handle,
                                   twin__track *track) {
   (void)track;
+  /* The device's memory is host memory, so running out of it is running out of host memory
+   * (as for OpenCL on a device that shares host memory): core then frees redundant host copies
+   * and retries. A device budget is core's to enforce, as on every device. */
   void *block = twin__alloc_block(nbytes);
   if (!block)
-    return twin__fail(TWIN_ERR_OUT_OF_DEVICE_MEMORY,
-                      "the fake device's allocator returned NULL for %zu bytes", nbytes);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
+                      "no host memory for a %zu-byte device copy on the fake device", nbytes);
   memset(block, UNWRITTEN, nbytes);
   *handle = block;
   (void)ctx;
@@ -52,14 +55,16 @@ static bool fake_dev_free(twin_context *ctx, void *handle, twin__track *track) {
   (void)ctx;
   assert(!track->last); /* nothing is ever queued */
   lent *l = track->life;
-  if (l) {
-    if (l->done)
-      l->done(l->arg);
-    twin__free(l);
-  } else {
-    twin__free(handle);
-  }
   track->life = NULL;
+  if (!l) {
+    twin__free(handle);
+    return true;
+  }
+  /* The handle goes first, then the memory goes back to the application. */
+  lent gone = *l;
+  twin__free(l);
+  if (gone.done)
+    gone.done(gone.arg);
   return true;
 }
 
