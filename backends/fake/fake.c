@@ -8,8 +8,12 @@
  * with twin__free), so the allocator's fault hooks reach device allocations too. A handle is
  * the address of its block, so the built-in copy and fill run on the device side through the
  * host loops applied to the device blocks. Every member completes its work before it returns:
- * nothing is ever queued, so release is immediate. It runs no OpenCL C
- * (program_build is NULL: TWIN_ERR_UNSUPPORTED), while host kernels work as everywhere. */
+ * nothing is ever queued, so release is immediate. Work on device memory (transfers, zeroing,
+ * copy, fill) is serialized per context, as an OpenCL device's in-order queue serializes it:
+ * twin lets threads work on different views of one buffer on the device side at once, which
+ * the queue orders and which would otherwise race here. It runs no OpenCL C (program_build is
+ * NULL: TWIN_ERR_UNSUPPORTED), while host kernels work as everywhere. */
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,13 +23,31 @@
  * read from device memory nobody wrote shows up in a test instead of passing as zeros. */
 #define UNWRITTEN 0xa5
 
+/* The context's state: the lock that stands for the in-order queue. */
+typedef struct fake_context {
+  pthread_mutex_t queue;
+} fake_context;
+
+static pthread_mutex_t *queue_of(twin_context *ctx) {
+  return &((fake_context *)ctx->backend)->queue;
+}
+
 static twin_status fake_open(twin_context *ctx) {
-  ctx->backend = NULL;
+  fake_context *f = twin__malloc(sizeof *f);
+  if (!f)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for the fake device's context");
+  if (pthread_mutex_init(&f->queue, NULL) != 0) {
+    twin__free(f);
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for the fake device");
+  }
+  ctx->backend = f;
   return TWIN_OK;
 }
 
 static void fake_close(twin_context *ctx) {
-  (void)ctx;
+  fake_context *f = ctx->backend;
+  pthread_mutex_destroy(&f->queue);
+  twin__free(f);
 }
 
 static twin_status fake_dev_alloc(twin_context *ctx, size_t nbytes, void **handle,
@@ -70,22 +92,41 @@ static bool fake_dev_free(twin_context *ctx, void *handle, twin__track *track) {
 
 static twin_status fake_to_device(twin_context *ctx, void *handle, size_t off, size_t n,
                                   const void *src) {
-  (void)ctx;
+  pthread_mutex_lock(queue_of(ctx));
   memcpy((char *)handle + off, src, n);
+  pthread_mutex_unlock(queue_of(ctx));
   return TWIN_OK;
 }
 
 static twin_status fake_to_host(twin_context *ctx, void *handle, size_t off, size_t n, void *dst) {
-  (void)ctx;
+  pthread_mutex_lock(queue_of(ctx));
   memcpy(dst, (const char *)handle + off, n);
+  pthread_mutex_unlock(queue_of(ctx));
   return TWIN_OK;
 }
 
 static twin_status fake_dev_zero(twin_context *ctx, void *handle, size_t off, size_t n,
                                  twin__track *track) {
-  (void)ctx, (void)track;
+  (void)track;
+  pthread_mutex_lock(queue_of(ctx));
   memset((char *)handle + off, 0, n);
+  pthread_mutex_unlock(queue_of(ctx));
   return TWIN_OK;
+}
+
+/* Built-in operations: the host loops on the device blocks, in queue order. */
+static twin_status fake_copy(twin_context *ctx, const twin__view *dst, const twin__view *src) {
+  pthread_mutex_lock(queue_of(ctx));
+  twin_status s = twin__host_copy(ctx, dst, src);
+  pthread_mutex_unlock(queue_of(ctx));
+  return s;
+}
+
+static twin_status fake_fill(twin_context *ctx, const twin__view *dst, const void *value) {
+  pthread_mutex_lock(queue_of(ctx));
+  twin_status s = twin__host_fill(ctx, dst, value);
+  pthread_mutex_unlock(queue_of(ctx));
+  return s;
 }
 
 /* Zero-copy: the host block is the device memory, used in place. */
@@ -136,8 +177,8 @@ const struct twin_backend_ops twin__fake_ops = {
     .map = fake_map,
     .unmap = fake_unmap,
     .dev_wrap_external = fake_dev_wrap_external,
-    .copy = twin__host_copy,
-    .fill = twin__host_fill,
+    .copy = fake_copy,
+    .fill = fake_fill,
 };
 
 void twin__fake_device_info(twin_device_info *out) {
