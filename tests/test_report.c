@@ -323,8 +323,7 @@ static void test_leak_handler_runs_once_and_memory_stays_until_the_arrays_go(voi
   if (f->has_device)
     assert_int_equal(atomic_load(destroyed), 1); /* the device memory is destroyed */
   host_restore();
-  if (!f->opencl) /* an OpenCL runtime may keep blocks of its own a while longer */
-    assert_int_equal(atomic_load(&host_live), 0);
+  assert_int_equal(atomic_load(&host_live), 0);
 }
 
 static void test_no_leak_report_when_nothing_is_alive(void **state) {
