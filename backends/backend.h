@@ -207,5 +207,9 @@ extern const struct twin_backend_ops twin__opencl_ops;
 extern const struct twin_backend_ops twin__host_ops;
 twin_status twin__opencl_list(twin_device_info **out, size_t *count);
 void twin__host_device_info(twin_device_info *out);
+/* The fake device (backends/fake): device memory from the host allocator, for tests; selected
+ * only by the spec "fake", never listed. */
+extern const struct twin_backend_ops twin__fake_ops;
+void twin__fake_device_info(twin_device_info *out);
 
 #endif /* TWIN_BACKEND_H */

@@ -9,6 +9,8 @@
 #include "context.h"
 
 static const struct twin_backend_ops *backend_for(const twin_device_info *dev) {
+  if (strcmp(dev->spec, "fake") == 0)
+    return &twin__fake_ops;
 #ifdef TWIN_HAVE_OPENCL
   if (dev->type != TWIN_DEVICE_HOST)
     return &twin__opencl_ops;

@@ -147,6 +147,11 @@ twin_status twin_device_resolve(const char *spec, twin_device_info *out) {
     twin__host_device_info(out);
     return TWIN_OK;
   }
+  /* The fake test device is never listed, so only its own spec selects it. */
+  if (strcasecmp(spec, "fake") == 0) {
+    twin__fake_device_info(out);
+    return TWIN_OK;
+  }
   twin_device_info *list;
   size_t n;
   twin_status s = twin_device_list(&list, &n);

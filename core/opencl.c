@@ -7,11 +7,32 @@
 
 #include "objects.h"
 
+/* The backend's native object `what` of ctx; NULL without a context or on a backend that has
+ * none (the host backend, the fake test device). */
+static void *native(twin_context *ctx, twin__native what) {
+  return ctx && ctx->ops->native ? ctx->ops->native(ctx, what) : NULL;
+}
+
+/* A device that is not OpenCL's (the fake test device) has device memory but no cl_mem: its
+ * handles are host addresses, which must never reach an OpenCL call. (The host backend, with no
+ * device memory at all, is refused with its own message further on.) */
+static twin_status refuse_non_opencl(const char *fn, const twin_array *a) {
+  twin__debug_check(a, fn);
+  if (!a || !a->buf->ctx->has_device || native(a->buf->ctx, TWIN__NATIVE_CONTEXT))
+    return TWIN_OK;
+  return twin__fail(TWIN_ERR_UNSUPPORTED,
+                    "%s: device \"%s\" is not an OpenCL device and has no cl_mem", fn,
+                    a->buf->ctx->device.name);
+}
+
 twin_status twin_device_begin_at(twin_array *a, twin_access access, cl_mem *mem,
                                  size_t *byte_offset, const char *file, int line) {
   void *handle;
   twin__opener who = {"twin_device_begin", NULL, {file, line}};
-  twin_status s = twin__device_begin(&who, false, a, access, mem ? &handle : NULL, byte_offset);
+  twin_status s = refuse_non_opencl(who.fn, a);
+  if (s != TWIN_OK)
+    return s;
+  s = twin__device_begin(&who, false, a, access, mem ? &handle : NULL, byte_offset);
   if (s == TWIN_OK)
     *mem = (cl_mem)handle;
   return s;
@@ -24,12 +45,6 @@ twin_status(twin_device_begin)(twin_array *a, twin_access access, cl_mem *mem,
 
 twin_status twin_device_end(twin_array *a) {
   return twin__device_end(a);
-}
-
-/* The backend's native object `what` of ctx; NULL without a context or on a backend that has
- * none (the host backend). */
-static void *native(twin_context *ctx, twin__native what) {
-  return ctx && ctx->ops->native ? ctx->ops->native(ctx, what) : NULL;
 }
 
 cl_context twin_context_cl_context(twin_context *ctx) {
@@ -62,6 +77,9 @@ twin_status(twin_array_wrap_cl_mem)(twin_context *ctx, cl_mem mem, size_t byte_o
 twin_status twin_array_to_dlpack_opencl_at(twin_array *a, twin_access access,
                                            struct DLManagedTensor **out, const char *file,
                                            int line) {
+  twin_status s = refuse_non_opencl("twin_array_to_dlpack_opencl", a);
+  if (s != TWIN_OK)
+    return s;
   return twin__array_to_dlpack("twin_array_to_dlpack_opencl", a, TWIN__DEVICE, access,
                                (twin__site){file, line}, out);
 }

@@ -112,14 +112,15 @@ typedef enum twin_device_type {
 } twin_device_type;
 
 typedef struct twin_device_info {
-  char spec[24];      /* a spec that selects exactly this device: "host" or "opencl:P.D" */
-  char platform[128]; /* OpenCL platform name; "twin" for the host backend */
+  char spec[24];      /* a spec that selects exactly this device: "host", "opencl:P.D", "fake" */
+  char platform[128]; /* OpenCL platform name; "twin" for the host backend and the fake device */
   char name[128];     /* device name */
   twin_device_type type;
-  int platform_index; /* P and D of "opencl:P.D"; -1 for the host backend */
+  int platform_index; /* P and D of "opencl:P.D"; -1 for the host backend and the fake device */
   int device_index;
   uint64_t global_mem_bytes; /* CL_DEVICE_GLOBAL_MEM_SIZE; physical memory for the host */
-  uint64_t max_alloc_bytes;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; PTRDIFF_MAX for the host */
+  uint64_t max_alloc_bytes;  /* CL_DEVICE_MAX_MEM_ALLOC_SIZE; PTRDIFF_MAX for the host; a
+                                quarter of the memory for the fake device */
   bool host_unified_memory;  /* the device shares host memory (true for the host backend) */
   bool fp64;                 /* f64 arrays can be used on the device */
   /* Limits twin_kernel_launch checks a launch against; 0 where there is no such limit (the
@@ -143,7 +144,11 @@ TWIN_API void twin_device_list_free(twin_device_info *list);
  * spec NULL reads TWIN_DEVICE; an unset or empty variable means the default choice.
  * Grammar: "host", "opencl" (the default choice among OpenCL devices), "opencl:gpu",
  * "opencl:cpu", "opencl:accelerator", "opencl:P.D" (platform and device index),
- * "opencl:NAME" (case-insensitive substring of the platform or device name). Default order:
+ * "opencl:NAME" (case-insensitive substring of the platform or device name), and "fake", a
+ * test device (never listed, never the default; any case): its device memory is host memory
+ * from twin's allocator behind the same backend interface as OpenCL's, so the coherence layer
+ * (two copies with TWIN_COHERENCE_COPY, zero-copy otherwise) runs in builds without OpenCL too;
+ * it runs no OpenCL C, and twin_opencl.h's calls refuse it (it has no cl_mem). Default order:
  * first GPU, else accelerator, else CPU device of any platform, else the host backend.
  * A spec that matches nothing is TWIN_ERR_NO_DEVICE with a message listing what exists.
  * Thread-safe. */

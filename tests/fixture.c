@@ -1,9 +1,12 @@
 #include "fixture.h"
+#include "host_faults.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "backends/backend.h"
 #ifdef TWIN_HAVE_OPENCL
 #include "backends/opencl/clapi.h"
 #include "core/twin_opencl.h"
@@ -14,16 +17,29 @@ static twin__allocator default_alloc;
 
 /* A spec ending in "+copy" asks for TWIN_COHERENCE_COPY, so the two-copy path runs on a
  * device that shares host memory too. */
-twin_status fixture_open(const char *spec, twin_context **out) {
-  char device[128];
-  snprintf(device, sizeof device, "%s", spec);
+twin_context_options fixture_options(const char *spec, char *device, size_t cap) {
+  snprintf(device, cap, "%s", spec);
   char *plus = strstr(device, "+copy");
   twin_context_options options = {.device = device};
   if (plus) {
     *plus = '\0';
     options.coherence = TWIN_COHERENCE_COPY;
   }
+  return options;
+}
+
+twin_status fixture_open(const char *spec, twin_context **out) {
+  char device[128];
+  twin_context_options options = fixture_options(spec, device, sizeof device);
   return twin_context_new_with(&options, out);
+}
+
+static bool is_opencl(twin_context *ctx) {
+  return strncmp(twin_context_device(ctx)->spec, "opencl", 6) == 0;
+}
+
+static bool is_opencl_spec(const char *spec) {
+  return strncasecmp(spec, "opencl", 6) == 0;
 }
 
 static int group_setup(void **state) {
@@ -32,8 +48,10 @@ static int group_setup(void **state) {
     return -1;
   }
   current.has_device = twin_context_device(current.ctx)->type != TWIN_DEVICE_HOST;
-  current.one_copy = twin_context_is_zero_copy(current.ctx);
-  current.zero_copy = current.has_device && current.one_copy;
+  current.opencl = is_opencl(current.ctx);
+  current.layout = !current.has_device                      ? FIXTURE_HOST_ONLY
+                   : twin_context_is_zero_copy(current.ctx) ? FIXTURE_SHARED
+                                                            : FIXTURE_TWO_COPIES;
   *state = &current;
   return 0;
 }
@@ -48,6 +66,7 @@ static int group_teardown(void **state) {
  * runtime threads read the allocator (freeing zero-copy blocks) while the main thread tears
  * down, and an unchanged table must not look like a racing write. */
 static void restore_hooks(void) {
+  host_restore();
   if (atomic_load(&twin__host_alloc.malloc_fn) != atomic_load(&default_alloc.malloc_fn) ||
       atomic_load(&twin__host_alloc.aligned_fn) != atomic_load(&default_alloc.aligned_fn) ||
       atomic_load(&twin__host_alloc.free_fn) != atomic_load(&default_alloc.free_fn))
@@ -83,17 +102,108 @@ void fixture_expect_i32(twin_array *a, int first) {
     assert_int_equal(got[i], first + (int32_t)i);
 }
 
-void fixture_device_touch(const twin_fixture *f, twin_array *a, twin_access access) {
+twin_status fixture_device_begin_at(twin_array *a, twin_access access, void **handle,
+                                    size_t *byte_offset, const char *file, int line) {
 #ifdef TWIN_HAVE_OPENCL
+  if (current.opencl) {
+    cl_mem mem;
+    twin_status s = twin_device_begin_at(a, access, handle ? &mem : NULL, byte_offset, file, line);
+    if (s == TWIN_OK)
+      *handle = mem;
+    return s;
+  }
+#endif
+  twin__opener who = {"twin_device_begin", NULL, {file, line}};
+  return twin__device_begin(&who, false, a, access, handle, byte_offset);
+}
+
+twin_status fixture_device_end(twin_array *a) {
+#ifdef TWIN_HAVE_OPENCL
+  return twin_device_end(a);
+#else
+  return twin__device_end(a);
+#endif
+}
+
+twin_status fixture_to_dlpack_device_at(twin_array *a, twin_access access,
+                                        struct DLManagedTensor **out, const char *file, int line) {
+#ifdef TWIN_HAVE_OPENCL
+  if (current.opencl)
+    return twin_array_to_dlpack_opencl_at(a, access, out, file, line);
+#endif
+  return twin__array_to_dlpack("twin_array_to_dlpack_opencl", a, TWIN__DEVICE, access,
+                               (twin__site){file, line}, out);
+}
+
+bool fixture_device_put(twin_context *ctx, void *handle, size_t off, const void *src, size_t n) {
+#ifdef TWIN_HAVE_OPENCL
+  if (is_opencl(ctx))
+    return clEnqueueWriteBuffer(twin_context_cl_queue(ctx), (cl_mem)handle, CL_TRUE, off, n, src, 0,
+                                NULL, NULL) == CL_SUCCESS;
+#endif
+  /* The fake device's own transfer, in its queue's order, as an application's command. */
+  return ctx->ops->to_device(ctx, handle, off, n, src) == TWIN_OK;
+}
+
+bool fixture_device_get(twin_context *ctx, void *handle, size_t off, void *dst, size_t n) {
+#ifdef TWIN_HAVE_OPENCL
+  if (is_opencl(ctx))
+    return clEnqueueReadBuffer(twin_context_cl_queue(ctx), (cl_mem)handle, CL_TRUE, off, n, dst, 0,
+                               NULL, NULL) == CL_SUCCESS;
+#endif
+  return ctx->ops->to_host(ctx, handle, off, n, dst) == TWIN_OK;
+}
+
+void fixture_device_write(twin_array *a, twin_access access, const void *src) {
+  void *mem;
+  size_t off, n = twin_array_nbytes(a);
+  assert_int_equal(fixture_device_begin(a, access, &mem, &off), TWIN_OK);
+  if (n)
+    assert_true(fixture_device_put(twin_array_context(a), mem, off, src, n));
+  assert_int_equal(fixture_device_end(a), TWIN_OK);
+}
+
+void fixture_device_read(twin_array *a, void *dst) {
+  void *mem;
+  size_t off, n = twin_array_nbytes(a);
+  assert_int_equal(fixture_device_begin(a, TWIN_READ, &mem, &off), TWIN_OK);
+  if (n)
+    assert_true(fixture_device_get(twin_array_context(a), mem, off, dst, n));
+  assert_int_equal(fixture_device_end(a), TWIN_OK);
+}
+
+#ifdef TWIN_HAVE_OPENCL
+static void CL_CALLBACK on_destroyed(cl_mem mem, void *flag) {
+  (void)mem;
+  atomic_fetch_add((atomic_int *)flag, 1);
+}
+#endif
+
+void fixture_watch_device(twin_array *a, twin_access access, atomic_int *destroyed) {
+  if (twin_context_device(twin_array_context(a))->type == TWIN_DEVICE_HOST)
+    return;
+  void *mem;
+  size_t off;
+  assert_int_equal(fixture_device_begin(a, access, &mem, &off), TWIN_OK);
+#ifdef TWIN_HAVE_OPENCL
+  if (current.opencl)
+    assert_int_equal(clSetMemObjectDestructorCallback((cl_mem)mem, on_destroyed, destroyed),
+                     CL_SUCCESS);
+  else
+#endif
+    /* The fake device frees a handle's block, or, for memory the application lent, the record
+     * it keeps in the buffer's track, before it gives the memory back. */
+    host_watch_free(a->buf->track.life ? a->buf->track.life : mem, destroyed);
+  assert_int_equal(fixture_device_end(a), TWIN_OK);
+}
+
+void fixture_device_touch(const twin_fixture *f, twin_array *a, twin_access access) {
   if (!f->has_device)
     return;
-  cl_mem mem;
+  void *mem;
   size_t off;
-  assert_int_equal(twin_device_begin(a, access, &mem, &off), TWIN_OK);
-  assert_int_equal(twin_device_end(a), TWIN_OK);
-#else
-  (void)f, (void)a, (void)access;
-#endif
+  assert_int_equal(fixture_device_begin(a, access, &mem, &off), TWIN_OK);
+  assert_int_equal(fixture_device_end(a), TWIN_OK);
 }
 
 twin_stats fixture_stats(const twin_fixture *f) {
@@ -128,19 +238,27 @@ static int run_group(const char *file, const char *spec, const struct CMUnitTest
   return _cmocka_run_group_tests(name, tests, n, group_setup, group_teardown);
 }
 
-int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n) {
+int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n, bool opencl_only) {
   twin__allocator_copy(&default_alloc, &twin__host_alloc);
   const char *env = getenv("TWIN_TEST_BACKENDS");
 #ifdef TWIN_HAVE_OPENCL
-  const char *def = "host,opencl,opencl+copy";
+  const char *def = "host,fake,fake+copy,opencl,opencl+copy";
 #else
-  const char *def = "host";
+  const char *def = "host,fake,fake+copy";
 #endif
   char list[256];
   snprintf(list, sizeof list, "%s", env && *env ? env : def);
-  int failures = 0;
+  int failures = 0, groups = 0;
   char *save = NULL;
-  for (char *spec = strtok_r(list, ",", &save); spec; spec = strtok_r(NULL, ",", &save))
+  for (char *spec = strtok_r(list, ",", &save); spec; spec = strtok_r(NULL, ",", &save)) {
+    if (opencl_only && !is_opencl_spec(spec))
+      continue;
     failures += run_group(file, spec, tests, n);
+    groups++;
+  }
+  if (groups == 0) {
+    printf("[ SKIPPED  ] %s: no OpenCL group in \"%s\"\n", file, env && *env ? env : def);
+    return 77;
+  }
   return failures;
 }

@@ -8,10 +8,6 @@
 
 #include "fixture.h"
 
-#ifdef TWIN_HAVE_OPENCL
-#include "core/twin_opencl.h"
-#endif
-
 static const twin_dtype all_dtypes[TWIN_DTYPE_COUNT] = {TWIN_I8,  TWIN_U8,  TWIN_I16, TWIN_U16,
                                                         TWIN_I32, TWIN_U32, TWIN_I64, TWIN_U64,
                                                         TWIN_F32, TWIN_F64};
@@ -66,7 +62,7 @@ static void expect_live(const twin_fixture *f, const twin_stats *base, size_t ar
   assert_int_equal(st.buffers - base->buffers, buffers);
   assert_int_equal(st.host_bytes - base->host_bytes, host);
   /* Zero-copy memory counts once, as host memory. */
-  assert_int_equal(st.device_bytes - base->device_bytes, f->has_device && !f->zero_copy ? dev : 0);
+  assert_int_equal(st.device_bytes - base->device_bytes, f->layout == FIXTURE_TWO_COPIES ? dev : 0);
 }
 
 /* Makes a's host side allocated and current. */
@@ -76,35 +72,25 @@ static void touch_host(twin_array *a) {
   assert_ok(twin_host_end(a));
 }
 
-#ifdef TWIN_HAVE_OPENCL
-static void cl_read(twin_context *ctx, cl_mem mem, size_t off, void *dst, size_t n) {
+static void device_get(twin_context *ctx, void *mem, size_t off, void *dst, size_t n) {
   if (n)
-    assert_int_equal(
-        clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, dst, 0, NULL, NULL),
-        CL_SUCCESS);
+    assert_true(fixture_device_get(ctx, mem, off, dst, n));
 }
 
-static void cl_write(twin_context *ctx, cl_mem mem, size_t off, const void *src, size_t n) {
+static void device_put(twin_context *ctx, void *mem, size_t off, const void *src, size_t n) {
   if (n)
-    assert_int_equal(
-        clEnqueueWriteBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, off, n, src, 0, NULL, NULL),
-        CL_SUCCESS);
+    assert_true(fixture_device_put(ctx, mem, off, src, n));
 }
 
 /* Makes a's device side allocated and current; nothing on the host backend. */
 static void touch_device(twin_array *a) {
   if (twin_context_device(twin_array_context(a))->type == TWIN_DEVICE_HOST)
     return;
-  cl_mem mem;
+  void *mem;
   size_t off;
-  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
-  assert_ok(twin_device_end(a));
+  assert_ok(fixture_device_begin(a, TWIN_READ, &mem, &off));
+  assert_ok(fixture_device_end(a));
 }
-#else
-static void touch_device(twin_array *a) {
-  (void)a;
-}
-#endif
 
 /* ---- dtypes and getters ---- */
 
@@ -175,22 +161,20 @@ static void test_from_host_round_trip_every_dtype(void **state) {
     memset(got, 0, sizeof got);
     assert_ok(twin_array_read(a, got, nbytes));
     assert_memory_equal(got, expect, nbytes);
-#ifdef TWIN_HAVE_OPENCL
     if (f->has_device) {
-      cl_mem mem;
+      void *mem;
       size_t off;
-      assert_ok(twin_device_begin(a, TWIN_READ_WRITE, &mem, &off));
+      assert_ok(fixture_device_begin(a, TWIN_READ_WRITE, &mem, &off));
       memset(got, 0, sizeof got);
-      cl_read(f->ctx, mem, off, got, nbytes); /* the host data went to the device */
+      device_get(f->ctx, mem, off, got, nbytes); /* the host data went to the device */
       assert_memory_equal(got, expect, nbytes);
       pattern(dt, expect, n, 1);
-      cl_write(f->ctx, mem, off, expect, nbytes);
-      assert_ok(twin_device_end(a));
+      device_put(f->ctx, mem, off, expect, nbytes);
+      assert_ok(fixture_device_end(a));
       memset(got, 0, sizeof got);
       assert_ok(twin_array_read(a, got, nbytes)); /* and the device's data came back */
       assert_memory_equal(got, expect, nbytes);
     }
-#endif
     twin_array_unref(a);
   }
 }
@@ -207,17 +191,15 @@ static void test_zeros_read_back_zero_on_both_sides(void **state) {
     memset(got, 0xff, sizeof got);
     assert_ok(twin_array_read(a, got, nbytes));
     assert_memory_equal(got, zero, nbytes);
-#ifdef TWIN_HAVE_OPENCL
     if (f->has_device) {
-      cl_mem mem;
+      void *mem;
       size_t off;
-      assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
+      assert_ok(fixture_device_begin(a, TWIN_READ, &mem, &off));
       memset(got, 0xff, sizeof got);
-      cl_read(f->ctx, mem, off, got, nbytes);
-      assert_ok(twin_device_end(a));
+      device_get(f->ctx, mem, off, got, nbytes);
+      assert_ok(fixture_device_end(a));
       assert_memory_equal(got, zero, nbytes);
     }
-#endif
     twin_array_unref(a);
   }
   /* Each side was zeroed where it was made: nothing moved. */
@@ -230,19 +212,18 @@ static void test_zeros_made_on_device_first_need_no_transfer(void **state) {
   twin_fixture *f = fixture(state);
   if (!f->has_device)
     skip();
-#ifdef TWIN_HAVE_OPENCL
   const size_t shape[] = {1000};
   twin_stats before = fixture_stats(f);
   twin_array *a;
   assert_ok(twin_array_zeros(f->ctx, TWIN_U64, 1, shape, &a));
   uint64_t got[1000], zero[1000] = {0};
-  cl_mem mem;
+  void *mem;
   size_t off;
-  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
+  assert_ok(fixture_device_begin(a, TWIN_READ, &mem, &off));
   memset(got, 0xff, sizeof got);
-  cl_read(f->ctx, mem, off, got, sizeof got);
+  device_get(f->ctx, mem, off, got, sizeof got);
   assert_memory_equal(got, zero, sizeof got);
-  assert_ok(twin_device_end(a));
+  assert_ok(fixture_device_end(a));
   memset(got, 0xff, sizeof got);
   assert_ok(twin_array_read(a, got, sizeof got));
   assert_memory_equal(got, zero, sizeof got);
@@ -253,7 +234,6 @@ static void test_zeros_made_on_device_first_need_no_transfer(void **state) {
   assert_int_equal(after.transfers_to_device, before.transfers_to_device);
   assert_int_equal(after.transfers_to_host, before.transfers_to_host);
   twin_array_unref(a);
-#endif
 }
 
 /* ---- 0-d, empty and 8-d arrays ---- */
@@ -272,22 +252,20 @@ static void test_zero_dim_array_holds_one_element(void **state) {
   assert_true(*p == v);
   *p = 7.25;
   assert_ok(twin_host_end(a));
-#ifdef TWIN_HAVE_OPENCL
   if (f->has_device) {
-    cl_mem mem;
+    void *mem;
     size_t off;
-    assert_ok(twin_device_begin(a, TWIN_READ_WRITE, &mem, &off));
-    cl_read(f->ctx, mem, off, &got, sizeof got);
+    assert_ok(fixture_device_begin(a, TWIN_READ_WRITE, &mem, &off));
+    device_get(f->ctx, mem, off, &got, sizeof got);
     assert_true(got == 7.25);
     double dev = -1.0 / 3.0;
-    cl_write(f->ctx, mem, off, &dev, sizeof dev);
-    assert_ok(twin_device_end(a));
+    device_put(f->ctx, mem, off, &dev, sizeof dev);
+    assert_ok(fixture_device_end(a));
     assert_ok(twin_array_read(a, &got, sizeof got));
     assert_true(got == -1.0 / 3.0);
     twin_array_unref(a);
     return;
   }
-#endif
   assert_ok(twin_array_read(a, &got, sizeof got));
   assert_true(got == 7.25);
   twin_array_unref(a);
@@ -520,7 +498,7 @@ static void run_zero_work_kernels(const twin_fixture *f, twin_context *ctx, twin
   assert_ok(twin_kernel_launch(k, 1, global, NULL, 1, args));
   assert_int_equal(calls, 0); /* a range with a zero in it launches nothing */
   twin_kernel_unref(k);
-  if (!f->has_device)
+  if (!f->opencl)
     return;
   twin_program *p;
   assert_ok(twin_program_new(ctx,
@@ -562,12 +540,10 @@ static void test_empty_array_works_on_every_path_and_counts_no_bytes(void **stat
   assert_ok(twin_array_to_dlpack(a, TWIN_READ, &t));
   assert_int_equal(t->dl_tensor.shape[1], 0);
   t->deleter(t);
-#ifdef TWIN_HAVE_OPENCL
   if (f->has_device) {
-    assert_ok(twin_array_to_dlpack_opencl(v, TWIN_READ_WRITE, &t));
+    assert_ok(fixture_to_dlpack_device(v, TWIN_READ_WRITE, &t));
     t->deleter(t);
   }
-#endif
   twin_stats st = fixture_ctx_stats(ctx);
   assert_int_equal(st.buffers, 3);
   assert_int_equal(st.host_bytes + st.device_bytes, 0);
@@ -585,14 +561,9 @@ static void test_empty_array_works_on_every_path_and_counts_no_bytes(void **stat
 static void open_with_budgets(const twin_fixture *f, size_t host, size_t device,
                               twin_context **out) {
   char spec[64];
-  snprintf(spec, sizeof spec, "%s", f->spec);
-  char *plus = strstr(spec, "+copy");
-  twin_context_options options = {
-      .device = spec, .host_memory_limit = host, .device_memory_limit = device};
-  if (plus) {
-    *plus = '\0';
-    options.coherence = TWIN_COHERENCE_COPY;
-  }
+  twin_context_options options = fixture_options(f->spec, spec, sizeof spec);
+  options.host_memory_limit = host;
+  options.device_memory_limit = device;
   assert_ok(twin_context_new_with(&options, out));
 }
 
@@ -612,7 +583,7 @@ static void test_empty_array_fits_a_full_budget(void **state) {
   assert_ok(twin_array_prefetch(empty, TWIN_HOST));
   twin_stats st = fixture_ctx_stats(ctx), owned;
   assert_int_equal(st.host_bytes, 64);
-  assert_int_equal(st.device_bytes, f->has_device && !f->zero_copy ? 64 : 0);
+  assert_int_equal(st.device_bytes, f->layout == FIXTURE_TWO_COPIES ? 64 : 0);
   assert_ok(twin_context_owner_stats(ctx, "empty", &owned));
   assert_int_equal(owned.buffers, 1);
   assert_int_equal(owned.host_bytes + owned.device_bytes, 0);
@@ -622,39 +593,6 @@ static void test_empty_array_fits_a_full_budget(void **state) {
   twin_array_unref(empty);
   twin_context_unref(ctx);
 }
-
-#ifdef TWIN_HAVE_OPENCL
-static void test_wrap_cl_mem_offset_far_beyond_the_buffer_is_refused(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
-  cl_int err;
-  cl_mem mem = clCreateBuffer(twin_context_cl_context(f->ctx), CL_MEM_READ_WRITE, 64, NULL, &err);
-  assert_non_null(mem);
-  const size_t four[] = {4}, none[] = {0};
-  const size_t offsets[] = {SIZE_MAX - 3, (SIZE_MAX / 2 + 1), 68, (size_t)PTRDIFF_MAX - 3};
-  twin_array *a = SENTINEL;
-  for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
-    /* The message names the byte offset as given, with no wrapped negative byte numbers. */
-    char named[64];
-    snprintf(named, sizeof named, "byte_offset %zu is beyond", offsets[i]);
-    static const twin_dtype dtypes[] = {TWIN_I32, TWIN_U8};
-    for (int d = 0; d < 2; d++) {
-      assert_status(twin_array_wrap_cl_mem(f->ctx, mem, offsets[i], dtypes[d], 1, four, NULL, &a),
-                    TWIN_ERR_INVALID_ARGUMENT);
-      assert_non_null(strstr(twin_last_error(), "twin_array_wrap_cl_mem"));
-      assert_non_null(strstr(twin_last_error(), named));
-      assert_status(twin_array_wrap_cl_mem(f->ctx, mem, offsets[i], dtypes[d], 1, none, NULL, &a),
-                    TWIN_ERR_INVALID_ARGUMENT);
-    }
-  }
-  /* The last four elements end exactly at the end: inside. */
-  assert_ptr_equal(a, SENTINEL);
-  assert_ok(twin_array_wrap_cl_mem(f->ctx, mem, 48, TWIN_I32, 1, four, NULL, &a));
-  twin_array_unref(a);
-  clReleaseMemObject(mem);
-}
-#endif
 
 /* ---- refcounts and memory lifetime ---- */
 
@@ -681,7 +619,7 @@ static void test_memory_is_allocated_lazily_per_side(void **state) {
   expect_live(f, &base, 1, 1, 0, 0);
   touch_device(a);
   /* Zero-copy: the device's first use allocates the one block both sides share. */
-  expect_live(f, &base, 1, 1, f->zero_copy ? 4000 : 0, 4000);
+  expect_live(f, &base, 1, 1, f->layout == FIXTURE_SHARED ? 4000 : 0, 4000);
   touch_host(a);
   expect_live(f, &base, 1, 1, 4000, 4000);
   twin_array_unref(a);
@@ -724,7 +662,7 @@ static void test_peaks_keep_the_highest_usage(void **state) {
   twin_stats st = fixture_ctx_stats(ctx);
   assert_int_equal(st.host_bytes, 3500);
   assert_int_equal(st.peak_host_bytes, 4000);
-  bool two_copies = f->has_device && !f->zero_copy;
+  bool two_copies = f->layout == FIXTURE_TWO_COPIES;
   assert_int_equal(st.device_bytes, two_copies ? 3500 : 0);
   assert_int_equal(st.peak_device_bytes, two_copies ? 3500 : 0);
   twin_array_unref(b);
@@ -887,9 +825,6 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_empty_shape_whose_strides_overflow_is_refused),
     TWIN_TEST(test_empty_array_works_on_every_path_and_counts_no_bytes),
     TWIN_TEST(test_empty_array_fits_a_full_budget),
-#ifdef TWIN_HAVE_OPENCL
-    TWIN_TEST(test_wrap_cl_mem_offset_far_beyond_the_buffer_is_refused),
-#endif
     TWIN_TEST(test_ref_returns_argument_and_unref_null_is_noop),
     TWIN_TEST(test_memory_is_allocated_lazily_per_side),
     TWIN_TEST(test_last_unref_frees_both_sides_at_once),

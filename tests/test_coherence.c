@@ -1,14 +1,12 @@
 /* Coherence: exact transfer counts for scripted access patterns, zero-copy buffers that never
  * move a byte, the dirty map under fragmentation and random use, and threads sharing a buffer.
- * Every case runs on the host backend, on OpenCL zero-copy and on OpenCL with two copies. */
+ * Every case runs on every backend group: the host backend, and each device (the fake device,
+ * OpenCL) zero-copy and with two copies. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fixture.h"
-#ifdef TWIN_HAVE_OPENCL
-#include "core/twin_opencl.h"
-#endif
 
 #define ROWS 4096
 #define COLS 4096
@@ -16,7 +14,7 @@
 
 /* Bytes the scripted pattern should move on this backend: real counts only on two copies. */
 static uint64_t expect_moved(const twin_fixture *f, uint64_t two_copies) {
-  return f->has_device && !f->zero_copy ? two_copies : 0;
+  return f->layout == FIXTURE_TWO_COPIES ? two_copies : 0;
 }
 
 static twin_stats moved_since(const twin_fixture *f, const twin_stats *before) {
@@ -133,44 +131,25 @@ static void test_zero_copy_buffer_is_one_allocation(void **state) {
   size_t shape[] = {1000};
   twin_array *a;
   assert_ok(twin_array_zeros(f->ctx, TWIN_I32, 1, shape, &a));
-  assert_int_equal(twin_array_is_zero_copy(a), f->one_copy);
+  assert_int_equal(twin_array_is_zero_copy(a), f->layout != FIXTURE_TWO_COPIES);
   host_fill(a, 0.0f);
   fixture_device_touch(f, a, TWIN_READ_WRITE);
   twin_stats st = fixture_stats(f);
-  assert_int_equal(st.zero_copy_buffers, f->one_copy ? 1 : 0);
+  assert_int_equal(st.zero_copy_buffers, f->layout != FIXTURE_TWO_COPIES ? 1 : 0);
   assert_int_equal(st.host_bytes, 4000);
-  assert_int_equal(st.device_bytes, f->has_device && !f->zero_copy ? 4000 : 0);
+  assert_int_equal(st.device_bytes, f->layout == FIXTURE_TWO_COPIES ? 4000 : 0);
   twin_array_unref(a);
   assert_int_equal(fixture_stats(f).zero_copy_buffers, 0);
 }
 
-#ifdef TWIN_HAVE_OPENCL
-/* Writes `value` into elements [first, first + n) of a contiguous array on the device. */
-static void device_write(twin_fixture *f, twin_array *a, int32_t value) {
-  cl_mem mem;
-  size_t off, n = twin_array_size(a);
+/* Writes `value` into every element of a contiguous i32 array on the device. */
+static void device_write(twin_array *a, int32_t value) {
+  size_t n = twin_array_size(a);
   int32_t *data = test_malloc(n * sizeof *data + 1);
   for (size_t i = 0; i < n; i++)
     data[i] = value;
-  assert_ok(twin_device_begin(a, TWIN_WRITE, &mem, &off));
-  if (n)
-    assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                          n * sizeof *data, data, 0, NULL, NULL),
-                     CL_SUCCESS);
-  assert_ok(twin_device_end(a));
+  fixture_device_write(a, TWIN_WRITE, data);
   test_free(data);
-}
-
-/* Reads a contiguous array on the device. */
-static void device_read(twin_fixture *f, twin_array *a, int32_t *out) {
-  cl_mem mem;
-  size_t off, n = twin_array_size(a);
-  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
-  if (n)
-    assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off,
-                                         n * sizeof *out, out, 0, NULL, NULL),
-                     CL_SUCCESS);
-  assert_ok(twin_device_end(a));
 }
 
 /* Random row blocks written on either side and read back on either side, against a shadow
@@ -196,7 +175,7 @@ static void test_random_row_blocks_stay_coherent(void **state) {
     int32_t value = step + 1;
     int op = rand_r(&seed) % 4;
     if (op == 0) {
-      device_write(f, v, value);
+      device_write(v, value);
     } else if (op == 1) {
       int32_t *p;
       assert_ok(twin_host_begin(v, TWIN_WRITE, (void **)&p));
@@ -208,7 +187,7 @@ static void test_random_row_blocks_stay_coherent(void **state) {
       for (ptrdiff_t i = r0 * C; i < r1 * C; i++)
         shadow[i] = value;
     if (op == 2) {
-      device_read(f, v, got);
+      fixture_device_read(v, got);
       assert_memory_equal(got, &shadow[r0 * C], (size_t)(r1 - r0) * C * sizeof *got);
     } else if (op == 3) {
       assert_ok(twin_array_read(v, got, twin_array_nbytes(v)));
@@ -218,7 +197,7 @@ static void test_random_row_blocks_stay_coherent(void **state) {
   }
   assert_ok(twin_array_read(a, got, sizeof got));
   assert_memory_equal(got, shadow, sizeof got);
-  device_read(f, a, got);
+  fixture_device_read(a, got);
   assert_memory_equal(got, shadow, sizeof got);
   twin_array_unref(a);
 }
@@ -245,7 +224,7 @@ static void test_fragmented_writes_move_each_written_byte_once(void **state) {
     twin_array_unref(row);
   }
   int32_t got[R * C];
-  device_read(f, a, got);
+  fixture_device_read(a, got);
   for (int r = 0; r < R; r += 3)
     for (int c = 0; c < C; c++)
       assert_int_equal(got[r * C + c], r * C + c);
@@ -266,15 +245,15 @@ static void test_device_access_while_host_write_open_is_busy_and_names_the_site(
   void *p;
   int line = __LINE__ + 1;
   assert_ok(twin_host_begin(r0, TWIN_WRITE, &p));
-  cl_mem mem;
+  void *mem;
   size_t off;
-  assert_status(twin_device_begin(r1, TWIN_READ, &mem, &off), TWIN_ERR_BUSY);
+  assert_status(fixture_device_begin(r1, TWIN_READ, &mem, &off), TWIN_ERR_BUSY);
   char site[64];
   snprintf(site, sizeof site, "test_coherence.c:%d", line);
   assert_non_null(strstr(twin_last_error(), site));
   assert_ok(twin_host_end(r0));
-  assert_ok(twin_device_begin(r1, TWIN_READ, &mem, &off));
-  assert_ok(twin_device_end(r1));
+  assert_ok(fixture_device_begin(r1, TWIN_READ, &mem, &off));
+  assert_ok(fixture_device_end(r1));
   twin_array_unref(r1);
   twin_array_unref(r0);
   twin_array_unref(a);
@@ -291,7 +270,7 @@ typedef struct worker {
  * on the host; other threads do the same on sibling rows of the same buffer. */
 static void *work(void *arg) {
   worker *w = arg;
-  cl_command_queue q = twin_context_cl_queue(w->f->ctx);
+  twin_context *ctx = w->f->ctx;
   /* A sibling's open access on the other side makes an access busy: retry, as an application
    * sharing a buffer between threads would. */
 #define RETRY(call)                                                                                \
@@ -299,7 +278,7 @@ static void *work(void *arg) {
   sched_yield()
   for (int it = 0; it < 50; it++) {
     int32_t v = w->id * 1000 + it, back = -1, *p;
-    cl_mem mem;
+    void *mem;
     size_t off;
     twin_status s;
     RETRY(twin_host_begin(w->row, TWIN_WRITE, (void **)&p));
@@ -309,12 +288,12 @@ static void *work(void *arg) {
       s = twin_host_end(w->row);
     }
     if (s == TWIN_OK)
-      RETRY(twin_device_begin(w->row, TWIN_READ_WRITE, &mem, &off));
+      RETRY(fixture_device_begin(w->row, TWIN_READ_WRITE, &mem, &off));
     if (s == TWIN_OK) {
-      clEnqueueReadBuffer(q, mem, CL_TRUE, off + 63 * sizeof v, sizeof v, &back, 0, NULL, NULL);
       int32_t neg = -v;
-      clEnqueueWriteBuffer(q, mem, CL_TRUE, off, sizeof neg, &neg, 0, NULL, NULL);
-      s = twin_device_end(w->row);
+      w->failures += !fixture_device_get(ctx, mem, off + 63 * sizeof v, &back, sizeof v);
+      w->failures += !fixture_device_put(ctx, mem, off, &neg, sizeof neg);
+      s = fixture_device_end(w->row);
     }
     if (s == TWIN_OK)
       RETRY(twin_host_begin(w->row, TWIN_READ, (void **)&p));
@@ -349,7 +328,6 @@ static void test_threads_share_one_buffer_through_row_views(void **state) {
   }
   twin_array_unref(a);
 }
-#endif
 
 static void test_coherence_env_selects_copy(void **state) {
   twin_fixture *f = fixture(state);
@@ -380,12 +358,10 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_sibling_rows_written_on_device_each_read_moves_its_own_row),
     TWIN_TEST(test_never_written_side_costs_nothing_on_the_other),
     TWIN_TEST(test_zero_copy_buffer_is_one_allocation),
-#ifdef TWIN_HAVE_OPENCL
     TWIN_TEST(test_random_row_blocks_stay_coherent),
     TWIN_TEST(test_fragmented_writes_move_each_written_byte_once),
     TWIN_TEST(test_device_access_while_host_write_open_is_busy_and_names_the_site),
     TWIN_TEST(test_threads_share_one_buffer_through_row_views),
-#endif
     TWIN_TEST(test_coherence_env_selects_copy),
 };
 

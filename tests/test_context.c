@@ -4,10 +4,6 @@
 
 #include "fixture.h"
 
-#ifdef TWIN_HAVE_OPENCL
-#include "backends/opencl/clapi.h"
-#endif
-
 static void test_context_ref_returns_same_and_unref_null_is_noop(void **state) {
   twin_fixture *f = fixture(state);
   assert_ptr_equal(twin_context_ref(f->ctx), f->ctx);
@@ -27,7 +23,7 @@ static void test_context_opens_what_the_spec_names(void **state) {
   twin_context *ctx;
   assert_ok(fixture_open(f->spec, &ctx));
   assert_string_equal(twin_context_device(ctx)->spec, twin_context_device(f->ctx)->spec);
-  assert_int_equal(twin_context_is_zero_copy(ctx), f->one_copy);
+  assert_int_equal(twin_context_is_zero_copy(ctx), f->layout != FIXTURE_TWO_COPIES);
   assert_ok(twin_context_finish(ctx));
   twin_context_unref(ctx);
 }
@@ -101,16 +97,6 @@ static void test_resolve_grammar(void **state) {
   assert_ok(twin_device_resolve(spec, &d));
 }
 
-static void test_resolve_pocl_by_name(void **state) {
-  (void)state;
-  twin_device_info cl, d;
-  if (!first_opencl(&cl) || !strstr(cl.platform, "Portable Computing Language"))
-    skip();
-  assert_ok(twin_device_resolve("opencl:pthread", &d));
-  assert_true(strstr(d.name, "pthread") != NULL);
-  assert_ok(twin_device_resolve("opencl:portable", &d));
-}
-
 static void test_unknown_spec_lists_devices(void **state) {
   (void)state;
   twin_device_info d;
@@ -160,6 +146,46 @@ static void test_twin_device_env_is_read_when_spec_is_null(void **state) {
     unsetenv("TWIN_DEVICE");
 }
 
+/* The fake test device: selected by its own spec in any case, never listed and never picked by
+ * default; it says what it is, shares host memory (automatic coherence is zero-copy, "+copy"
+ * two copies), and runs no OpenCL C. */
+static void test_fake_device_is_selected_only_by_its_spec(void **state) {
+  (void)state;
+  twin_device_info d;
+  static const char *const specs[] = {"fake", "FAKE", "Fake"};
+  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+    memset(&d, 0, sizeof d);
+    assert_ok(twin_device_resolve(specs[i], &d));
+    assert_string_equal(d.spec, "fake");
+    assert_string_equal(d.platform, "twin");
+    assert_string_equal(d.name, "fake device (host memory; for tests)");
+    assert_int_equal(d.type, TWIN_DEVICE_OTHER);
+    assert_true(d.host_unified_memory);
+    assert_true(d.max_alloc_bytes > 0 && d.max_alloc_bytes <= d.global_mem_bytes);
+  }
+  twin_device_info *list;
+  size_t n;
+  assert_ok(twin_device_list(&list, &n));
+  for (size_t i = 0; i < n; i++)
+    assert_string_not_equal(list[i].spec, "fake");
+  twin_device_list_free(list);
+  assert_ok(twin_device_resolve("", &d));
+  assert_string_not_equal(d.spec, "fake");
+  assert_status(twin_device_resolve("fake:0", &d), TWIN_ERR_NO_DEVICE);
+  twin_context *ctx;
+  assert_ok(fixture_open("fake", &ctx));
+  assert_true(twin_context_is_zero_copy(ctx));
+  twin_program *p = NULL;
+  assert_status(twin_program_new(ctx, "__kernel void k(void) {}", NULL, &p), TWIN_ERR_UNSUPPORTED);
+  assert_non_null(strstr(twin_last_error(), "the fake backend runs no OpenCL C"));
+  assert_null(p);
+  twin_context_unref(ctx);
+  assert_ok(fixture_open("fake+copy", &ctx));
+  assert_false(twin_context_is_zero_copy(ctx));
+  assert_string_equal(twin_context_device(ctx)->spec, "fake");
+  twin_context_unref(ctx);
+}
+
 static void test_resolve_null_out_is_invalid(void **state) {
   (void)state;
   assert_status(twin_device_resolve("host", NULL), TWIN_ERR_INVALID_ARGUMENT);
@@ -184,54 +210,6 @@ static void test_context_lives_while_an_array_holds_it(void **state) {
   twin_array_unref(a); /* the last reference: the context goes with it */
 }
 
-#ifdef TWIN_HAVE_OPENCL
-static int platform_queries;
-
-static cl_int CL_API_CALL counting_platform_ids(cl_uint n, cl_platform_id *ids, cl_uint *count) {
-  platform_queries++;
-  return twin__cl_real.clGetPlatformIDs(n, ids, count);
-}
-
-/* OpenCL calls twin makes to open a context: counted where every OpenCL use starts. */
-static int platform_queries_of(const char *spec, twin_status expected) {
-  twin__cl.clGetPlatformIDs = counting_platform_ids;
-  platform_queries = 0;
-  twin_context *ctx = NULL;
-  assert_status(twin_context_new(spec, &ctx), expected);
-  twin_context_unref(ctx);
-  twin__cl.clGetPlatformIDs = twin__cl_real.clGetPlatformIDs;
-  return platform_queries;
-}
-#endif
-
-/* The host backend needs no OpenCL: opening it must not load the platforms (PoCL starts its
- * threads and maps tens of MB when its platform is queried). */
-static void test_host_context_does_not_touch_opencl(void **state) {
-  (void)state;
-#ifdef TWIN_HAVE_OPENCL
-  const char *old = getenv("TWIN_DEVICE");
-  char saved[128] = "";
-  if (old)
-    snprintf(saved, sizeof saved, "%s", old);
-  assert_int_equal(platform_queries_of("host", TWIN_OK), 0);
-  assert_int_equal(platform_queries_of("HOST", TWIN_OK), 0);
-  setenv("TWIN_DEVICE", "Host", 1);
-  assert_int_equal(platform_queries_of(NULL, TWIN_OK), 0);
-  twin_device_info d;
-  assert_ok(twin_device_resolve(NULL, &d));
-  assert_string_equal(d.spec, "host");
-  /* The default pick and OpenCL specs do need the platforms, and a spec that matches nothing
-   * lists every device. */
-  unsetenv("TWIN_DEVICE");
-  assert_true(platform_queries_of(NULL, TWIN_OK) > 0);
-  assert_true(platform_queries_of("opencl:nosuchdevice", TWIN_ERR_NO_DEVICE) > 0);
-  if (old)
-    setenv("TWIN_DEVICE", saved, 1);
-#else
-  skip();
-#endif
-}
-
 /* TWIN_COHERENCE takes any case, like TWIN_DEVICE. */
 static void test_coherence_env_is_case_insensitive(void **state) {
   twin_fixture *f = fixture(state);
@@ -239,11 +217,8 @@ static void test_coherence_env_is_case_insensitive(void **state) {
   char saved[64] = "";
   if (old)
     snprintf(saved, sizeof saved, "%s", old);
-  char spec[64];
-  snprintf(spec, sizeof spec, "%s", f->spec);
-  char *plus = strstr(spec, "+copy");
-  if (plus)
-    *plus = '\0';
+  char spec[64]; /* the group's device, without its coherence */
+  fixture_options(f->spec, spec, sizeof spec);
   unsetenv("TWIN_COHERENCE");
   twin_context *ctx;
   assert_ok(twin_context_new(spec, &ctx));
@@ -281,7 +256,7 @@ static void test_one_copy_is_zero_copy_on_every_backend(void **state) {
   twin_fixture *f = fixture(state);
   twin_context *ctx;
   assert_ok(fixture_open(f->spec, &ctx));
-  bool one = !f->has_device || f->zero_copy;
+  bool one = f->layout != FIXTURE_TWO_COPIES;
   assert_int_equal(twin_context_is_zero_copy(ctx), one);
   const size_t n = 10;
   twin_array *a;
@@ -316,12 +291,11 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_context_opens_what_the_spec_names),
     TWIN_TEST(test_device_list_ends_with_host),
     TWIN_TEST(test_resolve_grammar),
-    TWIN_TEST(test_resolve_pocl_by_name),
     TWIN_TEST(test_unknown_spec_lists_devices),
     TWIN_TEST(test_twin_device_env_is_read_when_spec_is_null),
+    TWIN_TEST(test_fake_device_is_selected_only_by_its_spec),
     TWIN_TEST(test_resolve_null_out_is_invalid),
     TWIN_TEST(test_context_lives_while_an_array_holds_it),
-    TWIN_TEST(test_host_context_does_not_touch_opencl),
     TWIN_TEST(test_coherence_env_is_case_insensitive),
     TWIN_TEST(test_one_copy_is_zero_copy_on_every_backend),
     TWIN_TEST(test_status_names_and_version),

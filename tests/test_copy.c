@@ -1,20 +1,16 @@
 /* The built-in operations: twin_copy (strided views, broadcasting, dtype conversion, overlap),
- * twin_fill, twin_array_contiguous and twin_array_copy, and the OpenCL kernel program behind
- * them. The differential test runs random copies on the fixture's backend and, from identical
- * data, in a separate host context, and requires both buffers to agree bit for bit; it also
- * checks the host result against a plain reference written here. */
+ * twin_fill, twin_array_contiguous and twin_array_copy, on every backend (test_opencl_copy.c
+ * holds the OpenCL kernel program behind them). The differential test runs random copies on the
+ * fixture's backend and, from identical data, in a separate host context, and requires both buffers
+ * to agree bit for bit; it also checks the host result against a plain reference written here. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/backend.h"
 #include "fixture.h"
-
-#ifdef TWIN_HAVE_OPENCL
-#include "backends/opencl/clapi.h"
-#endif
+#include "host_faults.h"
 
 /* ---- helpers ---- */
 
@@ -283,53 +279,6 @@ static size_t random_layout(uint64_t *rng, layout *l, bool alias) {
 static size_t random_axis(uint64_t *rng, int ndim) {
   static const size_t most[TWIN_MAX_DIMS + 1] = {1, 70, 40, 12, 7, 4, 3, 3, 2};
   return 1 + below(rng, most[ndim]);
-}
-
-/* ---- the OpenCL program ---- */
-
-static void test_program_builds(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->ctx->ops->prepare_ops)
-    skip(); /* the host backend builds nothing */
-  twin_status s = f->ctx->ops->prepare_ops(f->ctx);
-  if (s != TWIN_OK)
-    print_error("the built-in kernels failed to build:\n%s\n", twin_last_error());
-  assert_int_equal(s, TWIN_OK);
-}
-
-#ifdef TWIN_HAVE_OPENCL
-static cl_program CL_API_CALL broken_program(cl_context c, cl_uint count, const char **lines,
-                                             const size_t *lengths, cl_int *err) {
-  static const char *broken[] = {"kernel void broken(global int *p) {\n",
-                                 "  p[0] = twin_no_such_name;\n", "}\n"};
-  return twin__cl_real.clCreateProgramWithSource(c, 3, broken, NULL, err);
-}
-#endif
-
-static void test_build_failure_reports_the_log(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
-#ifdef TWIN_HAVE_OPENCL
-  twin_context *ctx; /* a fresh context: the fixture's has its program already */
-  assert_ok(fixture_open(f->spec, &ctx));
-  twin_array *a = i32_range(ctx, 8, 1);
-  twin__cl.clCreateProgramWithSource = broken_program;
-  int32_t seven = 7, got[8];
-  assert_status(twin_fill(a, &seven), TWIN_ERR_BUILD);
-  assert_non_null(strstr(twin_last_error(), "clBuildProgram"));
-  assert_non_null(strstr(twin_last_error(), "build log"));
-  assert_non_null(strstr(twin_last_error(), "twin_no_such_name"));
-  read_i32(a, got); /* untouched, and no access was left open */
-  for (int i = 0; i < 8; i++)
-    assert_int_equal(got[i], i + 1);
-  twin__cl = twin__cl_real; /* the next operation builds the real program */
-  assert_ok(twin_fill(a, &seven));
-  read_i32(a, got);
-  assert_int_equal(got[7], 7);
-  twin_array_unref(a);
-  twin_context_unref(ctx);
-#endif
 }
 
 /* ---- the differential test ---- */
@@ -961,7 +910,8 @@ static void test_copy_moves_only_the_source(void **state) {
   assert_ok(twin_copy(b, a));
   assert_ok(twin_copy(b, a));
   twin_stats after = fixture_stats(f);
-  assert_int_equal(after.bytes_to_device - before.bytes_to_device, f->zero_copy ? 0 : 4000);
+  assert_int_equal(after.bytes_to_device - before.bytes_to_device,
+                   f->layout == FIXTURE_TWO_COPIES ? 4000 : 0);
   assert_int_equal(after.bytes_to_host - before.bytes_to_host, 0);
   twin_array_unref(a);
   twin_array_unref(b);
@@ -1039,17 +989,6 @@ static void test_copy_refuses_busy_arrays(void **state) {
 
 /* ---- failures inside the operation ---- */
 
-static twin__allocator real_alloc;
-static int alloc_calls, alloc_fail_at;
-
-static void *failing_malloc(size_t n) {
-  return ++alloc_calls == alloc_fail_at ? NULL : real_alloc.malloc_fn(n);
-}
-
-static void *failing_aligned(size_t alignment, size_t n) {
-  return ++alloc_calls == alloc_fail_at ? NULL : real_alloc.aligned_fn(alignment, n);
-}
-
 /* Fails host allocation number 1, 2, ... of an overlapping copy (which makes a temporary)
  * until it succeeds: each failure is clean, leaves the data as it was and leaks nothing. */
 static void test_copy_survives_allocation_failures(void **state) {
@@ -1061,13 +1000,9 @@ static void test_copy_survives_allocation_failures(void **state) {
   twin_status s = TWIN_ERR_OUT_OF_HOST_MEMORY;
   int fail_at;
   for (fail_at = 1; fail_at < 50 && s != TWIN_OK; fail_at++) {
-    twin__allocator_copy(&real_alloc, &twin__host_alloc);
-    alloc_calls = 0;
-    alloc_fail_at = fail_at;
-    twin__host_alloc.malloc_fn = failing_malloc;
-    twin__host_alloc.aligned_fn = failing_aligned;
+    host_inject(fail_at);
     s = twin_copy(hi, lo);
-    twin__allocator_set(&real_alloc);
+    host_restore();
     if (s != TWIN_OK) {
       assert_int_equal(s, TWIN_ERR_OUT_OF_HOST_MEMORY);
       twin_stats now = fixture_stats(f);
@@ -1087,51 +1022,6 @@ static void test_copy_survives_allocation_failures(void **state) {
   twin_array_unref(lo);
   twin_array_unref(hi);
   twin_array_unref(a);
-}
-
-#ifdef TWIN_HAVE_OPENCL
-static cl_int CL_API_CALL fail_enqueue_kernel(cl_command_queue q, cl_kernel k, cl_uint dims,
-                                              const size_t *offset, const size_t *global,
-                                              const size_t *local, cl_uint nwait,
-                                              const cl_event *wait, cl_event *ev) {
-  return CL_OUT_OF_RESOURCES;
-}
-
-static cl_int CL_API_CALL fail_copy_buffer(cl_command_queue q, cl_mem s, cl_mem d, size_t so,
-                                           size_t doff, size_t n, cl_uint nwait,
-                                           const cl_event *wait, cl_event *ev) {
-  return CL_OUT_OF_HOST_MEMORY;
-}
-#endif
-
-/* A failed enqueue is reported, closes the accesses it opened and leaks nothing. */
-static void test_enqueue_failure_is_clean(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
-#ifdef TWIN_HAVE_OPENCL
-  twin_array *a = i32_range(f->ctx, 64, 0), *b = i32_range(f->ctx, 64, 0), *c;
-  twin_array *odd = view_of(a, 1, (size_t[]){32}, (ptrdiff_t[]){2}, 1);
-  assert_ok(twin_array_new(f->ctx, TWIN_I32, 1, (size_t[]){32}, &c));
-  twin__cl.clEnqueueNDRangeKernel = fail_enqueue_kernel;
-  assert_status(twin_copy(c, odd), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
-  assert_non_null(strstr(twin_last_error(), "clEnqueueNDRangeKernel"));
-  int32_t v = 5;
-  assert_status(twin_fill(c, &v), TWIN_ERR_OUT_OF_DEVICE_MEMORY);
-  twin__cl.clEnqueueCopyBuffer = fail_copy_buffer;
-  assert_status(twin_copy(b, a), TWIN_ERR_OUT_OF_HOST_MEMORY);
-  assert_non_null(strstr(twin_last_error(), "clEnqueueCopyBuffer"));
-  twin__cl = twin__cl_real;
-  assert_ok(twin_copy(c, odd)); /* no access was left open */
-  int32_t got[32];
-  read_i32(c, got);
-  for (int i = 0; i < 32; i++)
-    assert_int_equal(got[i], 2 * i + 1);
-  twin_array_unref(odd);
-  twin_array_unref(a);
-  twin_array_unref(b);
-  twin_array_unref(c);
-#endif
 }
 
 /* A device without fp64: the program builds without the f64 kernels, other conversions work,
@@ -1224,8 +1114,6 @@ static void test_copies_from_many_threads(void **state) {
 }
 
 static const struct CMUnitTest tests[] = {
-    TWIN_TEST(test_program_builds),
-    TWIN_TEST(test_build_failure_reports_the_log),
     TWIN_TEST(test_copy_differential_against_host),
     TWIN_TEST(test_copy_contiguous_and_broadcast),
     TWIN_TEST(test_copy_zero_length_axes),
@@ -1247,7 +1135,6 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_copy_bad_inputs),
     TWIN_TEST(test_copy_refuses_busy_arrays),
     TWIN_TEST(test_copy_survives_allocation_failures),
-    TWIN_TEST(test_enqueue_failure_is_clean),
     TWIN_TEST(test_device_without_fp64),
     TWIN_TEST(test_copies_from_many_threads),
 };

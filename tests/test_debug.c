@@ -11,9 +11,6 @@
 #include <unistd.h>
 
 #include "fixture.h"
-#ifdef TWIN_HAVE_OPENCL
-#include "core/twin_opencl.h"
-#endif
 
 /* ---- catching reports ---- */
 
@@ -183,12 +180,10 @@ MISUSE(contiguous, twin_array_contiguous(dead, &out_))
 MISUSE(residency, twin_array_residency(dead, &res_, &res_))
 MISUSE(evict, twin_array_evict(dead, TWIN_HOST))
 MISUSE(prefetch, twin_array_prefetch(dead, TWIN_HOST))
-#ifdef TWIN_HAVE_OPENCL
-static cl_mem mem_;
+static void *mem_;
 static size_t off_;
-MISUSE(device_begin, twin_device_begin(dead, TWIN_READ, &mem_, &off_))
-MISUSE(device_end, twin_device_end(dead))
-#endif
+MISUSE(device_begin, fixture_device_begin(dead, TWIN_READ, &mem_, &off_))
+MISUSE(device_end, fixture_device_end(dead))
 
 static const misuse misuses[] = {
     {"twin_array_ref", call_ref},
@@ -223,10 +218,8 @@ static const misuse misuses[] = {
     {"twin_array_residency", call_residency},
     {"twin_array_evict", call_evict},
     {"twin_array_prefetch", call_prefetch},
-#ifdef TWIN_HAVE_OPENCL
     {"twin_device_begin", call_device_begin},
     {"twin_device_end", call_device_end},
-#endif
 };
 
 static void test_every_call_taking_an_array_reports_a_released_one(void **state) {
@@ -359,20 +352,18 @@ static void test_last_unref_with_an_access_open_is_reported_with_its_site(void *
   assert_ok(twin_array_read(a, got, sizeof got));
   assert_int_equal(got[3], 9);
   fixture_device_touch(f, a, TWIN_READ_WRITE); /* not BUSY */
-#ifdef TWIN_HAVE_OPENCL
-  if (f->has_device) { /* a device access, likewise */
-    cl_mem mem;
+  if (f->has_device) {                         /* a device access, likewise */
+    void *mem;
     size_t off;
     assert_ok(twin_array_reshape(a, 1, shape, &v));
     begun = __LINE__ + 1;
-    assert_ok(twin_device_begin(v, TWIN_WRITE, &mem, &off));
+    assert_ok(fixture_device_begin(v, TWIN_WRITE, &mem, &off));
     EXPECT_REPORT(twin_array_unref(v));
     snprintf(want, sizeof want, "a device write access, begun at %s:%d by twin_device_begin",
              __FILE__, begun);
     assert_non_null(strstr(report, want));
     assert_ok(twin_array_read(a, got, sizeof got));
   }
-#endif
   assert_int_equal(fixture_stats(f).arrays, 1);
   twin_array_unref(a);
   assert_int_equal(fatal_calls, 1);
@@ -388,7 +379,7 @@ static void test_context_option_turns_checks_on(void **state) {
   twin_context_unref(ctx);
   assert_false(atomic_load(&twin__debug)); /* TWIN_DEBUG is not set in this test's run */
   options.debug = true;
-  options.device = f->has_device ? "opencl" : "host";
+  options.device = twin_context_device(f->ctx)->spec; /* "host", "fake", "opencl:P.D" */
   assert_ok(twin_context_new_with(&options, &ctx));
   assert_true(atomic_load(&twin__debug));
   twin_context_unref(ctx);

@@ -1,8 +1,8 @@
-/* Memory the application lends twin, and DLPack both ways: wrapped host memory and wrapped
- * cl_mem objects behave as arrays, give their memory back with the final contents, and are
- * released exactly once at the last unref; exported tensors hold a reference and an open
- * access until their deleter runs; imported tensors call the producer's deleter exactly once
- * at the last unref; failures release nothing. */
+/* Memory the application lends twin, and DLPack both ways: wrapped host memory behaves as an
+ * array, gives its memory back with the final contents, and is released exactly once at the
+ * last unref; exported tensors hold a reference and an open access until their deleter runs;
+ * imported tensors call the producer's deleter exactly once at the last unref; failures
+ * release nothing. (test_opencl_interop.c holds the same for cl_mem objects and kDLOpenCL.) */
 #include <dlpack/dlpack.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,9 +10,7 @@
 #include <string.h>
 
 #include "fixture.h"
-#ifdef TWIN_HAVE_OPENCL
-#include "core/twin_opencl.h"
-#endif
+#include "host_faults.h"
 
 static atomic_int releases;
 static void *released_user;
@@ -52,7 +50,7 @@ static void test_wrapped_host_memory_released_once_at_last_unref(void **state) {
   size_t shape[] = {N};
   twin_array *a, *tail;
   assert_ok(twin_array_wrap_host(f->ctx, mem, TWIN_F32, 1, shape, NULL, count_release, mem, &a));
-  assert_int_equal(twin_array_is_zero_copy(a), f->one_copy);
+  assert_int_equal(twin_array_is_zero_copy(a), f->layout != FIXTURE_TWO_COPIES);
   twin_slice s[] = {{900, TWIN_NONE, 1}};
   assert_ok(twin_array_slice(a, s, &tail));
   float got[100];
@@ -108,7 +106,7 @@ static void test_wrapped_memory_is_counted_and_never_trimmed(void **state) {
   twin_stats st = fixture_stats(f);
   assert_int_equal(st.host_bytes - before.host_bytes, N * sizeof(float));
   assert_int_equal(st.buffers - before.buffers, 1);
-  if (f->has_device && !f->zero_copy) {
+  if (f->layout == FIXTURE_TWO_COPIES) {
     float got[N];
     assert_ok(twin_array_prefetch(a, TWIN_DEVICE)); /* both sides hold the data */
     assert_ok(twin_array_read(a, got, sizeof got));
@@ -291,194 +289,7 @@ static void test_dlpack_round_trip_through_twin(void **state) {
   assert_int_equal(fixture_stats(f).buffers, 0);
 }
 
-/* ---- cl_mem ---- */
-
-#ifdef TWIN_HAVE_OPENCL
-static cl_uint ref_count(cl_mem mem) {
-  cl_uint n = 0;
-  assert_int_equal(clGetMemObjectInfo(mem, CL_MEM_REFERENCE_COUNT, sizeof n, &n, NULL), CL_SUCCESS);
-  return n;
-}
-
-static cl_mem make_cl_mem(twin_context *ctx, const float *data, size_t n) {
-  cl_int err;
-  cl_mem mem =
-      clCreateBuffer(twin_context_cl_context(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                     n * sizeof *data, (void *)data, &err);
-  assert_int_equal(err, CL_SUCCESS);
-  return mem;
-}
-
-static void read_cl_mem(twin_context *ctx, cl_mem mem, float *out, size_t n) {
-  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(ctx), mem, CL_TRUE, 0, n * sizeof *out,
-                                       out, 0, NULL, NULL),
-                   CL_SUCCESS);
-}
-#endif
-
-static void test_wrapped_cl_mem_is_retained_and_released_at_the_end(void **state) {
-  twin_fixture *f = fixture(state);
-  DEVICE_ONLY(f);
-#ifdef TWIN_HAVE_OPENCL
-  float data[16], back[16];
-  for (int i = 0; i < 16; i++)
-    data[i] = (float)i;
-  cl_mem mem = make_cl_mem(f->ctx, data, 16);
-  size_t shape[] = {3, 4};
-  twin_array *a, *col;
-  /* Elements 4..15 as a 3 x 4 matrix: byte_offset 16. */
-  assert_ok(twin_array_wrap_cl_mem(f->ctx, mem, 16, TWIN_F32, 2, shape, NULL, &a));
-  assert_int_equal(ref_count(mem), 2);
-  assert_false(twin_array_is_zero_copy(a)); /* the cl_mem is the device side of two copies */
-  twin_stats st = fixture_stats(f);
-  assert_int_equal(st.device_bytes, 64);
-  assert_ok(twin_array_index(a, 1, 0, &col)); /* 4, 8, 12 */
-  float got[3];
-  assert_ok(twin_array_read(col, got, sizeof got));
-  assert_true(got[0] == 4.0f && got[2] == 12.0f);
-  float twos[3] = {2, 2, 2};
-  assert_ok(twin_array_write(col, twos, sizeof twos)); /* newer on the host now */
-  assert_status(twin_array_evict(a, TWIN_DEVICE), TWIN_ERR_UNSUPPORTED);
-  twin_array_unref(a);
-  assert_int_equal(ref_count(mem), 2);
-  twin_array_unref(col);
-  assert_int_equal(ref_count(mem), 1);
-  /* The host's newer elements went back into the cl_mem before twin let go of it. */
-  read_cl_mem(f->ctx, mem, back, 16);
-  for (int i = 0; i < 16; i++)
-    assert_true(back[i] == (i >= 4 && i % 4 == 0 ? 2.0f : (float)i));
-  clReleaseMemObject(mem);
-#endif
-}
-
-static void test_wrap_cl_mem_refusals_keep_no_reference(void **state) {
-  twin_fixture *f = fixture(state);
-#ifdef TWIN_HAVE_OPENCL
-  size_t shape[] = {4}, big[] = {5};
-  twin_array *a = NULL;
-  if (!f->has_device) {
-    assert_status(twin_array_wrap_cl_mem(f->ctx, (cl_mem)0x1, 0, TWIN_F32, 1, shape, NULL, &a),
-                  TWIN_ERR_UNSUPPORTED);
-    return;
-  }
-  float data[4] = {0};
-  cl_mem mem = make_cl_mem(f->ctx, data, 4);
-  assert_status(twin_array_wrap_cl_mem(f->ctx, mem, 2, TWIN_F32, 1, shape, NULL, &a),
-                TWIN_ERR_INVALID_ARGUMENT);
-  assert_message_has("byte_offset 2 is not a multiple");
-  assert_status(twin_array_wrap_cl_mem(f->ctx, mem, 0, TWIN_F32, 1, big, NULL, &a),
-                TWIN_ERR_INVALID_ARGUMENT);
-  assert_message_has("outside the 16-byte buffer");
-  assert_int_equal(ref_count(mem), 1);
-  twin_context *other;
-  assert_ok(fixture_open(f->spec, &other));
-  assert_status(twin_array_wrap_cl_mem(other, mem, 0, TWIN_F32, 1, shape, NULL, &a),
-                TWIN_ERR_INVALID_ARGUMENT);
-  assert_message_has("twin_array_wrap_cl_mem: the cl_mem belongs to another OpenCL context");
-  twin_context_unref(other);
-  assert_int_equal(ref_count(mem), 1);
-  assert_null(a);
-  clReleaseMemObject(mem);
-#else
-  (void)f;
-  skip();
-#endif
-}
-
-#ifdef TWIN_HAVE_OPENCL
-typedef struct cl_producer {
-  DLManagedTensor t;
-  int64_t shape[1];
-  cl_mem mem;
-  int deleted;
-} cl_producer;
-
-static void cl_producer_delete(DLManagedTensor *t) {
-  cl_producer *p = t->manager_ctx;
-  clReleaseMemObject(p->mem);
-  p->deleted++;
-}
-#endif
-
-static void test_dlpack_opencl_both_ways(void **state) {
-  twin_fixture *f = fixture(state);
-  DEVICE_ONLY(f);
-#ifdef TWIN_HAVE_OPENCL
-  /* Export: the tensor names the buffer's cl_mem and the view's byte offset. */
-  size_t shape[] = {10};
-  float data[10];
-  for (int i = 0; i < 10; i++)
-    data[i] = (float)i;
-  twin_array *a, *v;
-  assert_ok(twin_array_from_host(f->ctx, TWIN_F32, 1, shape, data, &a));
-  twin_slice s[] = {{2, 8, 1}};
-  assert_ok(twin_array_slice(a, s, &v));
-  DLManagedTensor *t;
-  assert_ok(twin_array_to_dlpack_opencl(v, TWIN_READ, &t));
-  assert_int_equal(t->dl_tensor.device.device_type, kDLOpenCL);
-  assert_int_equal(t->dl_tensor.byte_offset, 8);
-  cl_mem mem;
-  size_t off;
-  assert_ok(twin_device_begin(a, TWIN_READ, &mem, &off));
-  assert_ptr_equal(t->dl_tensor.data, mem);
-  assert_ok(twin_device_end(a));
-  float got[6];
-  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), t->dl_tensor.data, CL_TRUE,
-                                       t->dl_tensor.byte_offset, sizeof got, got, 0, NULL, NULL),
-                   CL_SUCCESS);
-  assert_true(got[0] == 2.0f && got[5] == 7.0f);
-  twin_array_unref(v);
-  twin_array_unref(a);
-  assert_int_equal(fixture_stats(f).buffers, 1);
-  t->deleter(t);
-  assert_int_equal(fixture_stats(f).buffers, 0);
-  /* Import: a producer's cl_mem, released by its deleter once twin lets go. */
-  cl_producer p = {0};
-  p.mem = make_cl_mem(f->ctx, data, 10);
-  p.shape[0] = 4;
-  p.t.dl_tensor = (DLTensor){p.mem, {kDLOpenCL, 0}, 1, {kDLFloat, 32, 1}, p.shape, NULL, 12};
-  p.t.manager_ctx = &p;
-  p.t.deleter = cl_producer_delete;
-  twin_array *b;
-  assert_ok(twin_array_from_dlpack(f->ctx, &p.t, &b));
-  float four[4];
-  assert_ok(twin_array_read(b, four, sizeof four));
-  assert_true(four[0] == 3.0f && four[3] == 6.0f);
-  assert_int_equal(p.deleted, 0);
-  twin_array_unref(b);
-  assert_int_equal(p.deleted, 1);
-#endif
-}
-
-static void test_dlpack_opencl_export_unsupported_on_host(void **state) {
-  twin_fixture *f = fixture(state);
-  if (f->has_device)
-    skip();
-#ifdef TWIN_HAVE_OPENCL
-  size_t shape[] = {2};
-  twin_array *a;
-  assert_ok(twin_array_zeros(f->ctx, TWIN_F32, 1, shape, &a));
-  DLManagedTensor *t = NULL;
-  assert_status(twin_array_to_dlpack_opencl(a, TWIN_READ, &t), TWIN_ERR_UNSUPPORTED);
-  assert_null(t);
-  assert_int_equal(fixture_stats(f).arrays, 1); /* the private view went again */
-  twin_array_unref(a);
-#endif
-}
-
 /* ---- Failures ---- */
-
-static void *(*real_malloc)(size_t);
-static void *(*real_aligned)(size_t, size_t);
-static int alloc_calls, alloc_fail_at;
-
-static void *failing_malloc(size_t n) {
-  return ++alloc_calls == alloc_fail_at ? NULL : real_malloc(n);
-}
-
-static void *failing_aligned(size_t alignment, size_t n) {
-  return ++alloc_calls == alloc_fail_at ? NULL : real_aligned(alignment, n);
-}
 
 typedef struct lent {
   bool wrapped, imported;
@@ -520,15 +331,9 @@ static void test_allocation_failure_sweep_over_lending(void **state) {
     make_producer(&p, false);
     lent done;
     atomic_store(&releases, 0);
-    real_malloc = atomic_load(&twin__host_alloc.malloc_fn);
-    real_aligned = atomic_load(&twin__host_alloc.aligned_fn);
-    alloc_calls = 0;
-    alloc_fail_at = fail_at;
-    twin__host_alloc.malloc_fn = failing_malloc;
-    twin__host_alloc.aligned_fn = failing_aligned;
+    host_inject(fail_at);
     s = lend_export_import(f, mem, &p, &done);
-    twin__host_alloc.malloc_fn = real_malloc;
-    twin__host_alloc.aligned_fn = real_aligned;
+    host_restore();
     if (s != TWIN_OK)
       assert_int_equal(s, TWIN_ERR_OUT_OF_HOST_MEMORY);
     assert_int_equal(atomic_load(&releases), done.wrapped);
@@ -568,10 +373,6 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_dlpack_cpu_import_calls_deleter_once_at_last_unref),
     TWIN_TEST(test_dlpack_import_refusals_leave_the_tensor_alone),
     TWIN_TEST(test_dlpack_round_trip_through_twin),
-    TWIN_TEST(test_wrapped_cl_mem_is_retained_and_released_at_the_end),
-    TWIN_TEST(test_wrap_cl_mem_refusals_keep_no_reference),
-    TWIN_TEST(test_dlpack_opencl_both_ways),
-    TWIN_TEST(test_dlpack_opencl_export_unsupported_on_host),
     TWIN_TEST(test_allocation_failure_sweep_over_lending),
     TWIN_TEST(test_empty_lent_memory),
 };

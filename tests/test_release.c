@@ -1,232 +1,19 @@
 /* The call that drops the last view of a buffer returns only after both of its memories are
  * really released, on every path a buffer can end by: the last view, a DLPack deleter, the
- * release of lent memory, the last array of a context the application already dropped. Each
- * case asserts right after the call, with no sleep and no twin_context_finish, that
- * - the host blocks are back: counted through the library's allocator hooks, and (in builds
- *   without AddressSanitizer) seen in the process's resident memory;
- * - the device memory is gone: a destructor callback the test put on the cl_mem has run;
- * - twin_context_stats counts the bytes off then, and never before.
- * It also checks that the wait covers only the commands that use that buffer: dropping an idle
- * buffer while a long kernel runs on another returns at once. */
+ * release of lent memory, the last array of a context the application already dropped; on
+ * every backend (release_probe.h says what is watched, and how). It also checks that the wait
+ * covers only the commands that use that buffer: dropping an idle buffer while a long kernel
+ * runs on another returns at once. (test_opencl_release.c holds the paths through OpenCL
+ * objects: the application's own commands, a lent or retained cl_mem, a kDLOpenCL export.) */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <dlpack/dlpack.h>
 
 #include "fixture.h"
-#ifdef TWIN_HAVE_OPENCL
-#include "backends/opencl/clapi.h"
-#include "core/twin_opencl.h"
-#endif
-
-/* AddressSanitizer keeps freed memory in quarantine, so the resident size does not drop when
- * a block is freed, and ThreadSanitizer keeps shadow memory and makes big memsets slow: under
- * either only the allocator hooks count, and the arrays are smaller. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UNDER_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define UNDER_SANITIZER 1
-#endif
-#endif
-#ifdef UNDER_SANITIZER
-#define BIG_MIB 16
-#else
-#define BIG_MIB 256
-#endif
-#define BIG ((size_t)BIG_MIB << 20)
-#define BIG_F32 (BIG / sizeof(float))
-
-/* Blocks of at least this size are the arrays' memory; smaller ones are bookkeeping. */
-#define LARGE ((size_t)1 << 20)
-
-/* ---- host blocks, counted through the allocator hooks ---- */
-
-/* A runtime thread may free a zero-copy block (the cl_mem's destructor), hence the lock. */
-static twin__allocator real_alloc;
-static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-  void *p;
-  size_t n;
-} blocks[32];
-
-static void note_block(void *p, size_t n) {
-  if (!p || n < LARGE)
-    return;
-  pthread_mutex_lock(&blocks_lock);
-  for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
-    if (!blocks[i].p) {
-      blocks[i].p = p;
-      blocks[i].n = n;
-      break;
-    }
-  pthread_mutex_unlock(&blocks_lock);
-}
-
-static void *hook_malloc(size_t n) {
-  void *p = real_alloc.malloc_fn(n);
-  note_block(p, n);
-  return p;
-}
-
-static void *hook_aligned(size_t alignment, size_t n) {
-  void *p = real_alloc.aligned_fn(alignment, n);
-  note_block(p, n);
-  return p;
-}
-
-static void hook_free(void *p) {
-  pthread_mutex_lock(&blocks_lock);
-  for (size_t i = 0; p && i < sizeof blocks / sizeof blocks[0]; i++)
-    if (blocks[i].p == p)
-      blocks[i].p = NULL;
-  pthread_mutex_unlock(&blocks_lock);
-  real_alloc.free_fn(p);
-}
-
-/* Bytes of large blocks the library allocated since the hooks went in and has not freed. */
-static size_t live_blocks(void) {
-  size_t n = 0;
-  pthread_mutex_lock(&blocks_lock);
-  for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
-    if (blocks[i].p)
-      n += blocks[i].n;
-  pthread_mutex_unlock(&blocks_lock);
-  return n;
-}
-
-/* The fixture's teardown puts the real allocator back. */
-static void install_hooks(void) {
-  memset(blocks, 0, sizeof blocks);
-  twin__allocator_copy(&real_alloc, &twin__host_alloc);
-  twin__host_alloc.malloc_fn = hook_malloc;
-  twin__host_alloc.aligned_fn = hook_aligned;
-  twin__host_alloc.free_fn = hook_free;
-}
-
-/* ---- resident memory ---- */
-
-static long resident_mib(void) {
-  long size = 0, resident = 0;
-  FILE *f = fopen("/proc/self/statm", "r");
-  assert_non_null(f);
-  assert_int_equal(fscanf(f, "%ld %ld", &size, &resident), 2);
-  fclose(f);
-  return resident * sysconf(_SC_PAGESIZE) / (1 << 20);
-}
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-/* ---- what a case watches ---- */
-
-#define WATCHES 4
-
-#ifdef TWIN_HAVE_OPENCL
-/* Flags set by destructor callbacks on cl_mem objects, each used once in the process, so that
- * a memory released late (after its case ended) cannot touch a later case's flag. */
-static atomic_int destroyed_flags[256];
-static int flags_used;
-#endif
-
-typedef struct probe {
-  twin_context *ctx;              /* whose statistics: NULL once the case has dropped it */
-  twin_stats stats;               /* before the case made its arrays */
-  long resident;                  /* MiB, before */
-  atomic_int *destroyed[WATCHES]; /* of the cl_mem objects the case watches */
-  int watched;
-} probe;
-
-static void begin_probe(twin_context *ctx, probe *p) {
-  memset(p, 0, sizeof *p);
-  install_hooks();
-  p->ctx = ctx;
-  p->stats = fixture_ctx_stats(ctx);
-  p->resident = resident_mib();
-}
-
-/* The case's memory is in use: `bytes` of it in large library blocks (host memory and, on a
- * device that shares host memory, device copies) and resident. */
-static void expect_held(const probe *p, size_t bytes) {
-  assert_true(live_blocks() >= bytes);
-#ifndef UNDER_SANITIZER
-  assert_true(resident_mib() >= p->resident + (long)(bytes >> 20) * 9 / 10);
-#endif
-}
-
-static int count_destroyed(const probe *p) {
-  int n = 0;
-  for (int i = 0; i < p->watched; i++)
-    n += atomic_load(p->destroyed[i]);
-  return n;
-}
-
-/* Everything the case made is gone again, except `kept` bytes of large blocks. */
-static void expect_released_but(const probe *p, size_t kept) {
-  assert_int_equal(live_blocks(), kept);
-#ifndef UNDER_SANITIZER
-  /* Slack for the allocator's and the runtime's own growth, far below one array. */
-  long resident = resident_mib(), limit = p->resident + (long)(kept >> 20) + 48;
-  if (getenv("TWIN_RELEASE_REPORT")) /* the figures behind the README's release table */
-    printf("release: resident %ld MiB before the case, %ld MiB right after the last unref, "
-           "%d of %d watched cl_mem destroyed\n",
-           p->resident, resident, count_destroyed(p), p->watched);
-  if (resident > limit)
-    print_error("resident %ld MiB, expected at most %ld\n", resident, limit);
-  assert_true(resident <= limit);
-#endif
-  for (int i = 0; i < p->watched; i++)
-    assert_int_equal(atomic_load(p->destroyed[i]), 1);
-  if (p->ctx && !kept) {
-    twin_stats st = fixture_ctx_stats(p->ctx);
-    assert_int_equal(st.host_bytes, p->stats.host_bytes);
-    assert_int_equal(st.device_bytes, p->stats.device_bytes);
-    assert_int_equal(st.buffers, p->stats.buffers);
-  }
-}
-
-static void expect_released(const probe *p) {
-  expect_released_but(p, 0);
-}
-
-#ifdef TWIN_HAVE_OPENCL
-static void CL_CALLBACK on_destroyed(cl_mem mem, void *flag) {
-  (void)mem;
-  atomic_fetch_add((atomic_int *)flag, 1);
-}
-
-/* Watches a cl_mem: its destructor sets the probe's next flag. */
-static void watch_mem(probe *p, cl_mem mem) {
-  assert_true(p->watched < WATCHES);
-  assert_true(flags_used < (int)(sizeof destroyed_flags / sizeof destroyed_flags[0]));
-  p->destroyed[p->watched] = &destroyed_flags[flags_used++];
-  assert_int_equal(clSetMemObjectDestructorCallback(mem, on_destroyed, p->destroyed[p->watched]),
-                   CL_SUCCESS);
-  p->watched++;
-}
-
-/* Watches a's device memory, which a device access of this mode allocates. */
-static void watch_device(const twin_fixture *f, probe *p, twin_array *a, twin_access access) {
-  if (!f->has_device)
-    return;
-  cl_mem mem;
-  size_t off;
-  assert_ok(twin_device_begin(a, access, &mem, &off));
-  watch_mem(p, mem);
-  assert_ok(twin_device_end(a));
-}
-#else
-static void watch_device(const twin_fixture *f, probe *p, twin_array *a, twin_access access) {
-  (void)f, (void)p, (void)a, (void)access;
-}
-#endif
+#include "release_probe.h"
 
 /* ---- a kernel that runs for a while ---- */
 
@@ -237,7 +24,8 @@ static const char spin_source[] = "__kernel void spin(TWIN_ARRAY(__global float,
                                   "  TWIN_AT(x, get_global_id(0)) = a;\n"
                                   "}\n";
 
-/* On the host backend the kernel is a C function that writes element 0 at once. */
+/* Without OpenCL (the host backend, the fake device) the kernel is a C function that writes
+ * element 0 at once. */
 static twin_status host_spin(const twin_host_launch *l, void *user) {
   (void)user;
   *(float *)l->data[0] = 1.0f;
@@ -246,7 +34,7 @@ static twin_status host_spin(const twin_host_launch *l, void *user) {
 
 static twin_kernel *spin_kernel(const twin_fixture *f, twin_context *ctx) {
   twin_kernel *k;
-  if (!f->has_device) {
+  if (!f->opencl) {
     assert_ok(twin_kernel_new_host(ctx, "spin", host_spin, NULL, &k));
     return k;
   }
@@ -266,7 +54,7 @@ static void launch_spin(twin_kernel *k, twin_array *a, int iterations) {
 /* Iterations of spin that take about ms milliseconds on this device, measured once. */
 static int spin_iterations(const twin_fixture *f, double ms) {
   static double per_ms;
-  if (!f->has_device)
+  if (!f->opencl)
     return 1;
   if (per_ms == 0) {
     twin_kernel *k = spin_kernel(f, f->ctx);
@@ -287,29 +75,6 @@ static int spin_iterations(const twin_fixture *f, double ms) {
     twin_kernel_unref(k);
   }
   return (int)(per_ms * ms);
-}
-
-static twin_array *big_zeros(twin_context *ctx, int ndim, const size_t *shape) {
-  twin_array *a;
-  assert_ok(twin_array_zeros(ctx, TWIN_F32, ndim, shape, &a));
-  return a;
-}
-
-static twin_array *big_vector(twin_context *ctx) {
-  size_t n = BIG_F32;
-  return big_zeros(ctx, 1, &n);
-}
-
-/* Makes both of a's memories exist and resident (a zeroed array is written as each side is
- * allocated) and, when p is not NULL, watches its device memory. */
-static void hold(const twin_fixture *f, probe *p, twin_array *a) {
-  if (p)
-    watch_device(f, p, a, TWIN_READ);
-  else
-    fixture_device_touch(f, a, TWIN_READ);
-  void *x;
-  assert_ok(twin_host_begin(a, TWIN_READ, &x));
-  assert_ok(twin_host_end(a));
 }
 
 /* ---- the scenarios ---- */
@@ -393,7 +158,8 @@ static void test_base_dropped_right_after_copying_a_view_out(void **state) {
 }
 
 /* A DLPack export outlives its array; the deleter drops the last reference. */
-static void dlpack_export_outlives_the_array(twin_fixture *f, bool on_device) {
+static void test_dlpack_cpu_export_outlives_the_array(void **state) {
+  twin_fixture *f = fixture(state);
   probe p;
   begin_probe(f->ctx, &p);
   twin_array *a = big_vector(f->ctx);
@@ -401,60 +167,13 @@ static void dlpack_export_outlives_the_array(twin_fixture *f, bool on_device) {
   float two = 2.0f;
   assert_ok(twin_fill(a, &two));
   DLManagedTensor *t;
-#ifdef TWIN_HAVE_OPENCL
-  if (on_device) {
-    assert_ok(twin_array_to_dlpack_opencl(a, TWIN_READ_WRITE, &t));
-    /* The consumer's own work on the memory, on the context's queue, still queued. */
-    cl_mem mem = t->dl_tensor.data;
-    assert_int_equal(clEnqueueFillBuffer(twin_context_cl_queue(f->ctx), mem, &two, sizeof two,
-                                         t->dl_tensor.byte_offset, BIG, 0, NULL, NULL),
-                     CL_SUCCESS);
-  }
-#endif
-  if (!on_device) {
-    assert_ok(twin_array_to_dlpack(a, TWIN_READ_WRITE, &t));
-    float *x = t->dl_tensor.data;
-    x[0] = x[BIG_F32 - 1] = 3.0f;
-  }
+  assert_ok(twin_array_to_dlpack(a, TWIN_READ_WRITE, &t));
+  float *x = t->dl_tensor.data;
+  x[0] = x[BIG_F32 - 1] = 3.0f;
   twin_array_unref(a);
   expect_held(&p, BIG);
   t->deleter(t);
   expect_released(&p);
-}
-
-static void test_dlpack_cpu_export_outlives_the_array(void **state) {
-  dlpack_export_outlives_the_array(fixture(state), false);
-}
-
-static void test_dlpack_opencl_export_outlives_the_array(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
-  dlpack_export_outlives_the_array(f, true);
-}
-
-/* The application's commands on a cl_mem between twin_device_begin and twin_device_end. */
-static void test_commands_enqueued_through_interop_are_waited_for(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
-#ifdef TWIN_HAVE_OPENCL
-  probe p;
-  begin_probe(f->ctx, &p);
-  twin_array *a = big_vector(f->ctx);
-  hold(f, NULL, a);
-  cl_mem mem;
-  size_t off;
-  assert_ok(twin_device_begin(a, TWIN_WRITE, &mem, &off));
-  watch_mem(&p, mem);
-  float five = 5.0f;
-  assert_int_equal(clEnqueueFillBuffer(twin_context_cl_queue(f->ctx), mem, &five, sizeof five, off,
-                                       BIG, 0, NULL, NULL),
-                   CL_SUCCESS);
-  assert_ok(twin_device_end(a));
-  twin_array_unref(a);
-  expect_released(&p);
-#endif
 }
 
 /* Lent host memory: its release callback runs inside the last unref, after the device is done
@@ -463,7 +182,7 @@ typedef struct lent {
   float *mem;
   probe *p;
   int calls;
-  bool device_done; /* every watched cl_mem was gone when the callback ran */
+  bool device_done; /* every watched device memory was gone when the callback ran */
   float first, last;
 } lent;
 
@@ -487,7 +206,7 @@ static void test_lent_host_memory_is_given_back_after_the_device_is_done(void **
   size_t n = BIG_F32;
   twin_array *a;
   assert_ok(twin_array_wrap_host(f->ctx, l.mem, TWIN_F32, 1, &n, NULL, lent_released, &l, &a));
-  watch_device(f, &p, a, TWIN_READ);
+  watch_device(&p, a, TWIN_READ);
   float nine = 9.0f;
   assert_ok(twin_fill(a, &nine)); /* on the device, still running when the unref comes */
   twin_array_unref(a);
@@ -498,45 +217,8 @@ static void test_lent_host_memory_is_given_back_after_the_device_is_done(void **
   expect_released(&p);
 }
 
-/* A cl_mem the application made and lent: twin's reference is gone when the unref returns,
- * and with it the memory when twin's was the last. */
-static void test_wrapped_cl_mem_is_released_by_the_last_unref(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
-#ifdef TWIN_HAVE_OPENCL
-  probe p;
-  begin_probe(f->ctx, &p);
-  cl_context cl = twin_context_cl_context(f->ctx);
-  for (int keep = 0; keep < 2; keep++) {
-    cl_int err;
-    cl_mem mem = clCreateBuffer(cl, CL_MEM_READ_WRITE, BIG, NULL, &err);
-    assert_int_equal(err, CL_SUCCESS);
-    watch_mem(&p, mem);
-    size_t n = BIG_F32;
-    twin_array *a;
-    assert_ok(twin_array_wrap_cl_mem(f->ctx, mem, 0, TWIN_F32, 1, &n, NULL, &a));
-    float four = 4.0f;
-    assert_ok(twin_fill(a, &four));
-    if (!keep)
-      assert_int_equal(clReleaseMemObject(mem), CL_SUCCESS); /* twin's is the last reference */
-    twin_array_unref(a);
-    if (keep) {
-      cl_uint refs = 0;
-      assert_int_equal(clGetMemObjectInfo(mem, CL_MEM_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                       CL_SUCCESS);
-      assert_int_equal(refs, 1);
-      assert_int_equal(atomic_load(p.destroyed[p.watched - 1]), 0);
-      assert_int_equal(clReleaseMemObject(mem), CL_SUCCESS);
-    }
-    assert_int_equal(atomic_load(p.destroyed[p.watched - 1]), 1);
-  }
-  expect_released(&p);
-#endif
-}
-
 /* The last array of a context the application has already dropped: the memory, and the
- * context with all of its OpenCL objects, are gone when the unref returns. */
+ * context, are gone when the unref returns (test_opencl_release.c: its OpenCL objects too). */
 static void quiet_leak(twin_context *ctx, void *user) {
   (void)ctx, (void)user;
 }
@@ -552,26 +234,12 @@ static void test_last_array_of_a_dropped_context(void **state) {
   assert_ok(twin_context_set_leak_handler(ctx, quiet_leak, NULL));
   twin_array *a = big_vector(ctx);
   hold(f, &p, a);
-#ifdef TWIN_HAVE_OPENCL
-  cl_context cl = twin_context_cl_context(ctx);
-  if (cl)
-    assert_int_equal(clRetainContext(cl), CL_SUCCESS);
-#endif
   launch_spin(k, a, spin);
   twin_kernel_unref(k);
   twin_context_unref(ctx);
   p.ctx = NULL;
   twin_array_unref(a);
   expect_released(&p);
-#ifdef TWIN_HAVE_OPENCL
-  if (cl) {
-    cl_uint refs = 0;
-    assert_int_equal(clGetContextInfo(cl, CL_CONTEXT_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                     CL_SUCCESS);
-    assert_int_equal(refs, 1); /* the test's own */
-    assert_int_equal(clReleaseContext(cl), CL_SUCCESS);
-  }
-#endif
 }
 
 /* The wait covers only the dropped buffer's commands: an idle buffer dropped while a long
@@ -600,7 +268,7 @@ static void test_idle_buffer_dropped_during_a_long_kernel_goes_at_once(void **st
   expect_released(&p);
   assert_ok(twin_context_finish(f->ctx));
   double t3 = now_ms();
-  if (f->has_device) {
+  if (f->opencl) { /* elsewhere the kernel is a C function that has run already */
     /* Generous against a noisy machine, yet well before the kernel ended; and the kernel ran
      * long enough to tell (its real length varies with the machine's load). */
     if (t2 - t1 > (t3 - t1) / 2 || t3 - t0 < kernel_ms / 4)
@@ -651,76 +319,11 @@ static void test_stats_count_bytes_off_only_once_they_are_freed(void **state) {
     looks++;
   }
   assert_int_equal(pthread_join(t, NULL), 0);
-  assert_true(looks > 0);
+  /* The unref waits for the kernel on OpenCL; on the fake device nothing is queued, and the
+   * drop may be over before the first look. */
+  assert_true(looks > 0 || !f->opencl);
   expect_released(&p);
   twin_kernel_unref(k);
-}
-
-/* A cl_mem borrowed from twin_device_begin and retained past its array's life: the last unref
- * does not hang, releases twin's reference, and says so once per context, naming the line
- * that made the array. */
-static void test_retained_borrowed_cl_mem_warns_once_and_does_not_hang(void **state) {
-  twin_fixture *f = fixture(state);
-  if (!f->has_device)
-    skip();
-#ifdef TWIN_HAVE_OPENCL
-  twin_context *ctx;
-  assert_ok(fixture_open(f->spec, &ctx));
-  probe p;
-  begin_probe(ctx, &p);
-  /* The wait for a reference that never goes, shortened for the test. */
-  double limit = twin__cl_poll_limit_ms;
-  twin__cl_poll_limit_ms = 20;
-  cl_mem mems[2];
-  int line = 0;
-  FILE *tmp = tmpfile();
-  assert_non_null(tmp);
-  fflush(stderr);
-  int saved = dup(2);
-  assert_true(dup2(fileno(tmp), 2) >= 0);
-  double longest = 0;
-  for (int i = 0; i < 2; i++) {
-    size_t n = 1 << 20;
-    twin_array *a;
-    line = __LINE__ + 1;
-    assert_ok(twin_array_zeros(ctx, TWIN_F32, 1, &n, &a));
-    size_t off;
-    assert_ok(twin_device_begin(a, TWIN_READ, &mems[i], &off));
-    assert_int_equal(clRetainMemObject(mems[i]), CL_SUCCESS);
-    watch_mem(&p, mems[i]);
-    assert_ok(twin_device_end(a));
-    double t0 = now_ms();
-    twin_array_unref(a);
-    double took = now_ms() - t0;
-    longest = took > longest ? took : longest;
-  }
-  twin__cl_poll_limit_ms = limit;
-  fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
-  char text[2048] = "";
-  rewind(tmp);
-  size_t got = fread(text, 1, sizeof text - 1, tmp);
-  text[got] = '\0';
-  fclose(tmp);
-  assert_true(longest < 2000);
-  char site[600];
-  snprintf(site, sizeof site, "%s:%d", __FILE__, line);
-  const char *warning = strstr(text, site);
-  if (!warning)
-    print_error("stderr was: %s\n", text);
-  assert_non_null(warning);
-  assert_null(strstr(warning + 1, site)); /* once */
-  for (int i = 0; i < 2; i++) {
-    cl_uint refs = 0;
-    assert_int_equal(clGetMemObjectInfo(mems[i], CL_MEM_REFERENCE_COUNT, sizeof refs, &refs, NULL),
-                     CL_SUCCESS);
-    assert_int_equal(refs, 1); /* the test's own */
-    assert_int_equal(clReleaseMemObject(mems[i]), CL_SUCCESS);
-  }
-  expect_released(&p);
-  twin_context_unref(ctx);
-#endif
 }
 
 static const struct CMUnitTest tests[] = {
@@ -729,14 +332,10 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_last_unrefs_right_after_a_fill_of_a_view_and_a_copy),
     TWIN_TEST(test_base_dropped_right_after_copying_a_view_out),
     TWIN_TEST(test_dlpack_cpu_export_outlives_the_array),
-    TWIN_TEST(test_dlpack_opencl_export_outlives_the_array),
-    TWIN_TEST(test_commands_enqueued_through_interop_are_waited_for),
     TWIN_TEST(test_lent_host_memory_is_given_back_after_the_device_is_done),
-    TWIN_TEST(test_wrapped_cl_mem_is_released_by_the_last_unref),
     TWIN_TEST(test_last_array_of_a_dropped_context),
     TWIN_TEST(test_idle_buffer_dropped_during_a_long_kernel_goes_at_once),
     TWIN_TEST(test_stats_count_bytes_off_only_once_they_are_freed),
-    TWIN_TEST(test_retained_borrowed_cl_mem_warns_once_and_does_not_hang),
 };
 
 TWIN_TEST_MAIN(tests)

@@ -2,9 +2,6 @@
 #include <string.h>
 
 #include "fixture.h"
-#ifdef TWIN_HAVE_OPENCL
-#include "core/twin_opencl.h"
-#endif
 
 #define S(a, b, c) ((twin_slice){(a), (b), (c)})
 #define N TWIN_NONE
@@ -227,13 +224,11 @@ static void test_broadcast_to_repeats_and_is_read_only(void **state) {
   twin_slice sl[] = {TWIN_ALL, S(0, 1, 1), TWIN_ALL};
   assert_ok(twin_array_slice(b, sl, &s));
   assert_status(twin_host_begin(s, TWIN_WRITE, &p), TWIN_ERR_READ_ONLY);
-#ifdef TWIN_HAVE_OPENCL
   if (fixture(state)->has_device) {
-    cl_mem mem;
+    void *mem;
     size_t off;
-    assert_status(twin_device_begin(b, TWIN_WRITE, &mem, &off), TWIN_ERR_READ_ONLY);
+    assert_status(fixture_device_begin(b, TWIN_WRITE, &mem, &off), TWIN_ERR_READ_ONLY);
   }
-#endif
   size_t bad[] = {2, 4}, fewer[] = {3};
   assert_status(twin_array_broadcast_to(a, 2, bad, &s), TWIN_ERR_SHAPE_MISMATCH);
   twin_array_unref(s);
@@ -552,18 +547,15 @@ static void test_view_dropped_first_leaves_base_intact(void **state) {
   twin_array_unref(a);
 }
 
-#ifdef TWIN_HAVE_OPENCL
-/* Reads element k of a 1-D view on the device side through its cl_mem. */
+/* Reads element k of a 1-D view on the device side, straight from its device memory. */
 static int32_t device_element(twin_fixture *f, twin_array *v, size_t k) {
-  cl_mem mem;
+  void *mem;
   size_t off;
   int32_t x;
-  assert_ok(twin_device_begin(v, TWIN_READ, &mem, &off));
+  assert_ok(fixture_device_begin(v, TWIN_READ, &mem, &off));
   off += (size_t)((ptrdiff_t)k * twin_array_strides(v)[0]) * sizeof x;
-  assert_int_equal(clEnqueueReadBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off, sizeof x,
-                                       &x, 0, NULL, NULL),
-                   CL_SUCCESS);
-  assert_ok(twin_device_end(v));
+  assert_true(fixture_device_get(f->ctx, mem, off, &x, sizeof x));
+  assert_ok(fixture_device_end(v));
   return x;
 }
 
@@ -594,15 +586,13 @@ static void test_device_write_through_view_is_seen_on_host_through_another(void 
   twin_array *a = arange(f, 2, shape), *rev, *diag;
   twin_slice sl[] = {S(N, N, -1), S(N, N, -1)};
   assert_ok(twin_array_slice(a, sl, &rev)); /* a[::-1, ::-1] */
-  cl_mem mem;
+  void *mem;
   size_t off;
   int32_t v = 777;
-  assert_ok(twin_device_begin(rev, TWIN_READ_WRITE, &mem, &off));
+  assert_ok(fixture_device_begin(rev, TWIN_READ_WRITE, &mem, &off));
   /* rev[0][0] is a[3][3], the first element of the view. */
-  assert_int_equal(clEnqueueWriteBuffer(twin_context_cl_queue(f->ctx), mem, CL_TRUE, off, sizeof v,
-                                        &v, 0, NULL, NULL),
-                   CL_SUCCESS);
-  assert_ok(twin_device_end(rev));
+  assert_true(fixture_device_put(f->ctx, mem, off, &v, sizeof v));
+  assert_ok(fixture_device_end(rev));
   size_t dshape[] = {4};
   ptrdiff_t dstride[] = {5};
   assert_ok(twin_array_as_strided(a, 1, dshape, dstride, 0, &diag));
@@ -613,7 +603,6 @@ static void test_device_write_through_view_is_seen_on_host_through_another(void 
   twin_array_unref(rev);
   twin_array_unref(a);
 }
-#endif
 
 static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_slice_follows_numpy_rules),
@@ -637,10 +626,8 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_squeeze_axis_drops_one_length_one_axis),
     TWIN_TEST(test_view_keeps_buffer_alive_after_base_drops),
     TWIN_TEST(test_view_dropped_first_leaves_base_intact),
-#ifdef TWIN_HAVE_OPENCL
     TWIN_TEST(test_host_write_through_view_is_seen_on_device_through_another),
     TWIN_TEST(test_device_write_through_view_is_seen_on_host_through_another),
-#endif
 };
 
 TWIN_TEST_MAIN(tests)
