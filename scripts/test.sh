@@ -26,8 +26,14 @@ if build build; then
   meson test -C build --print-errorlogs --num-processes "$jobs"
 fi
 
-# UBSan does not fail by default: -fno-sanitize-recover makes any finding fatal.
-if build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+# UBSan does not fail by default: -fno-sanitize-recover makes any finding fatal. Built with
+# clang: GCC 12's LeakSanitizer crashed in its own tracer at exit ("Tracer caught signal 11")
+# in about one run in five of the OpenCL kernel tests, a fault of the checker, not a finding;
+# clang 14's runs them clean. (A directory configured with another compiler is set up anew.)
+if [ -f build-asan/build.ninja ] && ! grep -A1 "^rule c_COMPILER$" build-asan/build.ninja | grep -q clang; then
+  rm -rf build-asan
+fi
+if CC=clang build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
     -Dc_args=-fno-sanitize-recover=undefined -Dc_link_args=-fno-sanitize-recover=undefined; then
   meson test -C build-asan --print-errorlogs --num-processes "$jobs"
 fi

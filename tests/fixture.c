@@ -240,6 +240,10 @@ static int run_group(const char *file, const char *spec, const struct CMUnitTest
 
 int twin_test_run(const char *file, const struct CMUnitTest *tests, size_t n, bool opencl_only) {
   twin__allocator_copy(&default_alloc, &twin__host_alloc);
+  /* TWIN_TEST_FILTER=PATTERN runs only the cases whose names match (cmocka's * and ?). */
+  const char *filter = getenv("TWIN_TEST_FILTER");
+  if (filter && *filter)
+    cmocka_set_test_filter(filter);
   const char *env = getenv("TWIN_TEST_BACKENDS");
 #ifdef TWIN_HAVE_OPENCL
   const char *def = "host,fake,fake+copy,opencl,opencl+copy";
