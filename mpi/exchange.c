@@ -211,8 +211,6 @@ twin_status twin_mpi_halo_begin(twin_mpi_halo *h) {
     h->active = false;
     h->phase = TWIN_MPI__IDLE;
   }
-  if (h->phase == TWIN_MPI__IDLE)
-    h->active = false;
   return s;
 }
 

@@ -151,7 +151,7 @@ static twin_status check_count(const MPI_Status *st, MPI_Datatype t, size_t want
   if (got >= 0 && (size_t)got == want)
     return TWIN_OK;
   return twin_mpi__fail(TWIN_ERR_SHAPE_MISMATCH,
-                        "twin_mpi_recv: a: the message from rank %d (tag %d) holds %d "
+                        "twin_mpi_recv: a: the message from rank %d (tag %d) held %d "
                         "elements, the view %zu",
                         st->MPI_SOURCE, st->MPI_TAG, got, want);
 }
@@ -165,8 +165,7 @@ static twin_status recv_failed(int err, int source, int tag, size_t want) {
   return twin_mpi__fail_mpi(err, "twin_mpi_recv: MPI_Recv from rank %d, tag %d", source, tag);
 }
 
-/* Receives into a buffer first, then scatters it into the view. The host access is opened
- * before the message is taken, so a view that cannot be written leaves the message queued. */
+/* Receives into a buffer first, then scatters it into the view. */
 static twin_status recv_packed(twin_array *a, const twin_mpi__layout *l, void *p, int source,
                                int tag, MPI_Comm comm) {
   size_t n = twin_array_size(a), bytes = twin_array_nbytes(a);
@@ -201,17 +200,41 @@ static twin_status recv_in_place(twin_array *a, void *p, int source, int tag, MP
   return s;
 }
 
+/* The message waiting from source with tag, probed without taking it: invalid ranks and tags
+ * fail here, and a message of another size is refused while it stays queued. */
+static twin_status probe(twin_array *a, int source, int tag, MPI_Comm comm, MPI_Status *st) {
+  int err = MPI_Probe(source, tag, comm, st);
+  if (err != MPI_SUCCESS)
+    return twin_mpi__fail_mpi(err, "twin_mpi_recv: MPI_Probe from rank %d, tag %d", source, tag);
+  int count = MPI_UNDEFINED, bytes = 0;
+  MPI_Get_count(st, twin_mpi_element_type(twin_array_dtype(a)), &count);
+  if (count != MPI_UNDEFINED && (size_t)count == twin_array_size(a))
+    return TWIN_OK;
+  MPI_Get_count(st, MPI_BYTE, &bytes);
+  return twin_mpi__fail(TWIN_ERR_SHAPE_MISMATCH,
+                        "twin_mpi_recv: a: the message from rank %d (tag %d) holds %d bytes "
+                        "(%d elements of %s), the view %zu elements; it stays queued",
+                        st->MPI_SOURCE, st->MPI_TAG, bytes, count == MPI_UNDEFINED ? -1 : count,
+                        twin_dtype_name(twin_array_dtype(a)), twin_array_size(a));
+}
+
+/* Probes, opens the host write access, then takes the probed message (its own source and tag,
+ * so a wildcard receive takes the message it checked). */
 static twin_status recv_into(twin_array *a, size_t below, int source, int tag, MPI_Comm comm) {
+  MPI_Status st;
+  twin_status s = probe(a, source, tag, comm, &st);
+  if (s != TWIN_OK)
+    return s;
   twin_mpi__layout l;
   twin_mpi__layout_of(a, &l);
   void *p;
-  twin_status s = twin_host_begin(a, TWIN_WRITE, &p);
+  s = twin_host_begin(a, TWIN_WRITE, &p);
   if (s != TWIN_OK)
     return twin_mpi__fail_twin(s, "twin_mpi_recv: a: writing the view");
   if (twin_mpi__run_bytes(&l) >= below && !twin_mpi__may_alias(&l))
-    s = recv_in_place(a, p, source, tag, comm);
+    s = recv_in_place(a, p, st.MPI_SOURCE, st.MPI_TAG, comm);
   else
-    s = recv_packed(a, &l, p, source, tag, comm);
+    s = recv_packed(a, &l, p, st.MPI_SOURCE, st.MPI_TAG, comm);
   twin_host_end(a);
   return s;
 }

@@ -84,11 +84,16 @@ TWIN_MPI_API twin_status twin_mpi_datatype(const twin_array *a, MPI_Datatype *ou
 TWIN_MPI_API twin_status twin_mpi_send(twin_array *a, int dest, int tag, MPI_Comm comm);
 
 /* Receives a message from source (or MPI_ANY_SOURCE) with tag (or MPI_ANY_TAG) on comm into
- * a's elements, blocking as MPI_Recv. a must be writable (else TWIN_ERR_READ_ONLY). A message
- * with a different element count is TWIN_ERR_SHAPE_MISMATCH naming both counts (a longer one
- * is MPI's truncation error, reported so); the view's contents are then unspecified. source
- * MPI_PROC_NULL receives nothing and leaves a untouched. Thread-safe as MPI_Recv is, except
- * that comm's error handler is swapped for the call. */
+ * a's elements, blocking as MPI_Recv. It probes first (MPI_Probe), then opens a's host write
+ * access, then takes the message it probed, so a refusal leaves the message queued for a
+ * later receive and a untouched: a message of another element count is
+ * TWIN_ERR_SHAPE_MISMATCH naming both counts, an a that is read-only TWIN_ERR_READ_ONLY, one
+ * with a conflicting access the caller holds TWIN_ERR_BUSY. An MPI failure while the message
+ * arrives leaves a's elements unspecified. source MPI_PROC_NULL receives nothing and leaves a
+ * untouched. Another thread receiving on comm from the same source and tag at the same time
+ * may take the probed message (as with MPI_Probe + MPI_Recv): give threads their own tags.
+ * Otherwise thread-safe as MPI_Recv is, except that comm's error handler is swapped for the
+ * call. */
 TWIN_MPI_API twin_status twin_mpi_recv(twin_array *a, int source, int tag, MPI_Comm comm);
 
 /* ---- Halo exchange -------------------------------------------------------------------------
