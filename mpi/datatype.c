@@ -30,9 +30,10 @@ MPI_Datatype twin_mpi_element_type(twin_dtype dtype) {
   return MPI_DATATYPE_NULL;
 }
 
-/* Open MPI 4.1 packs an hvector of one-byte blocks with stride -1 forwards, as if it were
- * contiguous (u8 a[::-1] sends a[0], a[1], ... read past the view). Such an axis is a list of
- * displacements instead, which it packs right. */
+/* Open MPI 4.1 packs an hvector of byte stride -1 wrongly (u8 a[::-1] comes out as a[0],
+ * a[1], ... read past the view; over a wider inner type the blocks come out shifted), whatever
+ * the type inside it; no other stride was seen to fail in 200000 random nested hvectors. Such
+ * an axis is a list of displacements instead, which it packs right. */
 static int reversed_bytes(size_t n, MPI_Datatype inner, MPI_Datatype *out) {
   MPI_Aint *d = malloc(n * sizeof *d);
   if (!d)
@@ -45,9 +46,7 @@ static int reversed_bytes(size_t n, MPI_Datatype inner, MPI_Datatype *out) {
 }
 
 static int axis_type(size_t n, ptrdiff_t stride, MPI_Datatype inner, MPI_Datatype *out) {
-  int size = 0;
-  MPI_Type_size(inner, &size);
-  if (stride == -1 && size == 1)
+  if (stride == -1)
     return reversed_bytes(n, inner, out);
   return MPI_Type_create_hvector((int)n, 1, (MPI_Aint)stride, inner, out);
 }
