@@ -70,12 +70,15 @@ TWIN_MPI_API twin_status twin_mpi_datatype(const twin_array *a, MPI_Datatype *ou
  * element type of its dtype: a view sent one way may be received into a view of any layout
  * with as many elements.
  * How the elements reach MPI depends on the view's contiguous runs (the bytes its innermost
- * axes cover without a gap, after merging): runs of at least TWIN_MPI_PACK_BELOW bytes
- * (default 2048; the environment variable, read at each call, may change it, 0 meaning always)
- * go through twin_mpi_datatype in place; shorter runs are packed into a temporary host buffer
- * first (twin_array_read / twin_array_write), since MPI's datatype engine is slow on tiny
- * pieces. A receive into a view whose elements may alias (a zero stride, or strides that
- * overlap) always packs. Both paths send the same message. */
+ * axes cover without a gap, after merging): runs of at least TWIN_MPI_PACK_BELOW bytes go
+ * through twin_mpi_datatype in place, shorter runs are packed into a temporary host buffer
+ * first (twin_array_read, or a scatter on receipt). The environment variable is read at each
+ * call; its default is 0 (always a datatype), measured: with Open MPI over shared memory the
+ * datatype path beat packing at every run length from 1 byte to 4 KiB, as MPI packs straight
+ * into its own transfer buffers (twin-bench-mpi; README, "Beyond one machine"). Set it on a
+ * transport whose datatype engine is slow on small pieces. A receive into a view whose
+ * elements may alias (a zero stride, or strides that overlap) always packs. Both paths send
+ * the same message. */
 
 /* Sends a's elements to rank dest of comm with tag, blocking as MPI_Send. dest MPI_PROC_NULL
  * sends nothing and opens no access. A host write access, or a device write (another thread's
