@@ -20,6 +20,14 @@ static twin_slice strip_range(const twin_mpi_halo *h, int j, int k, int d, bool 
   return (twin_slice){start, start + w, 1};
 }
 
+/* A contiguous staging array of the face's shape, owner-tagged for the memory report. */
+static twin_status make_staging_array(const twin_mpi_halo *h, const twin_array *face,
+                                      twin_array **out) {
+  twin_status s = twin_array_new(twin_array_context(h->field), twin_array_dtype(h->field), h->ndim,
+                                 twin_array_shape(face), out);
+  return s == TWIN_OK ? twin_array_set_owner(*out, "twin_mpi_halo") : s;
+}
+
 static twin_status make_strips(twin_mpi_halo *h, int k, int d) {
   twin_mpi__side *s = &h->side[k][d];
   twin_slice face[TWIN_MAX_DIMS], ghost[TWIN_MAX_DIMS];
@@ -30,17 +38,10 @@ static twin_status make_strips(twin_mpi_halo *h, int k, int d) {
   twin_status st = twin_array_slice(h->field, face, &s->face);
   if (st == TWIN_OK)
     st = twin_array_slice(h->field, ghost, &s->ghost);
-  twin_context *ctx = twin_array_context(h->field);
-  twin_dtype dtype = twin_array_dtype(h->field);
-  const size_t *shape = twin_array_shape(s->face ? s->face : h->field);
   if (st == TWIN_OK)
-    st = twin_array_new(ctx, dtype, h->ndim, shape, &s->out);
+    st = make_staging_array(h, s->face, &s->out);
   if (st == TWIN_OK)
-    st = twin_array_new(ctx, dtype, h->ndim, shape, &s->in);
-  if (st == TWIN_OK)
-    st = twin_array_set_owner(s->out, "twin_mpi_halo");
-  if (st == TWIN_OK)
-    st = twin_array_set_owner(s->in, "twin_mpi_halo");
+    st = make_staging_array(h, s->face, &s->in);
   if (st != TWIN_OK)
     return twin_mpi__fail_twin(st, FN ": making the strips of axis %d", k);
   return TWIN_OK;
@@ -144,6 +145,21 @@ static twin_status check_local(twin_array *field, MPI_Comm comm, int width, twin
   return twin_mpi__check_field(field, comm, width);
 }
 
+/* This rank's halo once the arguments passed everywhere: neighbours, their sizes, strips. */
+static twin_status make_halo(twin_array *field, MPI_Comm comm, int width, twin_mpi_halo **out) {
+  twin_mpi_halo *h = halo_alloc(field, width);
+  if (!h)
+    return twin_mpi__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, FN ": no memory for the halo");
+  h->comm = comm;
+  twin_status s = make_sides(h);
+  if (s == TWIN_OK)
+    s = twin_mpi__check_neighbours(h);
+  if (s == TWIN_OK)
+    s = make_staging(h);
+  *out = h; /* also on failure: the caller frees it once every rank knows */
+  return s;
+}
+
 twin_status twin_mpi_halo_new(twin_array *field, MPI_Comm cart, int width, twin_mpi_halo **out) {
   MPI_Comm comm;
   twin_status s = check_cart(cart);
@@ -151,24 +167,14 @@ twin_status twin_mpi_halo_new(twin_array *field, MPI_Comm cart, int width, twin_
     s = dup_comm(cart, &comm);
   if (s != TWIN_OK)
     return s;
-  s = twin_mpi__agree(comm, check_local(field, comm, width, out));
   twin_mpi_halo *h = NULL;
-  if (s == TWIN_OK && !(h = halo_alloc(field, width)))
-    s = twin_mpi__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, FN ": no memory for the halo");
-  if (h) {
-    h->comm = comm;
-    s = make_sides(h);
-    if (s == TWIN_OK)
-      s = twin_mpi__check_neighbours(h);
-    if (s == TWIN_OK)
-      s = make_staging(h);
-  }
-  s = twin_mpi__agree(comm, s);
-  if (s == TWIN_OK) {
+  s = twin_mpi__agree(comm, check_local(field, comm, width, out));
+  if (s == TWIN_OK)
+    s = make_halo(field, comm, width, &h);
+  s = twin_mpi__agree(comm, s); /* every rank learns whether any rank failed */
+  if (s == TWIN_OK)
     *out = h;
-    return TWIN_OK;
-  }
-  if (h)
+  else if (h)
     twin_mpi_halo_free(h); /* frees comm too */
   else
     MPI_Comm_free(&comm);
