@@ -55,10 +55,11 @@ TWIN_MPI_API MPI_Datatype twin_mpi_element_type(twin_dtype dtype);
  * size, so negative offsets (reversed axes) and repeated ones (zero strides, broadcasts) are
  * included. Built from the view's axes after dropping length-1 axes and merging axes that are
  * contiguous together: a contiguous run is one MPI_Type_contiguous, each outer axis one
- * MPI_Type_create_hvector with its signed byte stride; an empty view gives an empty type.
+ * MPI_Type_create_hvector with its signed byte stride (an axis of byte stride -1 a list of
+ * displacements instead, which Open MPI 4.1 packs right); an empty view gives an empty type.
  * An axis longer than INT_MAX after merging is TWIN_ERR_OVERFLOW. A type with repeated
  * offsets may be sent, never received into (MPI's rule). The caller owns *out and frees it
- * with MPI_Type_free. Thread-safe. */
+ * with MPI_Type_free. Thread-safe as MPI's type calls are at its thread level. */
 TWIN_MPI_API twin_status twin_mpi_datatype(const twin_array *a, MPI_Datatype *out);
 
 /* ---- Point to point ------------------------------------------------------------------------

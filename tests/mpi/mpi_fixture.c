@@ -97,17 +97,27 @@ static int run_group(const char *file, const char *spec, const struct CMUnitTest
   return _cmocka_run_group_tests(name, tests, n, group_setup, group_teardown);
 }
 
+/* tests/fixture.c's default groups: the host backend, the fake test device where libtwin has
+ * one (asked by its spec, so this builds against a libtwin without it), and OpenCL zero-copy
+ * and two-copy in builds with OpenCL. */
+static void default_backends(char *out, size_t cap) {
+  twin_device_info fake;
+  snprintf(out, cap, "host%s",
+           twin_device_resolve("fake", &fake) == TWIN_OK ? ",fake,fake+copy" : "");
+#ifdef TWIN_HAVE_OPENCL
+  size_t used = strlen(out);
+  snprintf(out + used, cap - used, ",opencl,opencl+copy");
+#endif
+}
+
 int mpi_test_run(int *argc, char ***argv, const char *file, const struct CMUnitTest *tests,
                  size_t n) {
   MPI_Init(argc, argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &current.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &current.size);
   const char *env = getenv("TWIN_TEST_BACKENDS");
-#ifdef TWIN_HAVE_OPENCL
-  const char *def = "host,opencl,opencl+copy";
-#else
-  const char *def = "host";
-#endif
+  char def[128];
+  default_backends(def, sizeof def);
   char list[256];
   snprintf(list, sizeof list, "%s", env && *env ? env : def);
   int failures = 0;
