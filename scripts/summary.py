@@ -4,7 +4,8 @@ build directory given, read from meson's testlog.json. A cmocka program counts i
 (from its "[  PASSED  ] N test(s)." lines, one per backend group); any other test counts as
 one. A program that failed without a cmocka failure line (a crash, a leak report at exit, a
 failed group setup) counts one failure more, so no failure can hide. Extra counts can be
-passed as NAME=passed/failed, e.g. install=1/0. Exits 1 when anything failed or nothing ran."""
+passed as NAME=passed/failed, e.g. install=1/0, and a log by its path (DIR/meson-logs/X.json,
+from meson test --logbase X). Exits 1 when anything failed or nothing ran."""
 import json
 import re
 import sys
@@ -44,8 +45,9 @@ def main(args):
             totals["passed"] += int(passed)
             totals["failed"] += int(failed)
         else:
+            log = arg if arg.endswith(".json") else f"{arg}/meson-logs/testlog.json"
             try:
-                count_log(f"{arg}/meson-logs/testlog.json", totals)
+                count_log(log, totals)
             except FileNotFoundError:
                 print(f"FAILED: {arg}: no test log (the build or the test run did not happen)")
                 totals["failed"] += 1

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: every test on every backend (PoCL through the ICD loader, the host
-# backend and the fake test device), then again under AddressSanitizer +
-# UndefinedBehaviorSanitizer with leak detection, then under ThreadSanitizer, then built without
-# OpenCL and without the examples, then a program built outside the tree against an installed
-# copy through pkg-config; last, a minute of fuzzing.
+# backend and the fake test device), then libtwin-mpi's tests under mpirun on 1, 2 and 4 ranks,
+# then everything again under AddressSanitizer + UndefinedBehaviorSanitizer with leak
+# detection, then under ThreadSanitizer, then built without OpenCL and without the examples,
+# then a program built outside the tree against an installed copy through pkg-config; last, a
+# minute of fuzzing.
 # Ends with one line: N passed, N failed[, N skipped].
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +22,17 @@ build() { # build DIR [meson options...]
   meson compile -C "$dir" || return 1
 }
 
-# The plain run goes first so the PoCL kernel cache is warm for the sanitizer run.
-if build build; then
-  meson test -C build --print-errorlogs --num-processes "$jobs"
+# The plain run goes first so the PoCL kernel cache is warm for the sanitizer run. It builds
+# libtwin-mpi too (-Dmpi=enabled: Open MPI is a dependency); its tests run in the MPI stage.
+if build build -Dmpi=enabled; then
+  meson test -C build --print-errorlogs --num-processes "$jobs" --no-suite mpi
+fi
+
+# MPI: libtwin-mpi's tests and the heat example under mpirun --allow-run-as-root
+# --oversubscribe on 1, 2 and 4 ranks of this machine, each rank with its own context (about a
+# minute). Its log: build/meson-logs/mpi.json.
+if [ -f build/build.ninja ]; then
+  meson test -C build --print-errorlogs --num-processes "$jobs" --suite mpi --logbase mpi
 fi
 
 # UBSan does not fail by default: -fno-sanitize-recover makes any finding fatal. Built with
@@ -64,5 +73,6 @@ if scripts/fuzz.sh 60; then
   fuzz_result=1/0
 fi
 
-python3 scripts/summary.py build build-asan build-tsan build-host-only "install=$install_result" \
+python3 scripts/summary.py build build/meson-logs/mpi.json build-asan build-tsan build-host-only \
+  "install=$install_result" \
   "fuzz=$fuzz_result"
