@@ -64,7 +64,8 @@ void *twin__alloc_block(size_t size) {
   return p;
 }
 
-void twin__spin_lock(atomic_flag *lock) {
-  while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire))
+void twin__spin_wait(atomic_flag *lock) {
+  do
     sched_yield(); /* held for a few instructions; yield rather than burn the core */
+  while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire));
 }

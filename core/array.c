@@ -1,9 +1,89 @@
 /* Arrays: immutable views (dtype, shape, strides, offset) onto a refcounted buffer, the checks
  * every array constructor shares, and the lifetime checks of array objects under TWIN_DEBUG. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "objects.h"
+
+/* ---- Released array objects kept for reuse ----
+ * Each thread keeps the last few array objects it released and makes its next ones of them,
+ * so that a view costs no malloc and free. Only while the allocator is the default one (a
+ * test's hooks see every allocation and free), debugging is off (released objects are
+ * poisoned then) and not under AddressSanitizer, which must see every object freed to catch a
+ * use after. The objects go back to free when their thread exits. */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_OBJECTS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CACHE_OBJECTS 0
+#endif
+#endif
+#ifndef CACHE_OBJECTS
+#define CACHE_OBJECTS 8
+#endif
+
+typedef struct object_cache {
+  twin_array *top; /* linked through next */
+  unsigned count;
+  bool registered; /* with cache_key, so that the thread's exit frees them */
+} object_cache;
+
+/* initial-exec: one load from the thread pointer instead of a __tls_get_addr call per use; the
+ * few bytes fit the static TLS room glibc keeps for libraries loaded with dlopen. */
+static _Thread_local object_cache cache __attribute__((tls_model("initial-exec")));
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static bool cache_key_made;
+
+static void cache_free(void *arg) {
+  object_cache *c = arg;
+  while (c->top) {
+    twin_array *a = c->top;
+    c->top = a->next;
+    free(a); /* from malloc: the cache holds no other */
+  }
+  c->count = 0;
+}
+
+static void make_cache_key(void) {
+  cache_key_made = pthread_key_create(&cache_key, cache_free) == 0;
+}
+
+static inline bool cache_usable(void) {
+  return CACHE_OBJECTS > 0 && !atomic_load_explicit(&twin__debug, memory_order_relaxed) &&
+         atomic_load_explicit(&twin__host_alloc.malloc_fn, memory_order_relaxed) == malloc &&
+         atomic_load_explicit(&twin__host_alloc.free_fn, memory_order_relaxed) == free;
+}
+
+twin_array *twin__array_alloc(void) {
+  twin_array *a = cache.top;
+  if (!a || !cache_usable())
+    return twin__malloc(sizeof *a);
+  cache.top = a->next;
+  cache.count--;
+  return a;
+}
+
+/* Gives back a released array object (not poisoned): to the thread's cache, or to free. */
+static void release_object(twin_array *a) {
+  if (cache.count >= CACHE_OBJECTS || !cache_usable()) {
+    twin__free(a);
+    return;
+  }
+  if (!cache.registered) {
+    pthread_once(&cache_once, make_cache_key);
+    if (!cache_key_made || pthread_setspecific(cache_key, &cache) != 0) {
+      twin__free(a);
+      return;
+    }
+    cache.registered = true;
+  }
+  a->next = cache.top;
+  cache.top = a;
+  cache.count++;
+}
 
 /* Checks the arguments every constructor shares and computes the element count and byte
  * size with overflow checks. */
@@ -24,13 +104,13 @@ twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_d
 
 twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                               size_t *size) {
-  size_t n = 1, nbytes, span = twin_dtype_size(dtype);
+  size_t n = 1, nbytes, item = twin__item_size(dtype), span = item;
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(n, shape[i], &n))
       return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
                         shape[i]);
   /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX. */
-  if (twin__mul_overflows(n, twin_dtype_size(dtype), &nbytes) || nbytes > PTRDIFF_MAX)
+  if (twin__mul_overflows(n, item, &nbytes) || nbytes > PTRDIFF_MAX)
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: %zu elements of %s overflow the byte size", fn, n,
                       twin_dtype_name(dtype));
   /* With elements, span is nbytes; an empty shape must fit as if it had them. */
@@ -47,7 +127,8 @@ twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const 
 
 twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                                const ptrdiff_t *strides, ptrdiff_t *lo, ptrdiff_t *hi) {
-  ptrdiff_t item = (ptrdiff_t)twin_dtype_size(dtype), low = 0, high = 0, step, span;
+  ptrdiff_t item = (ptrdiff_t)twin__item_size(dtype), low = 0, high = 0, step, span;
+  *lo = *hi = 0; /* in elements: the byte sums fit, so these do too */
   for (int i = 0; i < ndim; i++) {
     if (__builtin_mul_overflow(strides[i], item, &step))
       return twin__fail(TWIN_ERR_OVERFLOW,
@@ -60,9 +141,8 @@ twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const
       return twin__fail(TWIN_ERR_OVERFLOW,
                         "%s: the extent overflows at axis %d (shape %zu, stride %td)", fn, i,
                         shape[i], strides[i]);
+    *(span < 0 ? lo : hi) += strides[i] * (ptrdiff_t)(shape[i] - 1);
   }
-  *lo = low / item;
-  *hi = high / item;
   return TWIN_OK;
 }
 
@@ -70,7 +150,7 @@ bool twin__scaled_stride(ptrdiff_t stride, ptrdiff_t factor, size_t len, twin_dt
                          ptrdiff_t *out) {
   ptrdiff_t bytes;
   if (!__builtin_mul_overflow(stride, factor, out) &&
-      !__builtin_mul_overflow(*out, (ptrdiff_t)twin_dtype_size(dtype), &bytes))
+      !__builtin_mul_overflow(*out, (ptrdiff_t)twin__item_size(dtype), &bytes))
     return true;
   *out = 0;
   return len <= 1;
@@ -82,37 +162,55 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
   if (s == TWIN_OK)
     s = twin__check_shape(fn, dtype, ndim, shape, size);
   if (s == TWIN_OK)
-    *nbytes = *size * twin_dtype_size(dtype);
+    *nbytes = *size * twin__item_size(dtype);
   return s;
 }
 
-void twin__array_attach(twin_array *a) {
+void twin__array_init(twin_array *a, twin__buffer *b, twin_dtype dtype, int ndim,
+                      const size_t *shape, const ptrdiff_t *strides, size_t size, size_t offset,
+                      twin__site site) {
+  a->buf = b;
+  a->site = site;
+  memset(a->owner, 0, sizeof a->owner);
+  a->dtype = dtype;
+  a->ndim = ndim;
+  a->size = size;
+  a->offset = offset;
+  /* The axes past ndim are 0, as the report copies them whole. */
+  memset(a->shape, 0, sizeof a->shape);
+  memset(a->strides, 0, sizeof a->strides);
+  for (int i = 0; i < ndim; i++) {
+    a->shape[i] = shape[i];
+    a->strides[i] = strides[i];
+  }
+  a->read_only = false;
+  a->opens = a->host_opens = 0;
+  a->mapped = NULL;
+  a->slot_used = false; /* the slot itself is filled when an access takes it */
+}
+
+void twin__array_attach(twin_array *a, bool adopt) {
   a->magic = TWIN__ARRAY_ALIVE;
   twin__ref_init(&a->refs);
-  twin__buffer_attach(a);
+  twin__buffer_attach(a, adopt);
 }
 
 /* A new array object covering buffer b contiguously; takes over the caller's reference on b. */
 static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, const size_t *shape,
                                size_t size, twin__site site, twin_array **out) {
-  twin_array *a = twin__calloc(1, sizeof *a);
+  twin_array *a = twin__array_alloc();
   if (!a) {
     twin__buffer_unref(b);
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for an array object");
   }
-  a->buf = b;
-  a->dtype = dtype;
-  a->ndim = ndim;
-  a->size = size;
-  a->site = site;
   /* The products fit: twin__check_shape bounds them, zero-length axes counted as 1. */
-  ptrdiff_t stride = 1;
+  ptrdiff_t strides[TWIN_MAX_DIMS], stride = 1;
   for (int i = ndim - 1; i >= 0; i--) {
-    a->shape[i] = shape[i];
-    a->strides[i] = stride;
+    strides[i] = stride;
     stride *= (ptrdiff_t)(shape[i] ? shape[i] : 1);
   }
-  twin__array_attach(a);
+  twin__array_init(a, b, dtype, ndim, shape, strides, size, 0, site);
+  twin__array_attach(a, true);
   *out = a;
   return TWIN_OK;
 }
@@ -168,14 +266,12 @@ twin_array *twin_array_ref(twin_array *a) {
   return a;
 }
 
-/* Ends every access still open through a, whose last reference is going (what a write access
+/* Ends the accesses still open through a, whose last reference is going (what a write access
  * wrote counts: it was marked when the access began). Under TWIN_DEBUG it reports them as a
  * misuse, naming where each began, and returns true: the caller then calls twin__debug_fatal
  * once a is released. The count is read without the buffer's lock: no other thread holds a
  * reference that could open or end one now. */
 static bool end_open_accesses(twin_array *a) {
-  if (!a->opens)
-    return false;
   bool report = atomic_load_explicit(&twin__debug, memory_order_relaxed);
   char what[1024];
   twin__records_drop(a, what, sizeof what);
@@ -191,18 +287,31 @@ static void poison(twin_array *a) {
   twin__debug_keep(a);
 }
 
+/* Drops one reference to a; true for the last. An array object is reached only through the
+ * references to it (the report reads the views of a buffer under its lock and takes none), so
+ * a holder that sees a count of 1 holds the only reference, which no other thread can copy:
+ * it goes without an atomic read-modify-write. The acquire pairs with the drops of other
+ * threads (twin__ref_put), so their writes are seen before a is torn down. */
+static bool drop_ref(twin_array *a) {
+  if (atomic_load_explicit(&a->refs, memory_order_acquire) != 1)
+    return twin__ref_put(&a->refs);
+  atomic_store_explicit(&a->refs, 0, memory_order_relaxed);
+  return true;
+}
+
 void twin_array_unref(twin_array *a) {
   twin__debug_check(a, "twin_array_unref");
-  if (!a || !twin__ref_put(&a->refs))
+  if (!a || !drop_ref(a))
     return;
   twin__buffer *b = a->buf;
-  bool misuse = end_open_accesses(a);
-  twin__buffer_detach(a);
+  bool misuse = a->opens && end_open_accesses(a);
+  bool last = twin__buffer_detach(a);
   if (atomic_load_explicit(&twin__debug, memory_order_relaxed))
     poison(a);
   else
-    twin__free(a);
-  twin__buffer_unref(b);
+    release_object(a);
+  if (last)
+    twin__buffer_unref(b); /* the views' reference */
   if (misuse)
     twin__debug_fatal();
 }

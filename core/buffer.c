@@ -43,9 +43,10 @@ static void count_buffer(twin__buffer *b, bool live) {
 
 static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin__layout layout,
                           twin__site site, twin__buffer **out) {
-  twin__buffer *b = twin__malloc(sizeof *b);
+  /* A one-copy buffer has no dirty map: its object stops before the segments (storage.h). */
+  twin__buffer *b = twin__malloc(layout == TWIN__TWO_COPIES ? sizeof *b : TWIN__ONE_COPY_BYTES);
   if (b)
-    memset(b, 0, offsetof(twin__buffer, dirty.s));
+    memset(b, 0, TWIN__ONE_COPY_BYTES);
   if (!b)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for a buffer object");
   if (pthread_mutex_init(&b->lock, NULL) != 0) {
@@ -139,24 +140,30 @@ static void covered(twin__buffer *b, bool had, size_t before, bool has, size_t a
 }
 
 static size_t view_bytes_of(const twin_array *a) {
-  return a->size * twin_dtype_size(a->dtype);
+  return a->size * twin__item_size(a->dtype);
 }
 
-void twin__buffer_attach(twin_array *a) {
+void twin__buffer_attach(twin_array *a, bool adopt) {
   twin__buffer *b = a->buf;
+  size_t bytes = view_bytes_of(a);
   twin__spin_lock(&b->views_lock);
   bool had = b->views != NULL;
+  a->prev = NULL;
   a->next = b->views;
   if (had)
     b->views->prev = a;
+  else if (!adopt)
+    twin__buffer_ref(b); /* the views' reference, which the caller's keeps above 0 */
   b->views = a;
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
-  covered(b, had, before, true, before + view_bytes_of(a));
+  covered(b, had, before, true, before + bytes);
   twin__spin_unlock(&b->views_lock);
   twin__count_add(&b->ctx->counters.arrays, 1);
+  if (had && adopt)
+    twin__buffer_unref(b); /* never the last: the views hold one */
 }
 
-void twin__buffer_detach(twin_array *a) {
+bool twin__buffer_detach(twin_array *a) {
   twin__buffer *b = a->buf;
   size_t bytes = view_bytes_of(a);
   twin__spin_lock(&b->views_lock);
@@ -166,11 +173,13 @@ void twin__buffer_detach(twin_array *a) {
     b->views = a->next;
   if (a->next)
     a->next->prev = a->prev;
+  bool has = b->views != NULL;
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
   assert(before >= bytes && "a buffer's view bytes dropped below 0");
-  covered(b, true, before, b->views != NULL, before - bytes);
+  covered(b, true, before, has, before - bytes);
   twin__spin_unlock(&b->views_lock);
   twin__count_sub(&b->ctx->counters.arrays, 1);
+  return !has;
 }
 
 /* ---- The list of live buffers ---- */

@@ -133,7 +133,13 @@ static inline size_t twin__count_sub(atomic_size_t *count, size_t n) {
 
 /* ---- Spinlocks, for a few instructions of list surgery on the view path ---- */
 
-void twin__spin_lock(atomic_flag *lock);
+/* The slow path of twin__spin_lock (alloc.c): waits for the holder, yielding the core. */
+void twin__spin_wait(atomic_flag *lock);
+/* Inline, so an uncontended lock costs one atomic exchange and no call. */
+static inline void twin__spin_lock(atomic_flag *lock) {
+  if (atomic_flag_test_and_set_explicit(lock, memory_order_acquire))
+    twin__spin_wait(lock);
+}
 static inline void twin__spin_unlock(atomic_flag *lock) {
   atomic_flag_clear_explicit(lock, memory_order_release);
 }
@@ -166,6 +172,19 @@ static inline const char *twin__site_file(twin__site site) {
 /* ---- Element types (dtype.c) ---- */
 
 bool twin__dtype_valid(twin_dtype dtype);
+/* Bytes per element of a valid dtype, 1 << twin__item_shift: twin_dtype_size without the check
+ * and the call, for the paths that make and drop array objects (their dtype was checked when
+ * the first was made), and a shift where they would otherwise divide. */
+static inline unsigned twin__item_shift(twin_dtype dtype) {
+  static const unsigned char shift[TWIN_DTYPE_COUNT] = {
+      [TWIN_I8] = 0,  [TWIN_U8] = 0,  [TWIN_I16] = 1, [TWIN_U16] = 1, [TWIN_I32] = 2,
+      [TWIN_U32] = 2, [TWIN_I64] = 3, [TWIN_U64] = 3, [TWIN_F32] = 2, [TWIN_F64] = 3,
+  };
+  return shift[dtype];
+}
+static inline size_t twin__item_size(twin_dtype dtype) {
+  return (size_t)1 << twin__item_shift(dtype);
+}
 
 /* ---- Dirty maps (dirty.c) ---- */
 

@@ -44,8 +44,12 @@ typedef struct twin__access {
  *   buffer's initial content (undefined, or zeros with zero_init) wherever the map is clean;
  * - TWIN__HOST_ONLY: the host block alone. */
 typedef struct twin__buffer {
-  atomic_size_t refs;
-  twin_context *ctx;                /* holds a reference */
+  /* Fixed at creation but for refs, and kept apart from the view list below, which threads
+   * making views of the buffer write while they read these. */
+  atomic_size_t refs;  /* one for its views while it has some (twin__buffer_attach), plus holders */
+  twin_context *ctx;   /* holds a reference */
+  size_t nbytes;       /* logical size; allocations are at least 1 byte */
+  twin__layout layout; /* fixed at creation */
   struct twin__buffer *prev, *next; /* in ctx->buffers, under ctx->lock */
   twin__site site;                  /* where the array that made it was made */
   /* Live views: the list (for the report) and their summed element bytes (read without a
@@ -54,8 +58,6 @@ typedef struct twin__buffer {
   atomic_size_t view_bytes;
   atomic_flag views_lock;
   struct twin_array *views;
-  size_t nbytes;        /* logical size; allocations are at least 1 byte */
-  twin__layout layout;  /* fixed at creation */
   pthread_mutex_t lock; /* guards everything below */
   void *mem[2];         /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
   bool zero_init;       /* initial content is zero: a side is zeroed when it is allocated */
@@ -76,9 +78,14 @@ typedef struct twin__buffer {
   void (*external_release)(void *user);
   void *external_user;
   /* Two-copy buffers only. Last, so a new buffer zeroes everything before its segment array
-   * and leaves the ~800 bytes of segments untouched (count 0 makes them unused). */
+   * and leaves the ~800 bytes of segments untouched (count 0 makes them unused); a one-copy
+   * buffer's object ends at the segments (twin__buffer_new allocates TWIN__ONE_COPY_BYTES),
+   * so its map stays empty: only twin__buffer_wrote marks one, for two-copy buffers alone. */
   twin__dirty dirty;
 } twin__buffer;
+
+/* The size of a one-copy buffer object: all but the dirty map's segments. */
+#define TWIN__ONE_COPY_BYTES offsetof(twin__buffer, dirty.s)
 
 /* ---- Array objects ----
  * The fields of an array object. Its calls live above (array.c, view.c); the fields are here
@@ -92,7 +99,7 @@ typedef struct twin__buffer {
 struct twin_array {
   uint32_t magic; /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
   atomic_size_t refs;
-  twin__buffer *buf;              /* holds a reference */
+  twin__buffer *buf;              /* kept alive by the views' reference (twin__buffer_attach) */
   struct twin_array *prev, *next; /* in buf->views, under buf->views_lock */
   twin__site site;                /* where it was made */
   char owner[TWIN__OWNER_MAX];    /* the application's label, inherited by views */
@@ -147,9 +154,15 @@ static inline bool twin__one_copy(const twin__buffer *b) {
 /* Links array object a into its buffer's (a->buf's) list of views, or unlinks it, and counts
  * it: the context's array count, the buffer's view bytes, and the context's held-by-views
  * bytes, which change by the buffer's size when the views' cover crosses a quarter. Each takes
- * the buffer's views_lock for a few instructions, so the counters stay exact without a walk. */
-void twin__buffer_attach(twin_array *a);
-void twin__buffer_detach(twin_array *a);
+ * the buffer's views_lock for a few instructions, so the counters stay exact without a walk.
+ * The views of a buffer hold one reference on it together, not one each: the first to attach
+ * takes it, the last to detach gives it back. With `adopt`, the caller's own reference on
+ * a->buf becomes theirs (dropped when they hold one already), as for the first array of a new
+ * buffer; without, the caller holds a view of the buffer (or a reference on it) throughout. */
+void twin__buffer_attach(twin_array *a, bool adopt);
+/* True when a was the buffer's last view: the caller then drops the views' reference with
+ * twin__buffer_unref, once done with a. */
+bool twin__buffer_detach(twin_array *a);
 /* covered / nbytes < 1 / 4, exactly (nbytes / 4 would round down and miss a 2-byte view of a
  * 10-byte buffer, which the per-owner figures count): a buffer with views covering `covered`
  * bytes is held alive by views that cover less than a quarter of it. */

@@ -42,27 +42,17 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
   if (ndim < 0 || ndim > TWIN_MAX_DIMS)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
                       TWIN_MAX_DIMS);
-  size_t size = 0, elements = a->buf->nbytes / twin_dtype_size(a->dtype);
+  size_t size = 0, elements = a->buf->nbytes >> twin__item_shift(a->dtype);
   twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
   if (s != TWIN_OK)
     return s;
-  twin_array *v = twin__malloc(sizeof *v);
+  twin_array *v = twin__array_alloc();
   if (!v)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for a view", fn);
-  memset(v, 0, sizeof *v);
-  v->buf = twin__buffer_ref(a->buf);
-  v->dtype = a->dtype;
-  v->ndim = ndim;
-  v->size = size;
-  v->offset = (size_t)offset;
+  twin__array_init(v, a->buf, a->dtype, ndim, shape, strides, size, (size_t)offset, site);
   v->read_only = a->read_only;
-  v->site = site;
   memcpy(v->owner, a->owner, sizeof v->owner);
-  for (int i = 0; i < ndim; i++) {
-    v->shape[i] = shape[i];
-    v->strides[i] = strides[i];
-  }
-  twin__array_attach(v);
+  twin__array_attach(v, false); /* a keeps the buffer alive meanwhile */
   *out = v;
   return TWIN_OK;
 }
@@ -104,6 +94,8 @@ static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrd
     *stop = step < 0 ? -1 : 0;
   else if (*stop >= len)
     *stop = step < 0 ? len - 1 : len;
+  if (step == 1) /* the usual step, without a division */
+    return *start < *stop ? (size_t)(*stop - *start) : 0;
   if (step < 0)
     return *stop < *start ? (size_t)((*start - *stop - 1) / (-step) + 1) : 0;
   return *start < *stop ? (size_t)((*stop - *start - 1) / step + 1) : 0;
@@ -124,7 +116,8 @@ static twin_status slice_axis(const char *fn, const twin_array *a, int i, twin_s
   if (step == 0)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
   *shape = adjust_slice(a->shape[i], &start, &stop, step);
-  if (!twin__scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
+  *stride = a->strides[i];
+  if (step != 1 && !twin__scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: stride %td times step %td overflows", fn, i,
                       a->strides[i], step);
   if (*shape > 0 && (__builtin_mul_overflow(a->strides[i], start, &move) ||
@@ -145,14 +138,16 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
                              : "per_axis");
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
+  bool empty = false;
   for (int i = 0; i < a->ndim; i++) {
     twin_status s = slice_axis(fn, a, i, per_axis[i], &shape[i], &strides[i], &offset);
     if (s != TWIN_OK)
       return s;
+    empty |= shape[i] == 0;
   }
   /* An empty slice keeps its base's offset, which is inside the buffer (NumPy: any slice of an
    * empty array is empty). */
-  if (is_empty(a->ndim, shape))
+  if (empty)
     offset = (ptrdiff_t)a->offset;
   return twin__array_view(fn, a, a->ndim, shape, strides, offset, (twin__site){file, line}, out);
 }
