@@ -1,88 +1,12 @@
 /* Arrays: immutable views (dtype, shape, strides, offset) onto a refcounted buffer, the checks
  * every array constructor shares, and the lifetime checks of array objects under TWIN_DEBUG. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "objects.h"
 
-/* ---- Released array objects kept for reuse ----
- * Each thread keeps the last few array objects it released and makes its next ones of them,
- * so that a view costs no malloc and free. Only while the allocator is the default one (a
- * test's hooks see every allocation and free), debugging is off (released objects are
- * poisoned then) and not under AddressSanitizer, which must see every object freed to catch a
- * use after. The objects go back to free when their thread exits. */
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CACHE_OBJECTS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CACHE_OBJECTS 0
-#endif
-#endif
-#ifndef CACHE_OBJECTS
-#define CACHE_OBJECTS 8
-#endif
-
-typedef struct object_cache {
-  twin_array *top; /* linked through next */
-  unsigned count;
-  bool registered; /* with cache_key, so that the thread's exit frees them */
-} object_cache;
-
-/* initial-exec: one load from the thread pointer instead of a __tls_get_addr call per use; the
- * few bytes fit the static TLS room glibc keeps for libraries loaded with dlopen. */
-static _Thread_local object_cache cache __attribute__((tls_model("initial-exec")));
-static pthread_key_t cache_key;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-static bool cache_key_made;
-
-static void cache_free(void *arg) {
-  object_cache *c = arg;
-  while (c->top) {
-    twin_array *a = c->top;
-    c->top = a->next;
-    free(a); /* from malloc: the cache holds no other */
-  }
-  c->count = 0;
-}
-
-static void make_cache_key(void) {
-  cache_key_made = pthread_key_create(&cache_key, cache_free) == 0;
-}
-
-static inline bool cache_usable(void) {
-  return CACHE_OBJECTS > 0 && !atomic_load_explicit(&twin__debug, memory_order_relaxed) &&
-         atomic_load_explicit(&twin__host_alloc.malloc_fn, memory_order_relaxed) == malloc &&
-         atomic_load_explicit(&twin__host_alloc.free_fn, memory_order_relaxed) == free;
-}
-
 twin_array *twin__array_alloc(void) {
-  twin_array *a = cache.top;
-  if (!a || !cache_usable())
-    return twin__malloc(sizeof *a);
-  cache.top = a->next;
-  cache.count--;
-  return a;
-}
-
-/* Gives back a released array object (not poisoned): to the thread's cache, or to free. */
-static void release_object(twin_array *a) {
-  if (cache.count >= CACHE_OBJECTS || !cache_usable()) {
-    twin__free(a);
-    return;
-  }
-  if (!cache.registered) {
-    pthread_once(&cache_once, make_cache_key);
-    if (!cache_key_made || pthread_setspecific(cache_key, &cache) != 0) {
-      twin__free(a);
-      return;
-    }
-    cache.registered = true;
-  }
-  a->next = cache.top;
-  cache.top = a;
-  cache.count++;
+  return twin__take(TWIN__KEEP_ARRAY, sizeof(twin_array));
 }
 
 /* Checks the arguments every constructor shares and computes the element count and byte
@@ -104,13 +28,14 @@ twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_d
 
 twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                               size_t *size) {
-  size_t n = 1, nbytes, item = twin__item_size(dtype), span = item;
+  size_t n = 1, span = twin__item_size(dtype);
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(n, shape[i], &n))
       return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
                         shape[i]);
-  /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX. */
-  if (twin__mul_overflows(n, item, &nbytes) || nbytes > PTRDIFF_MAX)
+  /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX (the element size is a
+   * power of 2: n elements fit exactly when n is at most the limit shifted down). */
+  if (n > (size_t)PTRDIFF_MAX >> twin__item_shift(dtype))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: %zu elements of %s overflow the byte size", fn, n,
                       twin_dtype_name(dtype));
   /* With elements, span is nbytes; an empty shape must fit as if it had them. */
@@ -166,29 +91,6 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
   return s;
 }
 
-void twin__array_init(twin_array *a, twin__buffer *b, twin_dtype dtype, int ndim,
-                      const size_t *shape, const ptrdiff_t *strides, size_t size, size_t offset,
-                      twin__site site) {
-  a->buf = b;
-  a->site = site;
-  memset(a->owner, 0, sizeof a->owner);
-  a->dtype = dtype;
-  a->ndim = ndim;
-  a->size = size;
-  a->offset = offset;
-  /* The axes past ndim are 0, as the report copies them whole. */
-  memset(a->shape, 0, sizeof a->shape);
-  memset(a->strides, 0, sizeof a->strides);
-  for (int i = 0; i < ndim; i++) {
-    a->shape[i] = shape[i];
-    a->strides[i] = strides[i];
-  }
-  a->read_only = false;
-  a->opens = a->host_opens = 0;
-  a->mapped = NULL;
-  a->slot_used = false; /* the slot itself is filled when an access takes it */
-}
-
 void twin__array_attach(twin_array *a, bool adopt) {
   a->magic = TWIN__ARRAY_ALIVE;
   twin__ref_init(&a->refs);
@@ -210,6 +112,7 @@ static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, cons
     stride *= (ptrdiff_t)(shape[i] ? shape[i] : 1);
   }
   twin__array_init(a, b, dtype, ndim, shape, strides, size, 0, site);
+  memset(a->owner, 0, sizeof a->owner);
   twin__array_attach(a, true);
   *out = a;
   return TWIN_OK;
@@ -309,7 +212,7 @@ void twin_array_unref(twin_array *a) {
   if (atomic_load_explicit(&twin__debug, memory_order_relaxed))
     poison(a);
   else
-    release_object(a);
+    twin__give(TWIN__KEEP_ARRAY, a); /* not poisoned: debugging is off */
   if (last)
     twin__buffer_unref(b); /* the views' reference */
   if (misuse)

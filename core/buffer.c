@@ -8,24 +8,33 @@
 
 #include "storage.h"
 
-/* Links b into its context's list of live buffers. */
+/* Makes b one of its context's live buffers: it joins the fresh stack, which takes it without
+ * the context's lock (the next walk moves it into the list). */
 static void link_buffer(twin__buffer *b) {
   twin_context *ctx = b->ctx;
-  pthread_mutex_lock(&ctx->lock);
-  b->next = ctx->buffers;
-  if (ctx->buffers)
-    ctx->buffers->prev = b;
-  ctx->buffers = b;
-  pthread_mutex_unlock(&ctx->lock);
+  b->fresh_next = atomic_load_explicit(&ctx->fresh, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(&ctx->fresh, &b->fresh_next, b,
+                                                memory_order_acq_rel, memory_order_relaxed))
+    ;
 }
 
+/* A buffer made and dropped with no walk in between, the usual short-lived one, is still on
+ * top of the fresh stack and leaves it without the lock. Only the top leaves that way, and
+ * only through its owner, the last reference's holder: the entries below the top stay while
+ * it is there, so its fresh_next is current, and no other thread can push it again. Anywhere
+ * else, b leaves the list under the lock. */
 static void unlink_buffer(twin__buffer *b) {
   twin_context *ctx = b->ctx;
+  twin__buffer *top = b;
+  if (atomic_compare_exchange_strong_explicit(&ctx->fresh, &top, b->fresh_next,
+                                              memory_order_acq_rel, memory_order_relaxed))
+    return;
   pthread_mutex_lock(&ctx->lock);
+  twin__buffers_first(ctx); /* b may still wait below the top */
   if (b->prev)
     b->prev->next = b->next;
   else
-    ctx->buffers = b->next;
+    ctx->listed = b->next;
   if (b->next)
     b->next->prev = b->prev;
   pthread_mutex_unlock(&ctx->lock);
@@ -44,20 +53,16 @@ static void count_buffer(twin__buffer *b, bool live) {
 static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin__layout layout,
                           twin__site site, twin__buffer **out) {
   /* A one-copy buffer has no dirty map: its object stops before the segments (storage.h). */
-  twin__buffer *b = twin__malloc(layout == TWIN__TWO_COPIES ? sizeof *b : TWIN__ONE_COPY_BYTES);
-  if (b)
-    memset(b, 0, TWIN__ONE_COPY_BYTES);
+  twin__keep_kind kind = layout == TWIN__TWO_COPIES ? TWIN__KEEP_BUFFER_FULL : TWIN__KEEP_BUFFER;
+  twin__buffer *b = twin__take(kind, kind == TWIN__KEEP_BUFFER ? TWIN__ONE_COPY_BYTES : sizeof *b);
   if (!b)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for a buffer object");
-  if (pthread_mutex_init(&b->lock, NULL) != 0) {
-    twin__free(b);
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a buffer");
-  }
-  if (pthread_cond_init(&b->access_ended, NULL) != 0) {
-    pthread_mutex_destroy(&b->lock);
-    twin__free(b);
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_cond_init failed for a buffer");
-  }
+  memset(b, 0, TWIN__ONE_COPY_BYTES);
+  /* The initialisers with default attributes, as POSIX.1-2008 allows for any mutex and
+   * condition: pthread_*_init would cost more than the rest of an empty buffer's making, and
+   * cannot fail here. */
+  b->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  b->access_ended = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
   atomic_flag_clear(&b->views_lock);
   twin__ref_init(&b->refs);
   b->ctx = twin__context_hold(ctx);
@@ -122,50 +127,51 @@ void twin__buffer_unref(twin__buffer *b) {
   pthread_cond_destroy(&b->access_ended);
   pthread_mutex_destroy(&b->lock);
   count_buffer(b, false);
-  twin__free(b);
+  twin__give(b->layout == TWIN__TWO_COPIES ? TWIN__KEEP_BUFFER_FULL : TWIN__KEEP_BUFFER, b);
   twin__context_release(ctx);
 }
 
 /* ---- The views of a buffer ---- */
 
-/* With b->views_lock held: b's views, which covered `before` bytes (none: had is false), now
- * cover `after` bytes (none left: has is false). A buffer is held by its views while it has
- * some and they cover less than a quarter of it; it then counts in the context's figure. */
-static void covered(twin__buffer *b, bool had, size_t before, bool has, size_t after) {
+/* Views covering fewer bytes than this hold b (twin__held_by_views). */
+static inline size_t held_below(const twin__buffer *b) {
+  size_t share = TWIN__HELD_BY_VIEWS_SHARE;
+  return b->nbytes / share + (b->nbytes % share != 0);
+}
+
+/* With b->views_lock held: b's views covered `before` bytes while `was` told whether they held
+ * it (twin__held_by_views) and now cover `after` bytes, holding it when `is`; the context's
+ * figure counts the buffer while its views hold it. */
+static inline void covered(twin__buffer *b, bool was, size_t after, bool is) {
   atomic_store_explicit(&b->view_bytes, after, memory_order_relaxed);
-  bool was = had && twin__held_by_views(before, b->nbytes);
-  bool is = has && twin__held_by_views(after, b->nbytes);
   if (was != is)
     (is ? twin__count_add : twin__count_sub)(&b->ctx->counters.held_by_views_bytes, b->nbytes);
 }
 
-static size_t view_bytes_of(const twin_array *a) {
-  return a->size * twin__item_size(a->dtype);
-}
-
 void twin__buffer_attach(twin_array *a, bool adopt) {
   twin__buffer *b = a->buf;
-  size_t bytes = view_bytes_of(a);
+  size_t bytes = a->size << twin__item_shift(a->dtype);
   twin__spin_lock(&b->views_lock);
-  bool had = b->views != NULL;
+  twin_array *first = b->views;
   a->prev = NULL;
-  a->next = b->views;
-  if (had)
-    b->views->prev = a;
+  a->next = first;
+  if (first)
+    first->prev = a;
   else if (!adopt)
     twin__buffer_ref(b); /* the views' reference, which the caller's keeps above 0 */
   b->views = a;
-  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
-  covered(b, had, before, true, before + bytes);
+  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
+         after = before + bytes;
+  covered(b, first && before < held_below(b), after, after < held_below(b));
   twin__spin_unlock(&b->views_lock);
   twin__count_add(&b->ctx->counters.arrays, 1);
-  if (had && adopt)
+  if (first && adopt)
     twin__buffer_unref(b); /* never the last: the views hold one */
 }
 
 bool twin__buffer_detach(twin_array *a) {
   twin__buffer *b = a->buf;
-  size_t bytes = view_bytes_of(a);
+  size_t bytes = a->size << twin__item_shift(a->dtype);
   twin__spin_lock(&b->views_lock);
   if (a->prev)
     a->prev->next = a->next;
@@ -174,9 +180,10 @@ bool twin__buffer_detach(twin_array *a) {
   if (a->next)
     a->next->prev = a->prev;
   bool has = b->views != NULL;
-  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
+  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
+         after = before - bytes;
   assert(before >= bytes && "a buffer's view bytes dropped below 0");
-  covered(b, true, before, has, before - bytes);
+  covered(b, before < held_below(b), after, has && after < held_below(b));
   twin__spin_unlock(&b->views_lock);
   twin__count_sub(&b->ctx->counters.arrays, 1);
   return !has;
@@ -187,11 +194,12 @@ bool twin__buffer_detach(twin_array *a) {
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count) {
   pthread_mutex_lock(&ctx->lock);
   size_t n = 0;
-  for (twin__buffer *b = ctx->buffers; b; b = b->next)
+  twin__buffer *first = twin__buffers_first(ctx);
+  for (twin__buffer *b = first; b; b = b->next)
     n++;
   twin__buffer **list = twin__calloc(n ? n : 1, sizeof *list);
   size_t k = 0;
-  for (twin__buffer *b = list ? ctx->buffers : NULL; b; b = b->next)
+  for (twin__buffer *b = list ? first : NULL; b; b = b->next)
     if (twin__ref_try_get(&b->refs)) /* not one being destroyed */
       list[k++] = b;
   pthread_mutex_unlock(&ctx->lock);

@@ -48,10 +48,14 @@ struct twin_context {
   twin__layout layout;
   size_t host_limit, device_limit; /* budgets in bytes; 0: none */
   pthread_mutex_t lock;            /* guards the list of live buffers */
-  struct twin__buffer *buffers;    /* live buffers, newest first (storage) */
-  atomic_bool leak_reported;       /* the live report was printed at the last user unref */
-  atomic_bool borrowed_warned;     /* a retained borrowed device handle was reported */
-  twin_leak_fn leak_fn;            /* replaces printing the leak report, when set */
+  /* The live buffers (storage): `listed`, newest first, under lock, and those made since the
+   * last walk, which wait in `fresh`, a stack a new buffer joins without the lock; a walk
+   * starts with twin__buffers_first, which moves them into the list. */
+  struct twin__buffer *listed;
+  _Atomic(struct twin__buffer *) fresh;
+  atomic_bool leak_reported;   /* the live report was printed at the last user unref */
+  atomic_bool borrowed_warned; /* a retained borrowed device handle was reported */
+  twin_leak_fn leak_fn;        /* replaces printing the leak report, when set */
   void *leak_user;
   const struct twin_backend_ops *ops;
   void *backend; /* the backend's own state, owned by ops->close */

@@ -83,6 +83,26 @@ char *twin__strdup(const char *s);
  * pages from 2 MiB, so zero-copy wrapping and first touch are cheap. */
 void *twin__alloc_block(size_t size);
 
+/* ---- Objects kept for reuse (alloc.c) ----
+ * Each thread keeps the last few objects of each kind it released and hands them out again, so
+ * that the objects made and dropped most often (array objects, buffer objects) cost no malloc
+ * and free. Only with the default allocator (an object is kept where free would have taken it
+ * and handed out where malloc would have made one, so a test's hooks see every allocation and
+ * free they could) and not under AddressSanitizer, which must see every object freed to catch
+ * a use after. A kept object's bytes are garbage to its next user. The objects a thread keeps
+ * go to free when it exits. */
+typedef enum twin__keep_kind {
+  TWIN__KEEP_ARRAY,       /* array objects */
+  TWIN__KEEP_BUFFER,      /* one-copy buffer objects (without the dirty map's segments) */
+  TWIN__KEEP_BUFFER_FULL, /* two-copy buffer objects */
+  TWIN__KEEP_KINDS
+} twin__keep_kind;
+/* An object of `kind` (all of one kind have one size, `size`): a kept one, else twin__malloc's;
+ * NULL when out of memory. */
+void *twin__take(twin__keep_kind kind, size_t size);
+/* Releases p, an object of `kind` from twin__take: keeps it for reuse, or twin__free. */
+void twin__give(twin__keep_kind kind, void *p);
+
 /* ---- Reference counts ----
  * Every refcounted object (context, buffer, array, program, kernel) counts with these, after
  * Mesa's pipe_reference: a count starts at 1, and taking a reference on an object whose count

@@ -8,6 +8,8 @@
 #ifndef TWIN_OBJECTS_H
 #define TWIN_OBJECTS_H
 
+#include <string.h>
+
 #include "storage.h"
 
 /* ---- Array objects (array.c) ---- */
@@ -58,15 +60,34 @@ bool twin__is_contiguous(const twin_array *a);
  * twin_array_new under fn's name. */
 twin_status twin__array_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
                             const size_t *shape, bool zero, twin__site site, twin_array **out);
-/* A new array object, uninitialised: from the thread's released ones when it keeps some (see
- * array.c), else from twin__malloc; NULL when out of memory. twin_array_unref releases it. */
+/* A new array object, uninitialised (twin__take: maybe one this thread released); NULL when
+ * out of memory. twin_array_unref releases it. */
 twin_array *twin__array_alloc(void);
 /* Sets the fields of a new array object (from twin__array_alloc: nothing needs to be zeroed)
- * over buffer b: its geometry (ndim entries of shape and strides; the axes past them are 0),
- * no owner, writable, no access open. It is not attached yet. */
-void twin__array_init(twin_array *a, twin__buffer *b, twin_dtype dtype, int ndim,
-                      const size_t *shape, const ptrdiff_t *strides, size_t size, size_t offset,
-                      twin__site site);
+ * over buffer b but its owner: its geometry (ndim entries of shape and strides; the axes past
+ * them are 0), writable, no access open. It is not attached yet. Inline: every view makes
+ * one. */
+static inline void twin__array_init(twin_array *a, twin__buffer *b, twin_dtype dtype, int ndim,
+                                    const size_t *shape, const ptrdiff_t *strides, size_t size,
+                                    size_t offset, twin__site site) {
+  a->buf = b;
+  a->site = site;
+  a->dtype = dtype;
+  a->ndim = ndim;
+  a->size = size;
+  a->offset = offset;
+  /* The axes past ndim are 0, as the report copies them whole. */
+  memset(a->shape, 0, sizeof a->shape);
+  memset(a->strides, 0, sizeof a->strides);
+  for (int i = 0; i < ndim; i++) {
+    a->shape[i] = shape[i];
+    a->strides[i] = strides[i];
+  }
+  a->read_only = false;
+  a->opens = a->host_opens = 0;
+  a->mapped = NULL;
+  a->slot_used = false; /* the slot itself is filled when an access takes it */
+}
 /* Registers a new array object with its buffer (view list, counters) and sets its refcount;
  * adopt as twin__buffer_attach's: the caller's reference on a->buf passes to the views. */
 void twin__array_attach(twin_array *a, bool adopt);

@@ -50,7 +50,8 @@ typedef struct twin__buffer {
   twin_context *ctx;   /* holds a reference */
   size_t nbytes;       /* logical size; allocations are at least 1 byte */
   twin__layout layout; /* fixed at creation */
-  struct twin__buffer *prev, *next; /* in ctx->buffers, under ctx->lock */
+  struct twin__buffer *prev, *next; /* in ctx->listed, under ctx->lock */
+  struct twin__buffer *fresh_next;  /* below it in ctx->fresh, while there (fixed meanwhile) */
   twin__site site;                  /* where the array that made it was made */
   /* Live views: the list (for the report) and their summed element bytes (read without a
    * lock), both changed under views_lock, a spinlock held only to link or unlink one view and
@@ -165,12 +166,29 @@ void twin__buffer_attach(twin_array *a, bool adopt);
 bool twin__buffer_detach(twin_array *a);
 /* covered / nbytes < 1 / 4, exactly (nbytes / 4 would round down and miss a 2-byte view of a
  * 10-byte buffer, which the per-owner figures count): a buffer with views covering `covered`
- * bytes is held alive by views that cover less than a quarter of it. */
+ * bytes is held alive by views that cover less than a quarter of it. covered < nbytes / 4 is
+ * covered < the quotient rounded up, for whole numbers, and needs no overflow check. */
 #define TWIN__HELD_BY_VIEWS_SHARE 4
 static inline bool twin__held_by_views(size_t covered, size_t nbytes) {
-  size_t scaled;
-  return !__builtin_mul_overflow(covered, (size_t)TWIN__HELD_BY_VIEWS_SHARE, &scaled) &&
-         scaled < nbytes;
+  size_t share = TWIN__HELD_BY_VIEWS_SHARE;
+  return covered < nbytes / share + (nbytes % share != 0);
+}
+/* With ctx->lock held: the first of ctx's live buffers (the rest follow through next), once
+ * those made since the last call have moved from ctx->fresh into the list, newest first. Every
+ * walk over the live buffers starts here. */
+static inline twin__buffer *twin__buffers_first(twin_context *ctx) {
+  twin__buffer *top = atomic_exchange_explicit(&ctx->fresh, NULL, memory_order_acq_rel), *last;
+  if (!top)
+    return ctx->listed;
+  top->prev = NULL;
+  for (last = top; last->fresh_next; last = last->fresh_next) {
+    last->next = last->fresh_next;
+    last->fresh_next->prev = last;
+  }
+  last->next = ctx->listed;
+  if (ctx->listed)
+    ctx->listed->prev = last;
+  return ctx->listed = top;
 }
 /* References to every live buffer of ctx, in *out (drop them with twin__drop_buffers). */
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);

@@ -78,22 +78,22 @@ twin_status(twin_array_as_strided)(twin_array *a, int ndim, const size_t *shape,
   return twin_array_as_strided_at(a, ndim, shape, strides, offset, out, NULL, 0);
 }
 
+static ptrdiff_t clamp(ptrdiff_t x, ptrdiff_t lo, ptrdiff_t hi) {
+  return x < lo ? lo : x > hi ? hi : x;
+}
+
 /* NumPy's PySlice_AdjustIndices: clamps start and stop into the axis and returns the number
- * of elements the slice selects. */
+ * of elements the slice selects. A negative bound counts from the end; what still falls
+ * outside clamps to [0, len] for a positive step and to [-1, len - 1] for a negative one,
+ * where an omitted bound is the first or the last of that range. */
 static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrdiff_t step) {
-  ptrdiff_t len = (ptrdiff_t)len_u;
-  if (*start == TWIN_NONE)
-    *start = step < 0 ? len - 1 : 0;
-  else if (*start < 0 && (*start += len) < 0)
-    *start = step < 0 ? -1 : 0;
-  else if (*start >= len)
-    *start = step < 0 ? len - 1 : len;
-  if (*stop == TWIN_NONE)
-    *stop = step < 0 ? -1 : len;
-  else if (*stop < 0 && (*stop += len) < 0)
-    *stop = step < 0 ? -1 : 0;
-  else if (*stop >= len)
-    *stop = step < 0 ? len - 1 : len;
+  ptrdiff_t len = (ptrdiff_t)len_u, lo = step < 0 ? -1 : 0, hi = step < 0 ? len - 1 : len;
+  /* len fits ptrdiff_t (twin__check_shape) and TWIN_NONE is the only bound that cannot take
+   * it added, so neither sum overflows. */
+  *start = *start == TWIN_NONE ? (step < 0 ? hi : lo)
+                               : clamp(*start < 0 ? *start + len : *start, lo, hi);
+  *stop =
+      *stop == TWIN_NONE ? (step < 0 ? lo : hi) : clamp(*stop < 0 ? *stop + len : *stop, lo, hi);
   if (step == 1) /* the usual step, without a division */
     return *start < *stop ? (size_t)(*stop - *start) : 0;
   if (step < 0)
@@ -109,23 +109,37 @@ static bool is_empty(int ndim, const size_t *shape) {
   return false;
 }
 
-/* One axis of a slice: its length, stride and the offset its start adds. */
-static twin_status slice_axis(const char *fn, const twin_array *a, int i, twin_slice sl,
-                              size_t *shape, ptrdiff_t *stride, ptrdiff_t *offset) {
-  ptrdiff_t start = sl.start, stop = sl.stop, step = sl.step == TWIN_NONE ? 1 : sl.step, move;
+/* What can be wrong with one axis of a slice. */
+typedef enum { AXIS_OK, AXIS_STEP_ZERO, AXIS_STRIDE, AXIS_OFFSET } axis_fault;
+
+/* One axis of a slice: its length and stride, and the offset its start adds to *offset; sl's
+ * bounds are clamped in place (so that a message can quote them). */
+static axis_fault slice_axis(const twin_array *a, int i, twin_slice *sl, size_t *shape,
+                             ptrdiff_t *stride, ptrdiff_t *offset) {
+  ptrdiff_t step = sl->step == TWIN_NONE ? 1 : sl->step, move;
   if (step == 0)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
-  *shape = adjust_slice(a->shape[i], &start, &stop, step);
+    return AXIS_STEP_ZERO;
+  *shape = adjust_slice(a->shape[i], &sl->start, &sl->stop, step);
   *stride = a->strides[i];
   if (step != 1 && !twin__scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
-    return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: stride %td times step %td overflows", fn, i,
-                      a->strides[i], step);
-  if (*shape > 0 && (__builtin_mul_overflow(a->strides[i], start, &move) ||
+    return AXIS_STRIDE;
+  if (*shape > 0 && (__builtin_mul_overflow(a->strides[i], sl->start, &move) ||
                      __builtin_add_overflow(*offset, move, offset)))
-    return twin__fail(TWIN_ERR_OVERFLOW,
-                      "%s: axis %d: start %td at stride %td overflows the offset", fn, i, start,
-                      a->strides[i]);
-  return TWIN_OK;
+    return AXIS_OFFSET;
+  return AXIS_OK;
+}
+
+/* The message for a fault of axis i, sl as slice_axis left it. Apart, so that the loop over the
+ * axes keeps its registers for the usual case. */
+__attribute__((cold, noinline)) static twin_status
+slice_fault(const char *fn, const twin_array *a, int i, twin_slice sl, axis_fault fault) {
+  if (fault == AXIS_STEP_ZERO)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
+  if (fault == AXIS_STRIDE)
+    return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: stride %td times step %td overflows", fn, i,
+                      a->strides[i], sl.step);
+  return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: start %td at stride %td overflows the offset",
+                    fn, i, sl.start, a->strides[i]);
 }
 
 twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out,
@@ -136,20 +150,22 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
                       !a     ? "a"
                       : !out ? "out"
                              : "per_axis");
+  int ndim = a->ndim;
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
   bool empty = false;
-  for (int i = 0; i < a->ndim; i++) {
-    twin_status s = slice_axis(fn, a, i, per_axis[i], &shape[i], &strides[i], &offset);
-    if (s != TWIN_OK)
-      return s;
+  for (int i = 0; i < ndim; i++) {
+    twin_slice sl = per_axis[i];
+    axis_fault fault = slice_axis(a, i, &sl, &shape[i], &strides[i], &offset);
+    if (fault != AXIS_OK)
+      return slice_fault(fn, a, i, sl, fault);
     empty |= shape[i] == 0;
   }
   /* An empty slice keeps its base's offset, which is inside the buffer (NumPy: any slice of an
    * empty array is empty). */
   if (empty)
     offset = (ptrdiff_t)a->offset;
-  return twin__array_view(fn, a, a->ndim, shape, strides, offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, ndim, shape, strides, offset, (twin__site){file, line}, out);
 }
 
 twin_status(twin_array_slice)(twin_array *a, const twin_slice *per_axis, twin_array **out) {
