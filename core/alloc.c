@@ -70,42 +70,19 @@ void twin__spin_wait(atomic_flag *lock) {
   while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire));
 }
 
-/* ---- Objects kept for reuse ---- */
+/* ---- Objects kept for reuse (the fast paths are in ground.h) ---- */
 
-#if defined(__SANITIZE_ADDRESS__)
-#define KEEP_MAX 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define KEEP_MAX 0
-#endif
-#endif
-#ifndef KEEP_MAX
-#define KEEP_MAX 8 /* per kind and thread */
-#endif
-
-typedef struct kept {
-  struct kept *next;
-} kept;
-
-typedef struct keep {
-  kept *top[TWIN__KEEP_KINDS];
-  unsigned count[TWIN__KEEP_KINDS];
-  bool registered; /* with keep_key, so that the thread's exit frees what it keeps */
-} keep;
-
-/* initial-exec: one load from the thread pointer, instead of a __tls_get_addr call per use;
- * the few bytes fit the static TLS room glibc keeps for libraries loaded with dlopen. */
-static _Thread_local keep kept_here __attribute__((tls_model("initial-exec")));
+_Thread_local twin__keep twin__kept __attribute__((tls_model("initial-exec")));
 static pthread_key_t keep_key;
 static pthread_once_t keep_once = PTHREAD_ONCE_INIT;
 static bool keep_key_made;
 
 static void free_kept(void *arg) {
-  keep *k = arg;
+  twin__keep *k = arg;
   for (int kind = 0; kind < TWIN__KEEP_KINDS; kind++)
     while (k->top[kind]) {
-      kept *p = k->top[kind];
-      k->top[kind] = p->next;
+      void *p = k->top[kind];
+      k->top[kind] = *(void **)p;
       free(p); /* only objects free would have taken are kept */
     }
   memset(k->count, 0, sizeof k->count);
@@ -115,31 +92,8 @@ static void make_keep_key(void) {
   keep_key_made = pthread_key_create(&keep_key, free_kept) == 0;
 }
 
-void *twin__take(twin__keep_kind kind, size_t size) {
-  kept *p = kept_here.top[kind];
-  if (!p || atomic_load_explicit(&twin__host_alloc.malloc_fn, memory_order_relaxed) != malloc)
-    return twin__malloc(size);
-  kept_here.top[kind] = p->next;
-  kept_here.count[kind]--;
-  return p;
-}
-
-/* Registers this thread's kept objects to be freed when it exits; false if that failed. */
-static bool register_thread(void) {
+bool twin__keep_register(void) {
   pthread_once(&keep_once, make_keep_key);
-  kept_here.registered = keep_key_made && pthread_setspecific(keep_key, &kept_here) == 0;
-  return kept_here.registered;
-}
-
-void twin__give(twin__keep_kind kind, void *p) {
-  if (kept_here.count[kind] >= KEEP_MAX ||
-      atomic_load_explicit(&twin__host_alloc.free_fn, memory_order_relaxed) != free ||
-      (!kept_here.registered && !register_thread())) {
-    twin__free(p);
-    return;
-  }
-  kept *k = p;
-  k->next = kept_here.top[kind];
-  kept_here.top[kind] = k;
-  kept_here.count[kind]++;
+  twin__kept.registered = keep_key_made && pthread_setspecific(keep_key, &twin__kept) == 0;
+  return twin__kept.registered;
 }

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "twin.h"
 
@@ -97,11 +98,53 @@ typedef enum twin__keep_kind {
   TWIN__KEEP_BUFFER_FULL, /* two-copy buffer objects */
   TWIN__KEEP_KINDS
 } twin__keep_kind;
+#if defined(__SANITIZE_ADDRESS__)
+#define TWIN__KEEP_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TWIN__KEEP_MAX 0
+#endif
+#endif
+#ifndef TWIN__KEEP_MAX
+#define TWIN__KEEP_MAX 8 /* per kind and thread */
+#endif
+
+/* This thread's kept objects, each linking the next through its first pointer. Inline below:
+ * the view path takes and gives one each time. initial-exec: one load from the thread pointer
+ * instead of a __tls_get_addr call; the few bytes fit the static TLS room glibc keeps for
+ * libraries loaded with dlopen. */
+typedef struct twin__keep {
+  void *top[TWIN__KEEP_KINDS];
+  unsigned count[TWIN__KEEP_KINDS];
+  bool registered; /* so that the thread's exit frees what it keeps (alloc.c) */
+} twin__keep;
+extern _Thread_local twin__keep twin__kept __attribute__((tls_model("initial-exec")));
+/* Registers this thread's kept objects to be freed when it exits; false if that failed. */
+bool twin__keep_register(void);
+
 /* An object of `kind` (all of one kind have one size, `size`): a kept one, else twin__malloc's;
  * NULL when out of memory. */
-void *twin__take(twin__keep_kind kind, size_t size);
+static inline void *twin__take(twin__keep_kind kind, size_t size) {
+  void *p = twin__kept.top[kind];
+  if (!p || atomic_load_explicit(&twin__host_alloc.malloc_fn, memory_order_relaxed) != malloc)
+    return twin__malloc(size);
+  twin__kept.top[kind] = *(void **)p;
+  twin__kept.count[kind]--;
+  return p;
+}
+
 /* Releases p, an object of `kind` from twin__take: keeps it for reuse, or twin__free. */
-void twin__give(twin__keep_kind kind, void *p);
+static inline void twin__give(twin__keep_kind kind, void *p) {
+  if (twin__kept.count[kind] + 1 > TWIN__KEEP_MAX ||
+      atomic_load_explicit(&twin__host_alloc.free_fn, memory_order_relaxed) != free ||
+      (!twin__kept.registered && !twin__keep_register())) {
+    twin__free(p);
+    return;
+  }
+  *(void **)p = twin__kept.top[kind];
+  twin__kept.top[kind] = p;
+  twin__kept.count[kind]++;
+}
 
 /* ---- Reference counts ----
  * Every refcounted object (context, buffer, array, program, kernel) counts with these, after

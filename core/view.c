@@ -35,6 +35,28 @@ static twin_status check_inside(const char *fn, twin_dtype dtype, int ndim, cons
   return TWIN_OK;
 }
 
+/* The usual view in one pass: true only for a geometry with elements that check_inside passes
+ * (twin__check_shape's and twin__check_extent's invariants, every element inside the buffer),
+ * storing its element count in *size. Anything else, an empty view or one in doubt, goes
+ * through check_inside, which names what is wrong. In elements, with the element size a power
+ * of 2: a count, stride or extent in [-limit, limit] fits in ptrdiff_t as bytes, and an extent
+ * summed from spans of one sign bounds each of its partial sums. */
+static bool quick_inside(twin_dtype dtype, int ndim, const size_t *shape, const ptrdiff_t *strides,
+                         ptrdiff_t offset, size_t elements, size_t *size) {
+  ptrdiff_t limit = PTRDIFF_MAX >> twin__item_shift(dtype), lo = 0, hi = 0, span;
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] == 0 || shape[i] > (size_t)limit || __builtin_mul_overflow(n, shape[i], &n) ||
+        strides[i] > limit || strides[i] < -limit ||
+        __builtin_mul_overflow(strides[i], (ptrdiff_t)shape[i] - 1, &span) ||
+        __builtin_add_overflow(span < 0 ? lo : hi, span, span < 0 ? &lo : &hi))
+      return false;
+  }
+  *size = n;
+  return n <= (size_t)limit && lo >= -limit && hi <= limit && offset >= -lo &&
+         offset <= (ptrdiff_t)elements - 1 - hi;
+}
+
 twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
                              const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
                              twin_array **out) {
@@ -43,9 +65,11 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
                       TWIN_MAX_DIMS);
   size_t size = 0, elements = a->buf->nbytes >> twin__item_shift(a->dtype);
-  twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
-  if (s != TWIN_OK)
-    return s;
+  if (!quick_inside(a->dtype, ndim, shape, strides, offset, elements, &size)) {
+    twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
+    if (s != TWIN_OK)
+      return s;
+  }
   twin_array *v = twin__array_alloc();
   if (!v)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for a view", fn);
