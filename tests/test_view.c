@@ -298,6 +298,84 @@ static void test_as_strided_outside_buffer_is_refused(void **state) {
   twin_array_unref(a);
 }
 
+/* Whether the one gate every view goes through must accept a geometry, in wide arithmetic: the
+ * counts and byte sizes twin__check_shape bounds, the strides and extent twin__check_extent
+ * bounds, and every element inside the buffer of `elements` items of `item` bytes (an empty
+ * view's offset in [0, elements]). */
+__extension__ typedef __int128 wide_int; /* gcc and clang: every sum below fits */
+
+static bool gate_accepts(int ndim, const size_t *shape, const ptrdiff_t *strides, ptrdiff_t offset,
+                         size_t elements, size_t item) {
+  const wide_int max = PTRDIFF_MAX, min = PTRDIFF_MIN;
+  wide_int n = 1, span = item, lo = 0, hi = 0;
+  for (int i = 0; i < ndim; i++) {
+    n *= shape[i];
+    span *= shape[i] ? shape[i] : 1;
+    if (n * item > max || (n == 0 && span > max))
+      return false;
+  }
+  for (int i = 0; i < ndim; i++) {
+    wide_int step = (wide_int)strides[i] * item,
+             reach = step * (wide_int)(shape[i] ? shape[i] - 1 : 0);
+    if (step > max || step < min)
+      return false;
+    *(reach < 0 ? &lo : &hi) += reach;
+    if (lo < min || hi > max)
+      return false;
+  }
+  if (n == 0)
+    return offset >= 0 && (size_t)offset <= elements;
+  return offset + lo / (wide_int)item >= 0 && offset + hi / (wide_int)item < (wide_int)elements;
+}
+
+/* as_strided runs the gate on any geometry: around the edges of a small buffer, with strides
+ * and offsets near the largest that fit in bytes, it accepts exactly what gate_accepts does
+ * (the usual view takes a one-pass proof, the rest the checks that explain a refusal). */
+static void test_the_view_gate_accepts_exactly_the_views_inside(void **state) {
+  twin_fixture *f = fixture(state);
+  const twin_dtype dtypes[] = {TWIN_U8, TWIN_I32, TWIN_F64};
+  const size_t lens[] = {0, 1, 2, 3, 5};
+  for (int d = 0; d < 3; d++) {
+    size_t item = twin_dtype_size(dtypes[d]), elements = 12;
+    ptrdiff_t edge = PTRDIFF_MAX / (ptrdiff_t)item;
+    const ptrdiff_t strides[] = {-7,        -3,       -1,        0,           1,
+                                 2,         5,        edge,      -edge,       edge + 1,
+                                 -edge - 1, edge / 2, -edge / 2, edge / 4 + 1};
+    const ptrdiff_t offsets[] = {-3, -1, 0, 1, 5, 11, 12, 13, edge, -edge};
+    enum { NS = sizeof strides / sizeof *strides, NO = sizeof offsets / sizeof *offsets };
+    twin_array *a, *v;
+    assert_ok(twin_array_zeros(f->ctx, dtypes[d], 1, &elements, &a));
+    size_t accepted = 0;
+    for (int k = 0; k < 5 * 5 * NS * NS; k++) {
+      size_t shape[2] = {lens[k % 5], lens[k / 5 % 5]};
+      ptrdiff_t st[2] = {strides[k / 25 % NS], strides[k / 25 / NS]};
+      for (int o = 0; o < NO; o++)
+        for (int ndim = 1; ndim <= 2; ndim++) {
+          if (ndim == 1 && (k / 5 % 5 || k / 25 / NS))
+            continue; /* one case per 1-D geometry */
+          bool want = gate_accepts(ndim, shape, st, offsets[o], elements, item);
+          v = NULL;
+          twin_status s = twin_array_as_strided(a, ndim, shape, st, offsets[o], &v);
+          if ((s == TWIN_OK) != want)
+            print_error("%s: shape %zu,%zu strides %td,%td offset %td (ndim %d): %s\n",
+                        twin_dtype_name(dtypes[d]), shape[0], shape[1], st[0], st[1], offsets[o],
+                        ndim, s == TWIN_OK ? "accepted" : twin_last_error());
+          assert_int_equal(s == TWIN_OK, want);
+          if (s != TWIN_OK) {
+            assert_null(v);
+            continue;
+          }
+          accepted++;
+          for (int i = 0; i < ndim; i++)
+            assert_int_equal(twin_array_shape(v)[i], shape[i]);
+          twin_array_unref(v);
+        }
+    }
+    assert_true(accepted > 100); /* the sweep reaches inside as well as out */
+    twin_array_unref(a);
+  }
+}
+
 /* ---- Overflow: every stride, offset and extent is computed with checked arithmetic ---- */
 
 static void test_slice_with_a_huge_step_keeps_one_element(void **state) {
@@ -824,6 +902,7 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_broadcast_to_repeats_and_is_read_only),
     TWIN_TEST(test_squeeze_and_expand_dims),
     TWIN_TEST(test_as_strided_outside_buffer_is_refused),
+    TWIN_TEST(test_the_view_gate_accepts_exactly_the_views_inside),
     TWIN_TEST(test_slice_with_a_huge_step_keeps_one_element),
     TWIN_TEST(test_slice_of_an_extreme_stride_does_not_overflow),
     TWIN_TEST(test_index_with_extreme_values_is_out_of_range),
