@@ -64,10 +64,28 @@ void *twin__alloc_block(size_t size) {
   return p;
 }
 
-void twin__spin_wait(atomic_flag *lock) {
-  do
-    sched_yield(); /* held for a few instructions; yield rather than burn the core */
-  while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire));
+/* A hint to the core that this is a wait loop (it slows the loop down and lets a sibling
+ * hardware thread run). */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+void twin__spin_wait(atomic_bool *lock) {
+  for (unsigned spins = 0;; spins++) {
+    /* Test before the exchange: waiting threads read the line, and only the free lock's
+     * exchange writes it, so the holder's unlock is not held up. */
+    if (!atomic_load_explicit(lock, memory_order_relaxed) &&
+        !atomic_exchange_explicit(lock, true, memory_order_acquire))
+      return;
+    if (spins < 100)
+      cpu_relax();
+    else
+      sched_yield(); /* the holder is likely preempted: let it run */
+  }
 }
 
 /* ---- Objects kept for reuse (the fast paths are in ground.h) ---- */
@@ -96,4 +114,16 @@ bool twin__keep_register(void) {
   pthread_once(&keep_once, make_keep_key);
   twin__kept.registered = keep_key_made && pthread_setspecific(keep_key, &twin__kept) == 0;
   return twin__kept.registered;
+}
+
+/* ---- Slots of threads ---- */
+
+_Thread_local unsigned twin__thread_number __attribute__((tls_model("initial-exec")));
+static atomic_uint threads_numbered;
+
+unsigned twin__thread_number_assign(void) {
+  twin__thread_number = atomic_fetch_add_explicit(&threads_numbered, 1, memory_order_relaxed) + 1;
+  if (!twin__thread_number) /* after 2^32 threads: skip 0, which means unassigned */
+    twin__thread_number = 1;
+  return twin__thread_number;
 }

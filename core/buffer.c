@@ -8,25 +8,25 @@
 
 #include "storage.h"
 
-/* Makes b one of its context's live buffers: it joins the fresh stack, which takes it without
- * the context's lock (the next walk moves it into the list). */
+/* Makes b one of its context's live buffers: it joins the fresh stack of this thread's slot,
+ * which takes it without the context's lock (the next walk moves it into the list). */
 static void link_buffer(twin__buffer *b) {
-  twin_context *ctx = b->ctx;
-  b->fresh_next = atomic_load_explicit(&ctx->fresh, memory_order_relaxed);
-  while (!atomic_compare_exchange_weak_explicit(&ctx->fresh, &b->fresh_next, b,
-                                                memory_order_acq_rel, memory_order_relaxed))
+  _Atomic(twin__buffer *) *top = &b->ctx->fresh[b->thread_slot].top;
+  b->fresh_next = atomic_load_explicit(top, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(top, &b->fresh_next, b, memory_order_acq_rel,
+                                                memory_order_relaxed))
     ;
 }
 
 /* A buffer made and dropped with no walk in between, the usual short-lived one, is still on
- * top of the fresh stack and leaves it without the lock. Only the top leaves that way, and
+ * top of its fresh stack and leaves it without the lock. Only the top leaves that way, and
  * only through its owner, the last reference's holder: the entries below the top stay while
  * it is there, so its fresh_next is current, and no other thread can push it again. Anywhere
  * else, b leaves the list under the lock. */
 static void unlink_buffer(twin__buffer *b) {
   twin_context *ctx = b->ctx;
   twin__buffer *top = b;
-  if (atomic_compare_exchange_strong_explicit(&ctx->fresh, &top, b->fresh_next,
+  if (atomic_compare_exchange_strong_explicit(&ctx->fresh[b->thread_slot].top, &top, b->fresh_next,
                                               memory_order_acq_rel, memory_order_relaxed))
     return;
   pthread_mutex_lock(&ctx->lock);
@@ -43,7 +43,7 @@ static void unlink_buffer(twin__buffer *b) {
 /* Counts b in its context, or counts it off. (It has no views either way, so its views hold
  * none of it.) */
 static void count_buffer(twin__buffer *b, bool live) {
-  twin__counters *c = &b->ctx->counters;
+  twin__live_counts *c = &b->ctx->counters.live[b->thread_slot];
   size_t (*step)(atomic_size_t *, size_t) = live ? twin__count_add : twin__count_sub;
   step(&c->buffers, 1);
   if (b->layout == TWIN__SHARED)
@@ -63,13 +63,13 @@ static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin
    * cannot fail here. */
   b->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
   b->access_ended = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
-  atomic_flag_clear(&b->views_lock);
   twin__ref_init(&b->refs);
   b->ctx = twin__context_hold(ctx);
   b->nbytes = nbytes;
   b->zero_init = zero_init;
   b->layout = layout;
   b->site = site;
+  b->thread_slot = twin__thread_slot();
   link_buffer(b);
   count_buffer(b, true);
   *out = b;
@@ -151,21 +151,23 @@ static inline void covered(twin__buffer *b, bool was, size_t after, bool is) {
 void twin__buffer_attach(twin_array *a, bool adopt) {
   twin__buffer *b = a->buf;
   size_t bytes = a->size << twin__item_shift(a->dtype);
+  a->thread_slot = twin__thread_slot();
+  twin_array **list = &b->views[a->thread_slot % TWIN__VIEW_LISTS];
   twin__spin_lock(&b->views_lock);
-  twin_array *first = b->views;
+  bool had = b->nviews++ > 0;
   a->prev = NULL;
-  a->next = first;
-  if (first)
-    first->prev = a;
-  else if (!adopt)
+  a->next = *list;
+  if (*list)
+    (*list)->prev = a;
+  *list = a;
+  if (!had && !adopt)
     twin__buffer_ref(b); /* the views' reference, which the caller's keeps above 0 */
-  b->views = a;
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
          after = before + bytes;
-  covered(b, first && before < held_below(b), after, after < held_below(b));
+  covered(b, had && before < held_below(b), after, after < held_below(b));
   twin__spin_unlock(&b->views_lock);
-  twin__count_add(&b->ctx->counters.arrays, 1);
-  if (first && adopt)
+  twin__count_add(&b->ctx->counters.live[a->thread_slot].arrays, 1);
+  if (had && adopt)
     twin__buffer_unref(b); /* never the last: the views hold one */
 }
 
@@ -176,16 +178,16 @@ bool twin__buffer_detach(twin_array *a) {
   if (a->prev)
     a->prev->next = a->next;
   else
-    b->views = a->next;
+    b->views[a->thread_slot % TWIN__VIEW_LISTS] = a->next;
   if (a->next)
     a->next->prev = a->prev;
-  bool has = b->views != NULL;
+  bool has = --b->nviews > 0;
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
          after = before - bytes;
   assert(before >= bytes && "a buffer's view bytes dropped below 0");
   covered(b, before < held_below(b), after, has && after < held_below(b));
   twin__spin_unlock(&b->views_lock);
-  twin__count_sub(&b->ctx->counters.arrays, 1);
+  twin__count_sub(&b->ctx->counters.live[a->thread_slot].arrays, 1);
   return !has;
 }
 

@@ -122,6 +122,19 @@ extern _Thread_local twin__keep twin__kept __attribute__((tls_model("initial-exe
 /* Registers this thread's kept objects to be freed when it exits; false if that failed. */
 bool twin__keep_register(void);
 
+/* ---- Slots of threads (alloc.c) ----
+ * Structures that every thread making arrays would write at one place (the context's counts
+ * and new buffers, a buffer's views) have one part per slot, and each thread keeps to its
+ * slot: threads number 1, 2, 3, ... in the order they first ask, slot = number % TWIN__SLOTS,
+ * so that two threads working at once write apart. */
+#define TWIN__SLOTS 8
+extern _Thread_local unsigned twin__thread_number __attribute__((tls_model("initial-exec")));
+unsigned twin__thread_number_assign(void);
+static inline unsigned twin__thread_slot(void) {
+  unsigned n = twin__thread_number;
+  return (n ? n : twin__thread_number_assign()) % TWIN__SLOTS;
+}
+
 /* An object of `kind` (all of one kind have one size, `size`): a kept one, else twin__malloc's;
  * NULL when out of memory. */
 static inline void *twin__take(twin__keep_kind kind, size_t size) {
@@ -196,15 +209,17 @@ static inline size_t twin__count_sub(atomic_size_t *count, size_t n) {
 
 /* ---- Spinlocks, for a few instructions of list surgery on the view path ---- */
 
-/* The slow path of twin__spin_lock (alloc.c): waits for the holder, yielding the core. */
-void twin__spin_wait(atomic_flag *lock);
+/* A spinlock is an atomic_bool, false (zero-initialised) when free. */
+/* The slow path of twin__spin_lock (alloc.c): waits for the holder, spinning on a plain load
+ * for a while, then yielding the core (the holder may have been preempted). */
+void twin__spin_wait(atomic_bool *lock);
 /* Inline, so an uncontended lock costs one atomic exchange and no call. */
-static inline void twin__spin_lock(atomic_flag *lock) {
-  if (atomic_flag_test_and_set_explicit(lock, memory_order_acquire))
+static inline void twin__spin_lock(atomic_bool *lock) {
+  if (atomic_exchange_explicit(lock, true, memory_order_acquire))
     twin__spin_wait(lock);
 }
-static inline void twin__spin_unlock(atomic_flag *lock) {
-  atomic_flag_clear_explicit(lock, memory_order_release);
+static inline void twin__spin_unlock(atomic_bool *lock) {
+  atomic_store_explicit(lock, false, memory_order_release);
 }
 
 /* ---- Checked arithmetic ---- */

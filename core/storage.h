@@ -36,6 +36,10 @@ typedef struct twin__access {
   bool unowned;     /* held for a DLPack consumer, by no thread: a conflict never waits for it */
 } twin__access;
 
+/* Lists of views per buffer (twin__buffer.views): a view is in list slot % TWIN__VIEW_LISTS of
+ * its maker's slot of threads. */
+#define TWIN__VIEW_LISTS 4
+
 /* The storage behind arrays. Its layout (context.h) is fixed at creation:
  * - TWIN__SHARED: one host block, wrapped as the device memory; host access maps it, nothing
  *   is ever copied;
@@ -51,14 +55,21 @@ typedef struct twin__buffer {
   size_t nbytes;       /* logical size; allocations are at least 1 byte */
   twin__layout layout; /* fixed at creation */
   struct twin__buffer *prev, *next; /* in ctx->listed, under ctx->lock */
-  struct twin__buffer *fresh_next;  /* below it in ctx->fresh, while there (fixed meanwhile) */
-  twin__site site;                  /* where the array that made it was made */
-  /* Live views: the list (for the report) and their summed element bytes (read without a
-   * lock), both changed under views_lock, a spinlock held only to link or unlink one view and
-   * count it (twin__buffer_attach), never across a transfer. */
+  /* The slot of threads (ground.h) of the thread that made it: its fresh stack and the slot
+   * it is counted in. Below it in ctx->fresh[thread_slot] while it waits there (fixed
+   * meanwhile). */
+  unsigned thread_slot;
+  struct twin__buffer *fresh_next;
+  twin__site site; /* where the array that made it was made */
+  /* Live views: lists of them (for the report), one per view list of threads (a view joins
+   * the list of its maker's slot, TWIN__VIEW_LISTS of them, so that threads making views of
+   * one buffer at once link and unlink their own objects), their number and their summed
+   * element bytes (read without a lock), all changed under views_lock, a spinlock held only
+   * to link or unlink one view and count it (twin__buffer_attach), never across a transfer. */
+  atomic_bool views_lock;
+  size_t nviews;
   atomic_size_t view_bytes;
-  atomic_flag views_lock;
-  struct twin_array *views;
+  struct twin_array *views[TWIN__VIEW_LISTS];
   pthread_mutex_t lock; /* guards everything below */
   void *mem[2];         /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
   bool zero_init;       /* initial content is zero: a side is zeroed when it is allocated */
@@ -100,10 +111,13 @@ typedef struct twin__buffer {
 struct twin_array {
   uint32_t magic; /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
   atomic_size_t refs;
-  twin__buffer *buf;              /* kept alive by the views' reference (twin__buffer_attach) */
-  struct twin_array *prev, *next; /* in buf->views, under buf->views_lock */
-  twin__site site;                /* where it was made */
-  char owner[TWIN__OWNER_MAX];    /* the application's label, inherited by views */
+  twin__buffer *buf; /* kept alive by the views' reference (twin__buffer_attach) */
+  /* In buf->views[thread_slot % TWIN__VIEW_LISTS], under buf->views_lock; thread_slot is its
+   * maker's slot of threads (ground.h), where it is also counted. */
+  struct twin_array *prev, *next;
+  unsigned thread_slot;
+  twin__site site;             /* where it was made */
+  char owner[TWIN__OWNER_MAX]; /* the application's label, inherited by views */
   twin_dtype dtype;
   int ndim;
   size_t size;   /* product of shape */
@@ -174,21 +188,25 @@ static inline bool twin__held_by_views(size_t covered, size_t nbytes) {
   return covered < nbytes / share + (nbytes % share != 0);
 }
 /* With ctx->lock held: the first of ctx's live buffers (the rest follow through next), once
- * those made since the last call have moved from ctx->fresh into the list, newest first. Every
- * walk over the live buffers starts here. */
+ * those made since the last call have moved from ctx->fresh into the list, newest of each
+ * stack first. Every walk over the live buffers starts here. */
 static inline twin__buffer *twin__buffers_first(twin_context *ctx) {
-  twin__buffer *top = atomic_exchange_explicit(&ctx->fresh, NULL, memory_order_acq_rel), *last;
-  if (!top)
-    return ctx->listed;
-  top->prev = NULL;
-  for (last = top; last->fresh_next; last = last->fresh_next) {
-    last->next = last->fresh_next;
-    last->fresh_next->prev = last;
+  for (int i = 0; i < TWIN__SLOTS; i++) {
+    twin__buffer *top = atomic_exchange_explicit(&ctx->fresh[i].top, NULL, memory_order_acq_rel);
+    if (!top)
+      continue;
+    twin__buffer *last = top;
+    top->prev = NULL;
+    for (; last->fresh_next; last = last->fresh_next) {
+      last->next = last->fresh_next;
+      last->fresh_next->prev = last;
+    }
+    last->next = ctx->listed;
+    if (ctx->listed)
+      ctx->listed->prev = last;
+    ctx->listed = top;
   }
-  last->next = ctx->listed;
-  if (ctx->listed)
-    ctx->listed->prev = last;
-  return ctx->listed = top;
+  return ctx->listed;
 }
 /* References to every live buffer of ctx, in *out (drop them with twin__drop_buffers). */
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);

@@ -3,6 +3,7 @@
  * same run; with one thread, and with two threads at once working on one buffer (the view list
  * and the context's counters are shared) and one context. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -23,7 +24,7 @@ typedef struct job {
   twin_context *ctx;
   twin_array *base; /* the one buffer every view is made of */
   long iters;
-  pthread_barrier_t *start;
+  atomic_int *start; /* two threads: both spin until both run, so that they start at once */
 } job;
 
 static void run_op(const job *j) {
@@ -60,29 +61,41 @@ static double thread_now(void) {
 
 typedef struct worker {
   job job;
-  double ns; /* per operation */
+  double ns;          /* CPU time per operation */
+  double cpu, t0, t1; /* CPU seconds, and the wall clock at its start and end */
 } worker;
 
 static void *thread_main(void *arg) {
   worker *w = arg;
-  if (w->job.start)
-    pthread_barrier_wait(w->job.start);
-  double t0 = thread_now();
+  if (w->job.start) {
+    atomic_fetch_add(w->job.start, 1);
+    while (atomic_load(w->job.start) < 2)
+      ;
+  }
+  w->t0 = bench_now();
+  double c0 = thread_now();
   run_op(&w->job);
-  w->ns = (thread_now() - t0) * 1e9 / (double)w->job.iters;
+  w->cpu = thread_now() - c0;
+  w->t1 = bench_now();
+  w->ns = w->cpu * 1e9 / (double)w->job.iters;
   return NULL;
 }
 
-/* CPU ns per operation in each thread, with `threads` threads (1 or 2) doing iters each at
- * once (the mean of the two). */
-static double time_op(job j, int threads) {
-  worker w[2] = {{j, 0}, {j, 0}};
+/* One timing: CPU ns per operation in each thread (the mean of the two), and for two threads
+ * the share of the time both ran at once: their CPU time over twice the wall time from the
+ * first start to the last end (1: side by side throughout; 0.5: one after the other). */
+typedef struct timing {
+  double ns, together;
+} timing;
+
+/* Times iters operations in each of `threads` threads (1 or 2) at once. */
+static timing time_op(job j, int threads) {
+  worker w[2] = {{.job = j}, {.job = j}};
   if (threads == 1) {
     thread_main(&w[0]);
-    return w[0].ns;
+    return (timing){w[0].ns, 1};
   }
-  pthread_barrier_t start;
-  pthread_barrier_init(&start, NULL, 2);
+  atomic_int start = 0;
   pthread_t t[2];
   for (int i = 0; i < 2; i++) {
     w[i].job.start = &start;
@@ -91,33 +104,38 @@ static double time_op(job j, int threads) {
   }
   for (int i = 0; i < 2; i++)
     pthread_join(t[i], NULL);
-  pthread_barrier_destroy(&start);
-  return (w[0].ns + w[1].ns) / 2;
+  double wall = (w[0].t1 > w[1].t1 ? w[0].t1 : w[1].t1) - (w[0].t0 < w[1].t0 ? w[0].t0 : w[1].t0);
+  return (timing){(w[0].ns + w[1].ns) / 2, (w[0].cpu + w[1].cpu) / (2 * wall)};
 }
 
 enum { REPS = 31 };
 
+static double median_of(double *x) {
+  qsort(x, REPS, sizeof(double), bench_cmp_double);
+  return x[REPS / 2];
+}
+
 /* Medians over REPS rounds, each round timing every operation once, so that a slow spell of
  * the machine falls on all of them alike; a round takes a few ms, shorter than a time slice of
  * a busy machine's scheduler, so most rounds run undisturbed. */
-static void measure(twin_context *ctx, twin_array *base, int threads, double median[OPS]) {
-  double t[OPS][REPS];
+static void measure(twin_context *ctx, twin_array *base, int threads, timing median[OPS]) {
+  double ns[OPS][REPS], together[OPS][REPS];
   for (int r = 0; r < REPS; r++)
     for (int op = 0; op < OPS; op++) {
       job j = {.op = op, .ctx = ctx, .base = base, .iters = op == NEW ? 10000 : 20000};
-      t[op][r] = time_op(j, threads);
+      timing t = time_op(j, threads);
+      ns[op][r] = t.ns;
+      together[op][r] = t.together;
     }
-  for (int op = 0; op < OPS; op++) {
-    qsort(t[op], REPS, sizeof(double), bench_cmp_double);
-    median[op] = t[op][REPS / 2];
-  }
+  for (int op = 0; op < OPS; op++)
+    median[op] = (timing){median_of(ns[op]), median_of(together[op])};
 }
 
 void bench_views(twin_context *ctx) {
   size_t shape[] = {4096, 4096};
   twin_array *a;
   bench_check(twin_array_new(ctx, TWIN_F32, 2, shape, &a), "twin_array_new");
-  double one[OPS], two[OPS];
+  timing one[OPS], two[OPS];
   measure(ctx, a, 1, one);
   measure(ctx, a, 2, two);
   twin_array_unref(a);
@@ -125,11 +143,13 @@ void bench_views(twin_context *ctx) {
   printf("Against malloc+free of %zu bytes (an array object), in the same run; 2 threads: each\n"
          "makes and drops views of one buffer (or arrays of one context) at once. CPU ns per\n"
          "operation in each thread (wall time would count other processes), medians of %d\n"
-         "rounds.\n\n",
+         "rounds; \"together\": the share of the time both threads ran at once.\n\n",
          sizeof(struct twin_array), REPS);
-  printf("| operation | 1 thread, ns | x malloc+free | 2 threads, ns | x malloc+free |\n");
-  printf("| --- | --- | --- | --- | --- |\n");
+  printf("| operation | 1 thread, ns | x malloc+free | 2 threads, ns | x malloc+free | together "
+         "|\n");
+  printf("| --- | --- | --- | --- | --- | --- |\n");
   for (int op = 0; op < OPS; op++)
-    printf("| %s | %.1f | %.2f | %.1f | %.2f |\n", op_names[op], one[op], one[op] / one[MALLOC],
-           two[op], two[op] / two[MALLOC]);
+    printf("| %s | %.1f | %.2f | %.1f | %.2f | %.0f%% |\n", op_names[op], one[op].ns,
+           one[op].ns / one[MALLOC].ns, two[op].ns, two[op].ns / two[MALLOC].ns,
+           100 * two[op].together);
 }
