@@ -91,12 +91,6 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
   return s;
 }
 
-void twin__array_attach(twin_array *a, bool adopt) {
-  a->magic = TWIN__ARRAY_ALIVE;
-  twin__ref_init(&a->refs);
-  twin__buffer_attach(a, adopt);
-}
-
 /* A new array object covering buffer b contiguously; takes over the caller's reference on b. */
 static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, const size_t *shape,
                                size_t size, twin__site site, twin_array **out) {

@@ -121,8 +121,12 @@ void twin__buffer_unref(twin__buffer *b) {
   twin_context *ctx = b->ctx;
   unlink_buffer(b);
   give_back(b);
-  twin__buffer_release_side(b, TWIN__DEVICE); /* first: a shared handle owns the host block */
-  twin__buffer_release_side(b, TWIN__HOST);
+  /* The device side first: a shared handle owns the host block. (An array dropped before any
+   * use has neither side.) */
+  if (b->mem[TWIN__DEVICE])
+    twin__buffer_release_side(b, TWIN__DEVICE);
+  if (b->mem[TWIN__HOST])
+    twin__buffer_release_side(b, TWIN__HOST);
   release_external(b);
   pthread_cond_destroy(&b->access_ended);
   pthread_mutex_destroy(&b->lock);

@@ -8,11 +8,6 @@ static const char *const names[TWIN_DTYPE_COUNT] = {
     [TWIN_F32] = "f32", [TWIN_F64] = "f64",
 };
 
-bool twin__dtype_valid(twin_dtype dtype) {
-  /* Compared as unsigned so a negative value from a cast is rejected too. */
-  return (unsigned)dtype < TWIN_DTYPE_COUNT;
-}
-
 size_t twin_dtype_size(twin_dtype dtype) {
   return twin__dtype_valid(dtype) ? twin__item_size(dtype) : 0;
 }

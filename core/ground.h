@@ -249,7 +249,10 @@ static inline const char *twin__site_file(twin__site site) {
 
 /* ---- Element types (dtype.c) ---- */
 
-bool twin__dtype_valid(twin_dtype dtype);
+/* Compared as unsigned so a negative value from a cast is rejected too. */
+static inline bool twin__dtype_valid(twin_dtype dtype) {
+  return (unsigned)dtype < TWIN_DTYPE_COUNT;
+}
 /* Bytes per element of a valid dtype, 1 << twin__item_shift: twin_dtype_size without the check
  * and the call, for the paths that make and drop array objects (their dtype was checked when
  * the first was made), and a shift where they would otherwise divide. */

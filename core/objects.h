@@ -90,7 +90,11 @@ static inline void twin__array_init(twin_array *a, twin__buffer *b, twin_dtype d
 }
 /* Registers a new array object with its buffer (view list, counters) and sets its refcount;
  * adopt as twin__buffer_attach's: the caller's reference on a->buf passes to the views. */
-void twin__array_attach(twin_array *a, bool adopt);
+static inline void twin__array_attach(twin_array *a, bool adopt) {
+  a->magic = TWIN__ARRAY_ALIVE;
+  twin__ref_init(&a->refs);
+  twin__buffer_attach(a, adopt);
+}
 /* Byte range [*lo, *hi) of the buffer that a's elements occupy; lo == hi when a is empty. */
 void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi);
 
