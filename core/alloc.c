@@ -110,6 +110,11 @@ static void make_keep_key(void) {
   keep_key_made = pthread_key_create(&keep_key, free_kept) == 0;
 }
 
+/* The thread that ends the program frees what it keeps (the others' went as they exited). */
+__attribute__((destructor)) static void free_kept_at_exit(void) {
+  free_kept(&twin__kept);
+}
+
 bool twin__keep_register(void) {
   pthread_once(&keep_once, make_keep_key);
   twin__kept.registered = keep_key_made && pthread_setspecific(keep_key, &twin__kept) == 0;
