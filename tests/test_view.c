@@ -337,10 +337,11 @@ static void test_the_view_gate_accepts_exactly_the_views_inside(void **state) {
   const size_t lens[] = {0, 1, 2, 3, 5};
   for (int d = 0; d < 3; d++) {
     size_t item = twin_dtype_size(dtypes[d]), elements = 12;
-    ptrdiff_t edge = PTRDIFF_MAX / (ptrdiff_t)item;
-    const ptrdiff_t strides[] = {-7,        -3,       -1,        0,           1,
-                                 2,         5,        edge,      -edge,       edge + 1,
-                                 -edge - 1, edge / 2, -edge / 2, edge / 4 + 1};
+    /* edge: the largest stride that fits in bytes; past: one beyond (for bytes, the largest
+     * stride of all, its bytes fit too, so one below). */
+    ptrdiff_t edge = PTRDIFF_MAX / (ptrdiff_t)item, past = item > 1 ? edge + 1 : edge - 1;
+    const ptrdiff_t strides[] = {-7,   -3,    -1,   0,         1,        2,         5,
+                                 edge, -edge, past, -edge - 1, edge / 2, -edge / 2, edge / 4 + 1};
     const ptrdiff_t offsets[] = {-3, -1, 0, 1, 5, 11, 12, 13, edge, -edge};
     enum { NS = sizeof strides / sizeof *strides, NO = sizeof offsets / sizeof *offsets };
     twin_array *a, *v;
