@@ -46,8 +46,8 @@ static void count_buffer(twin__buffer *b, bool live) {
   twin__live_counts *c = &b->ctx->counters.live[b->thread_slot];
   size_t (*step)(atomic_size_t *, size_t) = live ? twin__count_add : twin__count_sub;
   step(&c->buffers, 1);
-  if (b->layout == TWIN__SHARED)
-    step(&c->shared_buffers, 1);
+  if (b->layout == TWIN__TWO_COPIES)
+    step(&c->two_copy_buffers, 1);
 }
 
 static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin__layout layout,

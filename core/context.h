@@ -28,7 +28,9 @@ typedef enum twin__layout {
  * that same slot whichever thread drops it, so a slot's count never goes below 0. */
 typedef struct twin__live_counts {
   atomic_size_t buffers, arrays;
-  atomic_size_t shared_buffers; /* buffers whose layout is TWIN__SHARED */
+  /* Buffers whose layout is TWIN__TWO_COPIES: the rest are one copy (zero-copy), and in the
+   * usual contexts, host-only or zero-copy, no buffer moves this count. */
+  atomic_size_t two_copy_buffers;
   char apart[64 - 3 * sizeof(atomic_size_t)];
 } twin__live_counts;
 

@@ -56,7 +56,7 @@ size_t twin__live_bytes(const twin_context *ctx, twin__side_id side) {
 }
 
 typedef struct live {
-  size_t buffers, arrays, shared_buffers;
+  size_t buffers, arrays, two_copy_buffers;
 } live;
 
 /* The live objects counted in every slot of threads, summed. */
@@ -66,7 +66,7 @@ static live live_sum(const twin_context *ctx) {
     const twin__live_counts *c = &ctx->counters.live[i];
     sum.buffers += LOAD(buffers);
     sum.arrays += LOAD(arrays);
-    sum.shared_buffers += LOAD(shared_buffers);
+    sum.two_copy_buffers += LOAD(two_copy_buffers);
   }
   return sum;
 }
@@ -89,8 +89,9 @@ twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
       .peak_device_bytes = LOAD(peak_device_bytes),
       .buffers = n.buffers,
       .arrays = n.arrays,
-      /* One copy: every buffer when the backend has no device memory, else the shared ones. */
-      .zero_copy_buffers = ctx->layout == TWIN__HOST_ONLY ? n.buffers : n.shared_buffers,
+      /* One copy: every buffer but the two-copy ones (while other threads make and drop
+       * buffers, the two sums may mix instants: never below 0). */
+      .zero_copy_buffers = n.buffers > n.two_copy_buffers ? n.buffers - n.two_copy_buffers : 0,
       .held_by_views_bytes = LOAD(held_by_views_bytes),
       .bytes_to_device = LOAD(bytes_to_device),
       .bytes_to_host = LOAD(bytes_to_host),
