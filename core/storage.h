@@ -109,22 +109,25 @@ typedef struct twin__buffer {
 #define TWIN__ARRAY_POISONED 0xdeadab1eu
 
 struct twin_array {
-  uint32_t magic; /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
-  atomic_size_t refs;
+  /* Fixed from creation on (but for an owner the application sets) and read by every thread
+   * that makes a view of it, so apart from the fields written while it lives, below. */
+  uint32_t magic;    /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
   twin__buffer *buf; /* kept alive by the views' reference (twin__buffer_attach) */
-  /* In buf->views[thread_slot % TWIN__VIEW_LISTS], under buf->views_lock; thread_slot is its
-   * maker's slot of threads (ground.h), where it is also counted. */
-  struct twin_array *prev, *next;
-  unsigned thread_slot;
-  twin__site site;             /* where it was made */
-  char owner[TWIN__OWNER_MAX]; /* the application's label, inherited by views */
   twin_dtype dtype;
   int ndim;
-  size_t size;   /* product of shape */
-  size_t offset; /* of the first element, in elements from the buffer's start */
+  size_t size;    /* product of shape */
+  size_t offset;  /* of the first element, in elements from the buffer's start */
+  bool read_only; /* a broadcast view (or a view of one): writes are refused */
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS];
-  bool read_only; /* a broadcast view (or a view of one): writes are refused */
+  twin__site site;             /* where it was made */
+  char owner[TWIN__OWNER_MAX]; /* the application's label, inherited by views */
+  atomic_size_t refs;
+  /* In buf->views[thread_slot % TWIN__VIEW_LISTS], under buf->views_lock (threads making and
+   * dropping its neighbours there write prev and next); thread_slot is its maker's slot of
+   * threads (ground.h), where it is also counted. */
+  struct twin_array *prev, *next;
+  unsigned thread_slot;
   /* Accesses open through this object (their records are in buf->accesses), guarded by
    * buf->lock. The first host access of a shared buffer maps the object's extent, the last
    * one's end unmaps it. The slot holds one record, so most accesses allocate nothing. */
