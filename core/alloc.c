@@ -1,6 +1,6 @@
-/* The library's host allocator hooks. */
-#include <stdlib.h>
+/* The library's host allocator hooks, and the objects each thread keeps for reuse. */
 #include <sched.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <string.h>
 
@@ -64,7 +64,71 @@ void *twin__alloc_block(size_t size) {
   return p;
 }
 
-void twin__spin_lock(atomic_flag *lock) {
-  while (atomic_flag_test_and_set_explicit(lock, memory_order_acquire))
-    sched_yield(); /* held for a few instructions; yield rather than burn the core */
+/* A hint to the core that this is a wait loop (it slows the loop down and lets a sibling
+ * hardware thread run). */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+void twin__spin_wait(atomic_bool *lock) {
+  for (unsigned spins = 0;; spins++) {
+    /* Test before the exchange: waiting threads read the line, and only the free lock's
+     * exchange writes it, so the holder's unlock is not held up. */
+    if (!atomic_load_explicit(lock, memory_order_relaxed) &&
+        !atomic_exchange_explicit(lock, true, memory_order_acquire))
+      return;
+    if (spins < 100)
+      cpu_relax();
+    else
+      sched_yield(); /* the holder is likely preempted: let it run */
+  }
+}
+
+/* ---- Objects kept for reuse (the fast paths are in ground.h) ---- */
+
+_Thread_local twin__keep twin__kept __attribute__((tls_model("initial-exec")));
+static pthread_key_t keep_key;
+static pthread_once_t keep_once = PTHREAD_ONCE_INIT;
+static bool keep_key_made;
+
+static void free_kept(void *arg) {
+  twin__keep *k = arg;
+  for (int kind = 0; kind < TWIN__KEEP_KINDS; kind++)
+    while (k->top[kind]) {
+      void *p = k->top[kind];
+      k->top[kind] = *(void **)p;
+      free(p); /* only objects free would have taken are kept */
+    }
+  memset(k->count, 0, sizeof k->count);
+}
+
+static void make_keep_key(void) {
+  keep_key_made = pthread_key_create(&keep_key, free_kept) == 0;
+}
+
+/* The thread that ends the program frees what it keeps (the others' went as they exited). */
+__attribute__((destructor)) static void free_kept_at_exit(void) {
+  free_kept(&twin__kept);
+}
+
+bool twin__keep_register(void) {
+  pthread_once(&keep_once, make_keep_key);
+  twin__kept.registered = keep_key_made && pthread_setspecific(keep_key, &twin__kept) == 0;
+  return twin__kept.registered;
+}
+
+/* ---- Slots of threads ---- */
+
+_Thread_local unsigned twin__thread_number __attribute__((tls_model("initial-exec")));
+static atomic_uint threads_numbered;
+
+unsigned twin__thread_number_assign(void) {
+  twin__thread_number = atomic_fetch_add_explicit(&threads_numbered, 1, memory_order_relaxed) + 1;
+  if (!twin__thread_number) /* after 2^32 threads: skip 0, which means unassigned */
+    twin__thread_number = 1;
+  return twin__thread_number;
 }

@@ -5,6 +5,10 @@
 
 #include "objects.h"
 
+twin_array *twin__array_alloc(void) {
+  return twin__take(TWIN__KEEP_ARRAY, sizeof(twin_array));
+}
+
 /* Checks the arguments every constructor shares and computes the element count and byte
  * size with overflow checks. */
 twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_dtype dtype,
@@ -24,13 +28,14 @@ twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_d
 
 twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                               size_t *size) {
-  size_t n = 1, nbytes, span = twin_dtype_size(dtype);
+  size_t n = 1, span = twin__item_size(dtype);
   for (int i = 0; i < ndim; i++)
     if (twin__mul_overflows(n, shape[i], &n))
       return twin__fail(TWIN_ERR_OVERFLOW, "%s: element count overflows at shape[%d] = %zu", fn, i,
                         shape[i]);
-  /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX. */
-  if (twin__mul_overflows(n, twin_dtype_size(dtype), &nbytes) || nbytes > PTRDIFF_MAX)
+  /* Byte offsets are also used as ptrdiff_t, so the limit is PTRDIFF_MAX (the element size is a
+   * power of 2: n elements fit exactly when n is at most the limit shifted down). */
+  if (n > (size_t)PTRDIFF_MAX >> twin__item_shift(dtype))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: %zu elements of %s overflow the byte size", fn, n,
                       twin_dtype_name(dtype));
   /* With elements, span is nbytes; an empty shape must fit as if it had them. */
@@ -47,7 +52,8 @@ twin_status twin__check_shape(const char *fn, twin_dtype dtype, int ndim, const 
 
 twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const size_t *shape,
                                const ptrdiff_t *strides, ptrdiff_t *lo, ptrdiff_t *hi) {
-  ptrdiff_t item = (ptrdiff_t)twin_dtype_size(dtype), low = 0, high = 0, step, span;
+  ptrdiff_t item = (ptrdiff_t)twin__item_size(dtype), low = 0, high = 0, step, span;
+  *lo = *hi = 0; /* in elements: the byte sums fit, so these do too */
   for (int i = 0; i < ndim; i++) {
     if (__builtin_mul_overflow(strides[i], item, &step))
       return twin__fail(TWIN_ERR_OVERFLOW,
@@ -60,9 +66,8 @@ twin_status twin__check_extent(const char *fn, twin_dtype dtype, int ndim, const
       return twin__fail(TWIN_ERR_OVERFLOW,
                         "%s: the extent overflows at axis %d (shape %zu, stride %td)", fn, i,
                         shape[i], strides[i]);
+    *(span < 0 ? lo : hi) += strides[i] * (ptrdiff_t)(shape[i] - 1);
   }
-  *lo = low / item;
-  *hi = high / item;
   return TWIN_OK;
 }
 
@@ -70,7 +75,7 @@ bool twin__scaled_stride(ptrdiff_t stride, ptrdiff_t factor, size_t len, twin_dt
                          ptrdiff_t *out) {
   ptrdiff_t bytes;
   if (!__builtin_mul_overflow(stride, factor, out) &&
-      !__builtin_mul_overflow(*out, (ptrdiff_t)twin_dtype_size(dtype), &bytes))
+      !__builtin_mul_overflow(*out, (ptrdiff_t)twin__item_size(dtype), &bytes))
     return true;
   *out = 0;
   return len <= 1;
@@ -82,37 +87,27 @@ static twin_status check_new(const char *fn, twin_context *ctx, twin_dtype dtype
   if (s == TWIN_OK)
     s = twin__check_shape(fn, dtype, ndim, shape, size);
   if (s == TWIN_OK)
-    *nbytes = *size * twin_dtype_size(dtype);
+    *nbytes = *size * twin__item_size(dtype);
   return s;
-}
-
-void twin__array_attach(twin_array *a) {
-  a->magic = TWIN__ARRAY_ALIVE;
-  twin__ref_init(&a->refs);
-  twin__buffer_attach(a);
 }
 
 /* A new array object covering buffer b contiguously; takes over the caller's reference on b. */
 static twin_status wrap_buffer(twin__buffer *b, twin_dtype dtype, int ndim, const size_t *shape,
                                size_t size, twin__site site, twin_array **out) {
-  twin_array *a = twin__calloc(1, sizeof *a);
+  twin_array *a = twin__array_alloc();
   if (!a) {
     twin__buffer_unref(b);
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for an array object");
   }
-  a->buf = b;
-  a->dtype = dtype;
-  a->ndim = ndim;
-  a->size = size;
-  a->site = site;
   /* The products fit: twin__check_shape bounds them, zero-length axes counted as 1. */
-  ptrdiff_t stride = 1;
+  ptrdiff_t strides[TWIN_MAX_DIMS], stride = 1;
   for (int i = ndim - 1; i >= 0; i--) {
-    a->shape[i] = shape[i];
-    a->strides[i] = stride;
+    strides[i] = stride;
     stride *= (ptrdiff_t)(shape[i] ? shape[i] : 1);
   }
-  twin__array_attach(a);
+  twin__array_init(a, b, dtype, ndim, shape, strides, size, 0, site);
+  memset(a->owner, 0, sizeof a->owner);
+  twin__array_attach(a, true);
   *out = a;
   return TWIN_OK;
 }
@@ -168,14 +163,12 @@ twin_array *twin_array_ref(twin_array *a) {
   return a;
 }
 
-/* Ends every access still open through a, whose last reference is going (what a write access
+/* Ends the accesses still open through a, whose last reference is going (what a write access
  * wrote counts: it was marked when the access began). Under TWIN_DEBUG it reports them as a
  * misuse, naming where each began, and returns true: the caller then calls twin__debug_fatal
  * once a is released. The count is read without the buffer's lock: no other thread holds a
  * reference that could open or end one now. */
 static bool end_open_accesses(twin_array *a) {
-  if (!a->opens)
-    return false;
   bool report = atomic_load_explicit(&twin__debug, memory_order_relaxed);
   char what[1024];
   twin__records_drop(a, what, sizeof what);
@@ -191,18 +184,31 @@ static void poison(twin_array *a) {
   twin__debug_keep(a);
 }
 
+/* Drops one reference to a; true for the last. An array object is reached only through the
+ * references to it (the report reads the views of a buffer under its lock and takes none), so
+ * a holder that sees a count of 1 holds the only reference, which no other thread can copy:
+ * it goes without an atomic read-modify-write. The acquire pairs with the drops of other
+ * threads (twin__ref_put), so their writes are seen before a is torn down. */
+static bool drop_ref(twin_array *a) {
+  if (atomic_load_explicit(&a->refs, memory_order_acquire) != 1)
+    return twin__ref_put(&a->refs);
+  atomic_store_explicit(&a->refs, 0, memory_order_relaxed);
+  return true;
+}
+
 void twin_array_unref(twin_array *a) {
   twin__debug_check(a, "twin_array_unref");
-  if (!a || !twin__ref_put(&a->refs))
+  if (!a || !drop_ref(a))
     return;
   twin__buffer *b = a->buf;
-  bool misuse = end_open_accesses(a);
-  twin__buffer_detach(a);
+  bool misuse = a->opens && end_open_accesses(a);
+  bool last = twin__buffer_detach(a);
   if (atomic_load_explicit(&twin__debug, memory_order_relaxed))
     poison(a);
   else
-    twin__free(a);
-  twin__buffer_unref(b);
+    twin__give(TWIN__KEEP_ARRAY, a); /* not poisoned: debugging is off */
+  if (last)
+    twin__buffer_unref(b); /* the views' reference */
   if (misuse)
     twin__debug_fatal();
 }

@@ -8,24 +8,33 @@
 
 #include "storage.h"
 
-/* Links b into its context's list of live buffers. */
+/* Makes b one of its context's live buffers: it joins the fresh stack of this thread's slot,
+ * which takes it without the context's lock (the next walk moves it into the list). */
 static void link_buffer(twin__buffer *b) {
-  twin_context *ctx = b->ctx;
-  pthread_mutex_lock(&ctx->lock);
-  b->next = ctx->buffers;
-  if (ctx->buffers)
-    ctx->buffers->prev = b;
-  ctx->buffers = b;
-  pthread_mutex_unlock(&ctx->lock);
+  _Atomic(twin__buffer *) *top = &b->ctx->fresh[b->thread_slot].top;
+  b->fresh_next = atomic_load_explicit(top, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(top, &b->fresh_next, b, memory_order_acq_rel,
+                                                memory_order_relaxed))
+    ;
 }
 
+/* A buffer made and dropped with no walk in between, the usual short-lived one, is still on
+ * top of its fresh stack and leaves it without the lock. Only the top leaves that way, and
+ * only through its owner, the last reference's holder: the entries below the top stay while
+ * it is there, so its fresh_next is current, and no other thread can push it again. Anywhere
+ * else, b leaves the list under the lock. */
 static void unlink_buffer(twin__buffer *b) {
   twin_context *ctx = b->ctx;
+  twin__buffer *top = b;
+  if (atomic_compare_exchange_strong_explicit(&ctx->fresh[b->thread_slot].top, &top, b->fresh_next,
+                                              memory_order_acq_rel, memory_order_relaxed))
+    return;
   pthread_mutex_lock(&ctx->lock);
+  twin__buffers_first(ctx); /* b may still wait below the top */
   if (b->prev)
     b->prev->next = b->next;
   else
-    ctx->buffers = b->next;
+    ctx->listed = b->next;
   if (b->next)
     b->next->prev = b->prev;
   pthread_mutex_unlock(&ctx->lock);
@@ -34,36 +43,33 @@ static void unlink_buffer(twin__buffer *b) {
 /* Counts b in its context, or counts it off. (It has no views either way, so its views hold
  * none of it.) */
 static void count_buffer(twin__buffer *b, bool live) {
-  twin__counters *c = &b->ctx->counters;
+  twin__live_counts *c = &b->ctx->counters.live[b->thread_slot];
   size_t (*step)(atomic_size_t *, size_t) = live ? twin__count_add : twin__count_sub;
   step(&c->buffers, 1);
-  if (b->layout == TWIN__SHARED)
-    step(&c->shared_buffers, 1);
+  if (b->layout == TWIN__TWO_COPIES)
+    step(&c->two_copy_buffers, 1);
 }
 
 static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin__layout layout,
                           twin__site site, twin__buffer **out) {
-  twin__buffer *b = twin__malloc(sizeof *b);
-  if (b)
-    memset(b, 0, offsetof(twin__buffer, dirty.s));
+  /* A one-copy buffer has no dirty map: its object stops before the segments (storage.h). */
+  twin__keep_kind kind = layout == TWIN__TWO_COPIES ? TWIN__KEEP_BUFFER_FULL : TWIN__KEEP_BUFFER;
+  twin__buffer *b = twin__take(kind, kind == TWIN__KEEP_BUFFER ? TWIN__ONE_COPY_BYTES : sizeof *b);
   if (!b)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory for a buffer object");
-  if (pthread_mutex_init(&b->lock, NULL) != 0) {
-    twin__free(b);
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_mutex_init failed for a buffer");
-  }
-  if (pthread_cond_init(&b->access_ended, NULL) != 0) {
-    pthread_mutex_destroy(&b->lock);
-    twin__free(b);
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "pthread_cond_init failed for a buffer");
-  }
-  atomic_flag_clear(&b->views_lock);
+  memset(b, 0, TWIN__ONE_COPY_BYTES);
+  /* The initialisers with default attributes, as POSIX.1-2008 allows for any mutex and
+   * condition: pthread_*_init would cost more than the rest of an empty buffer's making, and
+   * cannot fail here. */
+  b->lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+  b->access_ended = (pthread_cond_t)PTHREAD_COND_INITIALIZER;
   twin__ref_init(&b->refs);
   b->ctx = twin__context_hold(ctx);
   b->nbytes = nbytes;
   b->zero_init = zero_init;
   b->layout = layout;
   b->site = site;
+  b->thread_slot = twin__thread_slot();
   link_buffer(b);
   count_buffer(b, true);
   *out = b;
@@ -115,62 +121,78 @@ void twin__buffer_unref(twin__buffer *b) {
   twin_context *ctx = b->ctx;
   unlink_buffer(b);
   give_back(b);
-  twin__buffer_release_side(b, TWIN__DEVICE); /* first: a shared handle owns the host block */
-  twin__buffer_release_side(b, TWIN__HOST);
+  /* The device side first: a shared handle owns the host block. (An array dropped before any
+   * use has neither side.) */
+  if (b->mem[TWIN__DEVICE])
+    twin__buffer_release_side(b, TWIN__DEVICE);
+  if (b->mem[TWIN__HOST])
+    twin__buffer_release_side(b, TWIN__HOST);
   release_external(b);
   pthread_cond_destroy(&b->access_ended);
   pthread_mutex_destroy(&b->lock);
   count_buffer(b, false);
-  twin__free(b);
+  twin__give(b->layout == TWIN__TWO_COPIES ? TWIN__KEEP_BUFFER_FULL : TWIN__KEEP_BUFFER, b);
   twin__context_release(ctx);
 }
 
 /* ---- The views of a buffer ---- */
 
-/* With b->views_lock held: b's views, which covered `before` bytes (none: had is false), now
- * cover `after` bytes (none left: has is false). A buffer is held by its views while it has
- * some and they cover less than a quarter of it; it then counts in the context's figure. */
-static void covered(twin__buffer *b, bool had, size_t before, bool has, size_t after) {
+/* Views covering fewer bytes than this hold b (twin__held_by_views). */
+static inline size_t held_below(const twin__buffer *b) {
+  size_t share = TWIN__HELD_BY_VIEWS_SHARE;
+  return b->nbytes / share + (b->nbytes % share != 0);
+}
+
+/* With b->views_lock held: b's views covered `before` bytes while `was` told whether they held
+ * it (twin__held_by_views) and now cover `after` bytes, holding it when `is`; the context's
+ * figure counts the buffer while its views hold it. */
+static inline void covered(twin__buffer *b, bool was, size_t after, bool is) {
   atomic_store_explicit(&b->view_bytes, after, memory_order_relaxed);
-  bool was = had && twin__held_by_views(before, b->nbytes);
-  bool is = has && twin__held_by_views(after, b->nbytes);
   if (was != is)
     (is ? twin__count_add : twin__count_sub)(&b->ctx->counters.held_by_views_bytes, b->nbytes);
 }
 
-static size_t view_bytes_of(const twin_array *a) {
-  return a->size * twin_dtype_size(a->dtype);
-}
-
-void twin__buffer_attach(twin_array *a) {
+void twin__buffer_attach(twin_array *a, bool adopt) {
   twin__buffer *b = a->buf;
+  size_t bytes = a->size << twin__item_shift(a->dtype);
+  a->thread_slot = twin__thread_slot();
+  twin_array **list = &b->views[a->thread_slot % TWIN__VIEW_LISTS];
   twin__spin_lock(&b->views_lock);
-  bool had = b->views != NULL;
-  a->next = b->views;
-  if (had)
-    b->views->prev = a;
-  b->views = a;
-  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
-  covered(b, had, before, true, before + view_bytes_of(a));
+  bool had = b->nviews++ > 0;
+  a->prev = NULL;
+  a->next = *list;
+  if (*list)
+    (*list)->prev = a;
+  *list = a;
+  if (!had && !adopt)
+    twin__buffer_ref(b); /* the views' reference, which the caller's keeps above 0 */
+  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
+         after = before + bytes;
+  covered(b, had && before < held_below(b), after, after < held_below(b));
   twin__spin_unlock(&b->views_lock);
-  twin__count_add(&b->ctx->counters.arrays, 1);
+  twin__count_add(&b->ctx->counters.live[a->thread_slot].arrays, 1);
+  if (had && adopt)
+    twin__buffer_unref(b); /* never the last: the views hold one */
 }
 
-void twin__buffer_detach(twin_array *a) {
+bool twin__buffer_detach(twin_array *a) {
   twin__buffer *b = a->buf;
-  size_t bytes = view_bytes_of(a);
+  size_t bytes = a->size << twin__item_shift(a->dtype);
   twin__spin_lock(&b->views_lock);
   if (a->prev)
     a->prev->next = a->next;
   else
-    b->views = a->next;
+    b->views[a->thread_slot % TWIN__VIEW_LISTS] = a->next;
   if (a->next)
     a->next->prev = a->prev;
-  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed);
+  bool has = --b->nviews > 0;
+  size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
+         after = before - bytes;
   assert(before >= bytes && "a buffer's view bytes dropped below 0");
-  covered(b, true, before, b->views != NULL, before - bytes);
+  covered(b, before < held_below(b), after, has && after < held_below(b));
   twin__spin_unlock(&b->views_lock);
-  twin__count_sub(&b->ctx->counters.arrays, 1);
+  twin__count_sub(&b->ctx->counters.live[a->thread_slot].arrays, 1);
+  return !has;
 }
 
 /* ---- The list of live buffers ---- */
@@ -178,11 +200,12 @@ void twin__buffer_detach(twin_array *a) {
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count) {
   pthread_mutex_lock(&ctx->lock);
   size_t n = 0;
-  for (twin__buffer *b = ctx->buffers; b; b = b->next)
+  twin__buffer *first = twin__buffers_first(ctx);
+  for (twin__buffer *b = first; b; b = b->next)
     n++;
   twin__buffer **list = twin__calloc(n ? n : 1, sizeof *list);
   size_t k = 0;
-  for (twin__buffer *b = list ? ctx->buffers : NULL; b; b = b->next)
+  for (twin__buffer *b = list ? first : NULL; b; b = b->next)
     if (twin__ref_try_get(&b->refs)) /* not one being destroyed */
       list[k++] = b;
   pthread_mutex_unlock(&ctx->lock);

@@ -185,8 +185,7 @@ void twin_context_unref(twin_context *ctx) {
     return;
   /* The application lets go while arrays still hold memory: say what, once. The context
    * itself lives on until the last of those buffers is gone. */
-  if (twin__count_sub(&ctx->user_refs, 1) == 0 &&
-      atomic_load_explicit(&ctx->counters.buffers, memory_order_relaxed) > 0 &&
+  if (twin__count_sub(&ctx->user_refs, 1) == 0 && twin__live_buffers(ctx) > 0 &&
       !atomic_exchange(&ctx->leak_reported, true))
     twin__report_leak(ctx);
   twin__context_release(ctx);

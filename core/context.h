@@ -23,12 +23,22 @@ typedef enum twin__layout {
   TWIN__TWO_COPIES,
 } twin__layout;
 
+/* The live objects counted in one slot of threads (ground.h), a cache line apart from the
+ * next slot's: an object is counted in the slot of the thread that made it, and counted off in
+ * that same slot whichever thread drops it, so a slot's count never goes below 0. */
+typedef struct twin__live_counts {
+  atomic_size_t buffers, arrays;
+  /* Buffers whose layout is TWIN__TWO_COPIES: the rest are one copy (zero-copy), and in the
+   * usual contexts, host-only or zero-copy, no buffer moves this count. */
+  atomic_size_t two_copy_buffers;
+  char apart[64 - 3 * sizeof(atomic_size_t)];
+} twin__live_counts;
+
 /* Counters behind twin_stats. Atomic so the array path never takes a lock for them; each is
  * changed with twin__count_add / twin__count_sub (ground.h), which catch an underflow. */
 typedef struct twin__counters {
   atomic_size_t host_bytes, device_bytes, peak_host_bytes, peak_device_bytes;
-  atomic_size_t buffers, arrays;
-  atomic_size_t shared_buffers; /* buffers whose layout is TWIN__SHARED */
+  twin__live_counts live[TWIN__SLOTS];
   /* Bytes of live buffers that have views, covering less than a quarter of them, kept by the
    * storage layer as views attach and detach (twin__buffer_attach). */
   atomic_size_t held_by_views_bytes;
@@ -38,20 +48,30 @@ typedef struct twin__counters {
 /* A context. A backend reads `device` (resolved before open) and owns `backend`; every other
  * field is core's. */
 struct twin_context {
-  atomic_size_t refs; /* the application's references plus one per live buffer */
-  /* The application's references only: a count, not the context's life (which refs governs),
-   * so it may come back from 0 when the application references a context its arrays keep. */
-  atomic_size_t user_refs;
   /* Stored when the context is made: whether the backend has device memory of its own, and
    * the layout of the buffers twin allocates (TWIN__HOST_ONLY exactly when !has_device). */
   bool has_device;
   twin__layout layout;
   size_t host_limit, device_limit; /* budgets in bytes; 0: none */
   pthread_mutex_t lock;            /* guards the list of live buffers */
-  struct twin__buffer *buffers;    /* live buffers, newest first (storage) */
-  atomic_bool leak_reported;       /* the live report was printed at the last user unref */
-  atomic_bool borrowed_warned;     /* a retained borrowed device handle was reported */
-  twin_leak_fn leak_fn;            /* replaces printing the leak report, when set */
+  /* The live buffers (storage): `listed`, newest first, under lock, and those made since the
+   * last walk, which wait in `fresh`, stacks a new buffer joins without the lock, one per slot
+   * of threads (ground.h) and a cache line apart; a walk starts with twin__buffers_first, which
+   * moves them into the list. */
+  struct twin__buffer *listed;
+  struct {
+    _Atomic(struct twin__buffer *) top;
+    char apart[64 - sizeof(void *)];
+  } fresh[TWIN__SLOTS];
+  /* Every buffer made and dropped moves refs: apart from the fields above, which those threads
+   * read. */
+  atomic_size_t refs; /* the application's references plus one per live buffer */
+  /* The application's references only: a count, not the context's life (which refs governs),
+   * so it may come back from 0 when the application references a context its arrays keep. */
+  atomic_size_t user_refs;
+  atomic_bool leak_reported;   /* the live report was printed at the last user unref */
+  atomic_bool borrowed_warned; /* a retained borrowed device handle was reported */
+  twin_leak_fn leak_fn;        /* replaces printing the leak report, when set */
   void *leak_user;
   const struct twin_backend_ops *ops;
   void *backend; /* the backend's own state, owned by ops->close */
@@ -60,7 +80,7 @@ struct twin_context {
   /* User programs built on this context (the program cache), kept until the context closes so
    * that building the same source and options again is a lookup. A spinlock held only to walk
    * or link the list, never across a build. */
-  atomic_flag programs_lock;
+  atomic_bool programs_lock;
   struct twin_program *programs;
 };
 
@@ -97,6 +117,9 @@ void twin__budget_give(twin_context *ctx, twin__side_id side, size_t n);
 void twin__budget_count(twin_context *ctx, twin__side_id side, size_t n);
 /* Live bytes of a side now (zero-copy memory is host memory). */
 size_t twin__live_bytes(const twin_context *ctx, twin__side_id side);
+/* Live buffers, summed over the slots: exact when no thread is making or dropping one, never
+ * below 0 meanwhile. */
+size_t twin__live_buffers(const twin_context *ctx);
 void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes);
 
 #endif /* TWIN_CONTEXT_H */

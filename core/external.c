@@ -82,7 +82,7 @@ static twin_array *new_view(twin_dtype dtype, int ndim, const size_t *shape, con
 static void attach(twin_array *a, twin__buffer *b, size_t offset, twin_array **out) {
   a->buf = b;
   a->offset = offset;
-  twin__array_attach(a);
+  twin__array_attach(a, true);
   *out = a;
 }
 

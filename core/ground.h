@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #include "twin.h"
 
@@ -83,6 +84,81 @@ char *twin__strdup(const char *s);
  * pages from 2 MiB, so zero-copy wrapping and first touch are cheap. */
 void *twin__alloc_block(size_t size);
 
+/* ---- Objects kept for reuse (alloc.c) ----
+ * Each thread keeps the last few objects of each kind it released and hands them out again, so
+ * that the objects made and dropped most often (array objects, buffer objects) cost no malloc
+ * and free. Only with the default allocator (an object is kept where free would have taken it
+ * and handed out where malloc would have made one, so a test's hooks see every allocation and
+ * free they could) and not under AddressSanitizer, which must see every object freed to catch
+ * a use after. A kept object's bytes are garbage to its next user. The objects a thread keeps
+ * go to free when it exits. */
+typedef enum twin__keep_kind {
+  TWIN__KEEP_ARRAY,       /* array objects */
+  TWIN__KEEP_BUFFER,      /* one-copy buffer objects (without the dirty map's segments) */
+  TWIN__KEEP_BUFFER_FULL, /* two-copy buffer objects */
+  TWIN__KEEP_KINDS
+} twin__keep_kind;
+#if defined(__SANITIZE_ADDRESS__)
+#define TWIN__KEEP_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TWIN__KEEP_MAX 0
+#endif
+#endif
+#ifndef TWIN__KEEP_MAX
+#define TWIN__KEEP_MAX 8 /* per kind and thread */
+#endif
+
+/* This thread's kept objects, each linking the next through its first pointer. Inline below:
+ * the view path takes and gives one each time. initial-exec: one load from the thread pointer
+ * instead of a __tls_get_addr call; the few bytes fit the static TLS room glibc keeps for
+ * libraries loaded with dlopen. */
+typedef struct twin__keep {
+  void *top[TWIN__KEEP_KINDS];
+  unsigned count[TWIN__KEEP_KINDS];
+  bool registered; /* so that the thread's exit frees what it keeps (alloc.c) */
+} twin__keep;
+extern _Thread_local twin__keep twin__kept __attribute__((tls_model("initial-exec")));
+/* Registers this thread's kept objects to be freed when it exits; false if that failed. */
+bool twin__keep_register(void);
+
+/* ---- Slots of threads (alloc.c) ----
+ * Structures that every thread making arrays would write at one place (the context's counts
+ * and new buffers, a buffer's views) have one part per slot, and each thread keeps to its
+ * slot: threads number 1, 2, 3, ... in the order they first ask, slot = number % TWIN__SLOTS,
+ * so that two threads working at once write apart. */
+#define TWIN__SLOTS 8
+extern _Thread_local unsigned twin__thread_number __attribute__((tls_model("initial-exec")));
+unsigned twin__thread_number_assign(void);
+static inline unsigned twin__thread_slot(void) {
+  unsigned n = twin__thread_number;
+  return (n ? n : twin__thread_number_assign()) % TWIN__SLOTS;
+}
+
+/* An object of `kind` (all of one kind have one size, `size`): a kept one, else twin__malloc's;
+ * NULL when out of memory. */
+static inline void *twin__take(twin__keep_kind kind, size_t size) {
+  void *p = twin__kept.top[kind];
+  if (!p || atomic_load_explicit(&twin__host_alloc.malloc_fn, memory_order_relaxed) != malloc)
+    return twin__malloc(size);
+  twin__kept.top[kind] = *(void **)p;
+  twin__kept.count[kind]--;
+  return p;
+}
+
+/* Releases p, an object of `kind` from twin__take: keeps it for reuse, or twin__free. */
+static inline void twin__give(twin__keep_kind kind, void *p) {
+  if (twin__kept.count[kind] + 1 > TWIN__KEEP_MAX ||
+      atomic_load_explicit(&twin__host_alloc.free_fn, memory_order_relaxed) != free ||
+      (!twin__kept.registered && !twin__keep_register())) {
+    twin__free(p);
+    return;
+  }
+  *(void **)p = twin__kept.top[kind];
+  twin__kept.top[kind] = p;
+  twin__kept.count[kind]++;
+}
+
 /* ---- Reference counts ----
  * Every refcounted object (context, buffer, array, program, kernel) counts with these, after
  * Mesa's pipe_reference: a count starts at 1, and taking a reference on an object whose count
@@ -133,9 +209,17 @@ static inline size_t twin__count_sub(atomic_size_t *count, size_t n) {
 
 /* ---- Spinlocks, for a few instructions of list surgery on the view path ---- */
 
-void twin__spin_lock(atomic_flag *lock);
-static inline void twin__spin_unlock(atomic_flag *lock) {
-  atomic_flag_clear_explicit(lock, memory_order_release);
+/* A spinlock is an atomic_bool, false (zero-initialised) when free. */
+/* The slow path of twin__spin_lock (alloc.c): waits for the holder, spinning on a plain load
+ * for a while, then yielding the core (the holder may have been preempted). */
+void twin__spin_wait(atomic_bool *lock);
+/* Inline, so an uncontended lock costs one atomic exchange and no call. */
+static inline void twin__spin_lock(atomic_bool *lock) {
+  if (atomic_exchange_explicit(lock, true, memory_order_acquire))
+    twin__spin_wait(lock);
+}
+static inline void twin__spin_unlock(atomic_bool *lock) {
+  atomic_store_explicit(lock, false, memory_order_release);
 }
 
 /* ---- Checked arithmetic ---- */
@@ -165,7 +249,23 @@ static inline const char *twin__site_file(twin__site site) {
 
 /* ---- Element types (dtype.c) ---- */
 
-bool twin__dtype_valid(twin_dtype dtype);
+/* Compared as unsigned so a negative value from a cast is rejected too. */
+static inline bool twin__dtype_valid(twin_dtype dtype) {
+  return (unsigned)dtype < TWIN_DTYPE_COUNT;
+}
+/* Bytes per element of a valid dtype, 1 << twin__item_shift: twin_dtype_size without the check
+ * and the call, for the paths that make and drop array objects (their dtype was checked when
+ * the first was made), and a shift where they would otherwise divide. */
+static inline unsigned twin__item_shift(twin_dtype dtype) {
+  static const unsigned char shift[TWIN_DTYPE_COUNT] = {
+      [TWIN_I8] = 0,  [TWIN_U8] = 0,  [TWIN_I16] = 1, [TWIN_U16] = 1, [TWIN_I32] = 2,
+      [TWIN_U32] = 2, [TWIN_I64] = 3, [TWIN_U64] = 3, [TWIN_F32] = 2, [TWIN_F64] = 3,
+  };
+  return shift[dtype];
+}
+static inline size_t twin__item_size(twin_dtype dtype) {
+  return (size_t)1 << twin__item_shift(dtype);
+}
 
 /* ---- Dirty maps (dirty.c) ---- */
 

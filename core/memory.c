@@ -104,7 +104,7 @@ static void append_largest(twin_context *ctx, const twin__buffer *self, twin__si
   const twin__buffer *top[TOP + 1] = {NULL};
   size_t held[TOP + 1] = {0};
   pthread_mutex_lock(&ctx->lock);
-  for (twin__buffer *x = ctx->buffers; x; x = x->next) {
+  for (twin__buffer *x = twin__buffers_first(ctx); x; x = x->next) {
     size_t n = x == self ? 0 : held_on(x, side);
     for (int i = 0; i < TOP && n; i++)
       if (!top[i] || n > held[i]) {
@@ -280,7 +280,7 @@ size_t twin__trim(twin_context *ctx, unsigned what) {
    * under the context lock, so the lock order (a buffer's, then the context's) holds. */
   size_t freed = 0;
   pthread_mutex_lock(&ctx->lock);
-  for (twin__buffer *b = ctx->buffers; b; b = b->next)
+  for (twin__buffer *b = twin__buffers_first(ctx); b; b = b->next)
     freed += trim_buffer(b, what);
   pthread_mutex_unlock(&ctx->lock);
   return freed;

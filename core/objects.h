@@ -8,6 +8,8 @@
 #ifndef TWIN_OBJECTS_H
 #define TWIN_OBJECTS_H
 
+#include <string.h>
+
 #include "storage.h"
 
 /* ---- Array objects (array.c) ---- */
@@ -25,7 +27,8 @@ static inline void twin__debug_check(const twin_array *a, const char *fn) {
  * were open (twin__records_drop ended them); the caller then calls twin__debug_fatal. */
 void twin__debug_report_open(const twin_array *a, const char *what);
 
-/* Checks the arguments every array constructor shares: ctx, dtype, ndim and shape. */
+/* Checks the arguments every array constructor shares: ctx, dtype, ndim and shape. The checks
+ * below take a dtype that passed it (or an array's). */
 twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_dtype dtype,
                                  int ndim, const size_t *shape);
 /* The invariant every array's shape keeps, checked by every constructor: the element count and
@@ -57,8 +60,41 @@ bool twin__is_contiguous(const twin_array *a);
  * twin_array_new under fn's name. */
 twin_status twin__array_new(const char *fn, twin_context *ctx, twin_dtype dtype, int ndim,
                             const size_t *shape, bool zero, twin__site site, twin_array **out);
-/* Registers a new array object with its buffer (view list, counters) and sets its refcount. */
-void twin__array_attach(twin_array *a);
+/* A new array object, uninitialised (twin__take: maybe one this thread released); NULL when
+ * out of memory. twin_array_unref releases it. */
+twin_array *twin__array_alloc(void);
+/* Sets the fields of a new array object (from twin__array_alloc: nothing needs to be zeroed)
+ * over buffer b but its owner: its geometry (ndim entries of shape and strides; the axes past
+ * them are 0), writable, no access open. It is not attached yet. Inline: every view makes
+ * one. */
+static inline void twin__array_init(twin_array *a, twin__buffer *b, twin_dtype dtype, int ndim,
+                                    const size_t *shape, const ptrdiff_t *strides, size_t size,
+                                    size_t offset, twin__site site) {
+  a->buf = b;
+  a->site = site;
+  a->dtype = dtype;
+  a->ndim = ndim;
+  a->size = size;
+  a->offset = offset;
+  /* The axes past ndim are 0, as the report copies them whole. */
+  memset(a->shape, 0, sizeof a->shape);
+  memset(a->strides, 0, sizeof a->strides);
+  for (int i = 0; i < ndim; i++) {
+    a->shape[i] = shape[i];
+    a->strides[i] = strides[i];
+  }
+  a->read_only = false;
+  a->opens = a->host_opens = 0;
+  a->mapped = NULL;
+  a->slot_used = false; /* the slot itself is filled when an access takes it */
+}
+/* Registers a new array object with its buffer (view list, counters) and sets its refcount;
+ * adopt as twin__buffer_attach's: the caller's reference on a->buf passes to the views. */
+static inline void twin__array_attach(twin_array *a, bool adopt) {
+  a->magic = TWIN__ARRAY_ALIVE;
+  twin__ref_init(&a->refs);
+  twin__buffer_attach(a, adopt);
+}
 /* Byte range [*lo, *hi) of the buffer that a's elements occupy; lo == hi when a is empty. */
 void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi);
 

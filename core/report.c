@@ -25,20 +25,19 @@ static twin_status describe(twin__buffer *b, twin_buffer_info *info) {
   info->coverage = coverage(b);
   twin__buffer_residency(b, 0, b->nbytes, &info->host, &info->device);
   twin__spin_lock(&b->views_lock);
-  size_t n = 0;
-  for (twin_array *a = b->views; a; a = a->next)
-    n++;
+  size_t n = b->nviews;
   twin_view_info *views = twin__calloc(n ? n : 1, sizeof *views);
-  for (twin_array *a = views ? b->views : NULL; a; a = a->next) {
-    twin_view_info *v = &views[info->views++];
-    v->file = a->site.file;
-    v->line = a->site.line;
-    memcpy(v->owner, a->owner, sizeof v->owner);
-    v->dtype = a->dtype;
-    v->ndim = a->ndim;
-    memcpy(v->shape, a->shape, sizeof v->shape);
-    v->nbytes = twin_array_nbytes(a);
-  }
+  for (int k = 0; views && k < TWIN__VIEW_LISTS; k++)
+    for (twin_array *a = b->views[k]; a; a = a->next) {
+      twin_view_info *v = &views[info->views++];
+      v->file = a->site.file;
+      v->line = a->site.line;
+      memcpy(v->owner, a->owner, sizeof v->owner);
+      v->dtype = a->dtype;
+      v->ndim = a->ndim;
+      memcpy(v->shape, a->shape, sizeof v->shape);
+      v->nbytes = twin_array_nbytes(a);
+    }
   twin__spin_unlock(&b->views_lock);
   if (!views)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to describe %zu views", n);

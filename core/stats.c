@@ -1,6 +1,7 @@
 /* Memory and transfer counters, and the budgets. Kept with relaxed atomics as events happen
- * (the storage layer keeps the held-by-views bytes as views attach and detach), so reading
- * them costs a snapshot, never a walk over the buffers, and the hot paths never lock. */
+ * (the storage layer keeps the held-by-views bytes as views attach and detach, and the live
+ * objects in the slot of the thread that made each), so reading them costs a snapshot, never
+ * a walk over the buffers, and the hot paths never lock. */
 #include "context.h"
 
 static void raise_peak(atomic_size_t *peak, size_t now) {
@@ -54,21 +55,43 @@ size_t twin__live_bytes(const twin_context *ctx, twin__side_id side) {
   return side == TWIN__HOST ? LOAD(host_bytes) : LOAD(device_bytes);
 }
 
+typedef struct live {
+  size_t buffers, arrays, two_copy_buffers;
+} live;
+
+/* The live objects counted in every slot of threads, summed. */
+static live live_sum(const twin_context *ctx) {
+  live sum = {0, 0, 0};
+  for (int i = 0; i < TWIN__SLOTS; i++) {
+    const twin__live_counts *c = &ctx->counters.live[i];
+    sum.buffers += LOAD(buffers);
+    sum.arrays += LOAD(arrays);
+    sum.two_copy_buffers += LOAD(two_copy_buffers);
+  }
+  return sum;
+}
+
+size_t twin__live_buffers(const twin_context *ctx) {
+  return live_sum(ctx).buffers;
+}
+
 twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
   if (!ctx)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_stats: ctx is NULL");
   if (!out)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_stats: out is NULL");
   const twin__counters *c = &ctx->counters;
+  live n = live_sum(ctx);
   *out = (twin_stats){
       .host_bytes = LOAD(host_bytes),
       .device_bytes = LOAD(device_bytes),
       .peak_host_bytes = LOAD(peak_host_bytes),
       .peak_device_bytes = LOAD(peak_device_bytes),
-      .buffers = LOAD(buffers),
-      .arrays = LOAD(arrays),
-      /* One copy: every buffer when the backend has no device memory, else the shared ones. */
-      .zero_copy_buffers = ctx->layout == TWIN__HOST_ONLY ? LOAD(buffers) : LOAD(shared_buffers),
+      .buffers = n.buffers,
+      .arrays = n.arrays,
+      /* One copy: every buffer but the two-copy ones (while other threads make and drop
+       * buffers, the two sums may mix instants: never below 0). */
+      .zero_copy_buffers = n.buffers > n.two_copy_buffers ? n.buffers - n.two_copy_buffers : 0,
       .held_by_views_bytes = LOAD(held_by_views_bytes),
       .bytes_to_device = LOAD(bytes_to_device),
       .bytes_to_host = LOAD(bytes_to_host),

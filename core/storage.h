@@ -36,6 +36,10 @@ typedef struct twin__access {
   bool unowned;     /* held for a DLPack consumer, by no thread: a conflict never waits for it */
 } twin__access;
 
+/* Lists of views per buffer (twin__buffer.views): a view is in list slot % TWIN__VIEW_LISTS of
+ * its maker's slot of threads. */
+#define TWIN__VIEW_LISTS 4
+
 /* The storage behind arrays. Its layout (context.h) is fixed at creation:
  * - TWIN__SHARED: one host block, wrapped as the device memory; host access maps it, nothing
  *   is ever copied;
@@ -44,18 +48,28 @@ typedef struct twin__access {
  *   buffer's initial content (undefined, or zeros with zero_init) wherever the map is clean;
  * - TWIN__HOST_ONLY: the host block alone. */
 typedef struct twin__buffer {
-  atomic_size_t refs;
-  twin_context *ctx;                /* holds a reference */
-  struct twin__buffer *prev, *next; /* in ctx->buffers, under ctx->lock */
-  twin__site site;                  /* where the array that made it was made */
-  /* Live views: the list (for the report) and their summed element bytes (read without a
-   * lock), both changed under views_lock, a spinlock held only to link or unlink one view and
-   * count it (twin__buffer_attach), never across a transfer. */
+  /* Fixed at creation but for refs, and kept apart from the view list below, which threads
+   * making views of the buffer write while they read these. */
+  atomic_size_t refs;  /* one for its views while it has some (twin__buffer_attach), plus holders */
+  twin_context *ctx;   /* holds a reference */
+  size_t nbytes;       /* logical size; allocations are at least 1 byte */
+  twin__layout layout; /* fixed at creation */
+  struct twin__buffer *prev, *next; /* in ctx->listed, under ctx->lock */
+  /* The slot of threads (ground.h) of the thread that made it: its fresh stack and the slot
+   * it is counted in. Below it in ctx->fresh[thread_slot] while it waits there (fixed
+   * meanwhile). */
+  unsigned thread_slot;
+  struct twin__buffer *fresh_next;
+  twin__site site; /* where the array that made it was made */
+  /* Live views: lists of them (for the report), one per view list of threads (a view joins
+   * the list of its maker's slot, TWIN__VIEW_LISTS of them, so that threads making views of
+   * one buffer at once link and unlink their own objects), their number and their summed
+   * element bytes (read without a lock), all changed under views_lock, a spinlock held only
+   * to link or unlink one view and count it (twin__buffer_attach), never across a transfer. */
+  atomic_bool views_lock;
+  size_t nviews;
   atomic_size_t view_bytes;
-  atomic_flag views_lock;
-  struct twin_array *views;
-  size_t nbytes;        /* logical size; allocations are at least 1 byte */
-  twin__layout layout;  /* fixed at creation */
+  struct twin_array *views[TWIN__VIEW_LISTS];
   pthread_mutex_t lock; /* guards everything below */
   void *mem[2];         /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
   bool zero_init;       /* initial content is zero: a side is zeroed when it is allocated */
@@ -76,9 +90,14 @@ typedef struct twin__buffer {
   void (*external_release)(void *user);
   void *external_user;
   /* Two-copy buffers only. Last, so a new buffer zeroes everything before its segment array
-   * and leaves the ~800 bytes of segments untouched (count 0 makes them unused). */
+   * and leaves the ~800 bytes of segments untouched (count 0 makes them unused); a one-copy
+   * buffer's object ends at the segments (twin__buffer_new allocates TWIN__ONE_COPY_BYTES),
+   * so its map stays empty: only twin__buffer_wrote marks one, for two-copy buffers alone. */
   twin__dirty dirty;
 } twin__buffer;
+
+/* The size of a one-copy buffer object: all but the dirty map's segments. */
+#define TWIN__ONE_COPY_BYTES offsetof(twin__buffer, dirty.s)
 
 /* ---- Array objects ----
  * The fields of an array object. Its calls live above (array.c, view.c); the fields are here
@@ -90,19 +109,25 @@ typedef struct twin__buffer {
 #define TWIN__ARRAY_POISONED 0xdeadab1eu
 
 struct twin_array {
-  uint32_t magic; /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
-  atomic_size_t refs;
-  twin__buffer *buf;              /* holds a reference */
-  struct twin_array *prev, *next; /* in buf->views, under buf->views_lock */
-  twin__site site;                /* where it was made */
-  char owner[TWIN__OWNER_MAX];    /* the application's label, inherited by views */
+  /* Fixed from creation on (but for an owner the application sets) and read by every thread
+   * that makes a view of it, so apart from the fields written while it lives, below. */
+  uint32_t magic;    /* TWIN__ARRAY_ALIVE from attach; TWIN__ARRAY_POISONED once released */
+  twin__buffer *buf; /* kept alive by the views' reference (twin__buffer_attach) */
   twin_dtype dtype;
   int ndim;
-  size_t size;   /* product of shape */
-  size_t offset; /* of the first element, in elements from the buffer's start */
+  size_t size;    /* product of shape */
+  size_t offset;  /* of the first element, in elements from the buffer's start */
+  bool read_only; /* a broadcast view (or a view of one): writes are refused */
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS];
-  bool read_only; /* a broadcast view (or a view of one): writes are refused */
+  twin__site site;             /* where it was made */
+  char owner[TWIN__OWNER_MAX]; /* the application's label, inherited by views */
+  atomic_size_t refs;
+  /* In buf->views[thread_slot % TWIN__VIEW_LISTS], under buf->views_lock (threads making and
+   * dropping its neighbours there write prev and next); thread_slot is its maker's slot of
+   * threads (ground.h), where it is also counted. */
+  struct twin_array *prev, *next;
+  unsigned thread_slot;
   /* Accesses open through this object (their records are in buf->accesses), guarded by
    * buf->lock. The first host access of a shared buffer maps the object's extent, the last
    * one's end unmaps it. The slot holds one record, so most accesses allocate nothing. */
@@ -147,17 +172,44 @@ static inline bool twin__one_copy(const twin__buffer *b) {
 /* Links array object a into its buffer's (a->buf's) list of views, or unlinks it, and counts
  * it: the context's array count, the buffer's view bytes, and the context's held-by-views
  * bytes, which change by the buffer's size when the views' cover crosses a quarter. Each takes
- * the buffer's views_lock for a few instructions, so the counters stay exact without a walk. */
-void twin__buffer_attach(twin_array *a);
-void twin__buffer_detach(twin_array *a);
+ * the buffer's views_lock for a few instructions, so the counters stay exact without a walk.
+ * The views of a buffer hold one reference on it together, not one each: the first to attach
+ * takes it, the last to detach gives it back. With `adopt`, the caller's own reference on
+ * a->buf becomes theirs (dropped when they hold one already), as for the first array of a new
+ * buffer; without, the caller holds a view of the buffer (or a reference on it) throughout. */
+void twin__buffer_attach(twin_array *a, bool adopt);
+/* True when a was the buffer's last view: the caller then drops the views' reference with
+ * twin__buffer_unref, once done with a. */
+bool twin__buffer_detach(twin_array *a);
 /* covered / nbytes < 1 / 4, exactly (nbytes / 4 would round down and miss a 2-byte view of a
  * 10-byte buffer, which the per-owner figures count): a buffer with views covering `covered`
- * bytes is held alive by views that cover less than a quarter of it. */
+ * bytes is held alive by views that cover less than a quarter of it. covered < nbytes / 4 is
+ * covered < the quotient rounded up, for whole numbers, and needs no overflow check. */
 #define TWIN__HELD_BY_VIEWS_SHARE 4
 static inline bool twin__held_by_views(size_t covered, size_t nbytes) {
-  size_t scaled;
-  return !__builtin_mul_overflow(covered, (size_t)TWIN__HELD_BY_VIEWS_SHARE, &scaled) &&
-         scaled < nbytes;
+  size_t share = TWIN__HELD_BY_VIEWS_SHARE;
+  return covered < nbytes / share + (nbytes % share != 0);
+}
+/* With ctx->lock held: the first of ctx's live buffers (the rest follow through next), once
+ * those made since the last call have moved from ctx->fresh into the list, newest of each
+ * stack first. Every walk over the live buffers starts here. */
+static inline twin__buffer *twin__buffers_first(twin_context *ctx) {
+  for (int i = 0; i < TWIN__SLOTS; i++) {
+    twin__buffer *top = atomic_exchange_explicit(&ctx->fresh[i].top, NULL, memory_order_acq_rel);
+    if (!top)
+      continue;
+    twin__buffer *last = top;
+    top->prev = NULL;
+    for (; last->fresh_next; last = last->fresh_next) {
+      last->next = last->fresh_next;
+      last->fresh_next->prev = last;
+    }
+    last->next = ctx->listed;
+    if (ctx->listed)
+      ctx->listed->prev = last;
+    ctx->listed = top;
+  }
+  return ctx->listed;
 }
 /* References to every live buffer of ctx, in *out (drop them with twin__drop_buffers). */
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);

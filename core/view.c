@@ -35,6 +35,28 @@ static twin_status check_inside(const char *fn, twin_dtype dtype, int ndim, cons
   return TWIN_OK;
 }
 
+/* The usual view in one pass: true only for a geometry with elements that check_inside passes
+ * (twin__check_shape's and twin__check_extent's invariants, every element inside the buffer),
+ * storing its element count in *size. Anything else, an empty view or one in doubt, goes
+ * through check_inside, which names what is wrong. In elements, with the element size a power
+ * of 2: a count, stride or extent in [-limit, limit] fits in ptrdiff_t as bytes, and an extent
+ * summed from spans of one sign bounds each of its partial sums. */
+static bool quick_inside(twin_dtype dtype, int ndim, const size_t *shape, const ptrdiff_t *strides,
+                         ptrdiff_t offset, size_t elements, size_t *size) {
+  ptrdiff_t limit = PTRDIFF_MAX >> twin__item_shift(dtype), lo = 0, hi = 0, span;
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] == 0 || shape[i] > (size_t)limit || __builtin_mul_overflow(n, shape[i], &n) ||
+        strides[i] > limit || strides[i] < -limit ||
+        __builtin_mul_overflow(strides[i], (ptrdiff_t)shape[i] - 1, &span) ||
+        __builtin_add_overflow(span < 0 ? lo : hi, span, span < 0 ? &lo : &hi))
+      return false;
+  }
+  *size = n;
+  return n <= (size_t)limit && lo >= -limit && hi <= limit && offset >= -lo &&
+         offset <= (ptrdiff_t)elements - 1 - hi;
+}
+
 twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
                              const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
                              twin_array **out) {
@@ -42,27 +64,19 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
   if (ndim < 0 || ndim > TWIN_MAX_DIMS)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
                       TWIN_MAX_DIMS);
-  size_t size = 0, elements = a->buf->nbytes / twin_dtype_size(a->dtype);
-  twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
-  if (s != TWIN_OK)
-    return s;
-  twin_array *v = twin__malloc(sizeof *v);
+  size_t size = 0, elements = a->buf->nbytes >> twin__item_shift(a->dtype);
+  if (!quick_inside(a->dtype, ndim, shape, strides, offset, elements, &size)) {
+    twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
+    if (s != TWIN_OK)
+      return s;
+  }
+  twin_array *v = twin__array_alloc();
   if (!v)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for a view", fn);
-  memset(v, 0, sizeof *v);
-  v->buf = twin__buffer_ref(a->buf);
-  v->dtype = a->dtype;
-  v->ndim = ndim;
-  v->size = size;
-  v->offset = (size_t)offset;
+  twin__array_init(v, a->buf, a->dtype, ndim, shape, strides, size, (size_t)offset, site);
   v->read_only = a->read_only;
-  v->site = site;
   memcpy(v->owner, a->owner, sizeof v->owner);
-  for (int i = 0; i < ndim; i++) {
-    v->shape[i] = shape[i];
-    v->strides[i] = strides[i];
-  }
-  twin__array_attach(v);
+  twin__array_attach(v, false); /* a keeps the buffer alive meanwhile */
   *out = v;
   return TWIN_OK;
 }
@@ -88,22 +102,24 @@ twin_status(twin_array_as_strided)(twin_array *a, int ndim, const size_t *shape,
   return twin_array_as_strided_at(a, ndim, shape, strides, offset, out, NULL, 0);
 }
 
+static ptrdiff_t clamp(ptrdiff_t x, ptrdiff_t lo, ptrdiff_t hi) {
+  return x < lo ? lo : x > hi ? hi : x;
+}
+
 /* NumPy's PySlice_AdjustIndices: clamps start and stop into the axis and returns the number
- * of elements the slice selects. */
+ * of elements the slice selects. A negative bound counts from the end; what still falls
+ * outside clamps to [0, len] for a positive step and to [-1, len - 1] for a negative one,
+ * where an omitted bound is the first or the last of that range. */
 static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrdiff_t step) {
-  ptrdiff_t len = (ptrdiff_t)len_u;
-  if (*start == TWIN_NONE)
-    *start = step < 0 ? len - 1 : 0;
-  else if (*start < 0 && (*start += len) < 0)
-    *start = step < 0 ? -1 : 0;
-  else if (*start >= len)
-    *start = step < 0 ? len - 1 : len;
-  if (*stop == TWIN_NONE)
-    *stop = step < 0 ? -1 : len;
-  else if (*stop < 0 && (*stop += len) < 0)
-    *stop = step < 0 ? -1 : 0;
-  else if (*stop >= len)
-    *stop = step < 0 ? len - 1 : len;
+  ptrdiff_t len = (ptrdiff_t)len_u, lo = step < 0 ? -1 : 0, hi = step < 0 ? len - 1 : len;
+  /* len fits ptrdiff_t (twin__check_shape) and TWIN_NONE is the only bound that cannot take
+   * it added, so neither sum overflows. */
+  *start = *start == TWIN_NONE ? (step < 0 ? hi : lo)
+                               : clamp(*start < 0 ? *start + len : *start, lo, hi);
+  *stop =
+      *stop == TWIN_NONE ? (step < 0 ? lo : hi) : clamp(*stop < 0 ? *stop + len : *stop, lo, hi);
+  if (step == 1) /* the usual step, without a division */
+    return *start < *stop ? (size_t)(*stop - *start) : 0;
   if (step < 0)
     return *stop < *start ? (size_t)((*start - *stop - 1) / (-step) + 1) : 0;
   return *start < *stop ? (size_t)((*stop - *start - 1) / step + 1) : 0;
@@ -117,22 +133,37 @@ static bool is_empty(int ndim, const size_t *shape) {
   return false;
 }
 
-/* One axis of a slice: its length, stride and the offset its start adds. */
-static twin_status slice_axis(const char *fn, const twin_array *a, int i, twin_slice sl,
-                              size_t *shape, ptrdiff_t *stride, ptrdiff_t *offset) {
-  ptrdiff_t start = sl.start, stop = sl.stop, step = sl.step == TWIN_NONE ? 1 : sl.step, move;
+/* What can be wrong with one axis of a slice. */
+typedef enum { AXIS_OK, AXIS_STEP_ZERO, AXIS_STRIDE, AXIS_OFFSET } axis_fault;
+
+/* One axis of a slice: its length and stride, and the offset its start adds to *offset; sl's
+ * bounds are clamped in place (so that a message can quote them). */
+static axis_fault slice_axis(const twin_array *a, int i, twin_slice *sl, size_t *shape,
+                             ptrdiff_t *stride, ptrdiff_t *offset) {
+  ptrdiff_t step = sl->step == TWIN_NONE ? 1 : sl->step, move;
   if (step == 0)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
-  *shape = adjust_slice(a->shape[i], &start, &stop, step);
-  if (!twin__scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
-    return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: stride %td times step %td overflows", fn, i,
-                      a->strides[i], step);
-  if (*shape > 0 && (__builtin_mul_overflow(a->strides[i], start, &move) ||
+    return AXIS_STEP_ZERO;
+  *shape = adjust_slice(a->shape[i], &sl->start, &sl->stop, step);
+  *stride = a->strides[i];
+  if (step != 1 && !twin__scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
+    return AXIS_STRIDE;
+  if (*shape > 0 && (__builtin_mul_overflow(a->strides[i], sl->start, &move) ||
                      __builtin_add_overflow(*offset, move, offset)))
-    return twin__fail(TWIN_ERR_OVERFLOW,
-                      "%s: axis %d: start %td at stride %td overflows the offset", fn, i, start,
-                      a->strides[i]);
-  return TWIN_OK;
+    return AXIS_OFFSET;
+  return AXIS_OK;
+}
+
+/* The message for a fault of axis i, sl as slice_axis left it. Apart, so that the loop over the
+ * axes keeps its registers for the usual case. */
+__attribute__((cold, noinline)) static twin_status
+slice_fault(const char *fn, const twin_array *a, int i, twin_slice sl, axis_fault fault) {
+  if (fault == AXIS_STEP_ZERO)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: step is 0 on axis %d", fn, i);
+  if (fault == AXIS_STRIDE)
+    return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: stride %td times step %td overflows", fn, i,
+                      a->strides[i], sl.step);
+  return twin__fail(TWIN_ERR_OVERFLOW, "%s: axis %d: start %td at stride %td overflows the offset",
+                    fn, i, sl.start, a->strides[i]);
 }
 
 twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_array **out,
@@ -143,18 +174,22 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
                       !a     ? "a"
                       : !out ? "out"
                              : "per_axis");
+  int ndim = a->ndim;
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
-  for (int i = 0; i < a->ndim; i++) {
-    twin_status s = slice_axis(fn, a, i, per_axis[i], &shape[i], &strides[i], &offset);
-    if (s != TWIN_OK)
-      return s;
+  bool empty = false;
+  for (int i = 0; i < ndim; i++) {
+    twin_slice sl = per_axis[i];
+    axis_fault fault = slice_axis(a, i, &sl, &shape[i], &strides[i], &offset);
+    if (fault != AXIS_OK)
+      return slice_fault(fn, a, i, sl, fault);
+    empty |= shape[i] == 0;
   }
   /* An empty slice keeps its base's offset, which is inside the buffer (NumPy: any slice of an
    * empty array is empty). */
-  if (is_empty(a->ndim, shape))
+  if (empty)
     offset = (ptrdiff_t)a->offset;
-  return twin__array_view(fn, a, a->ndim, shape, strides, offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, ndim, shape, strides, offset, (twin__site){file, line}, out);
 }
 
 twin_status(twin_array_slice)(twin_array *a, const twin_slice *per_axis, twin_array **out) {

@@ -1,4 +1,6 @@
 /* View constructors: every one shares the buffer, proves its extent, and fails cleanly. */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fixture.h"
@@ -291,6 +293,85 @@ static void test_as_strided_outside_buffer_is_refused(void **state) {
   twin_array_unref(a);
 }
 
+/* Whether the one gate every view goes through must accept a geometry, in wide arithmetic: the
+ * counts and byte sizes twin__check_shape bounds, the strides and extent twin__check_extent
+ * bounds, and every element inside the buffer of `elements` items of `item` bytes (an empty
+ * view's offset in [0, elements]). */
+__extension__ typedef __int128 wide_int; /* gcc and clang: every sum below fits */
+
+static bool gate_accepts(int ndim, const size_t *shape, const ptrdiff_t *strides, ptrdiff_t offset,
+                         size_t elements, size_t item) {
+  const wide_int max = PTRDIFF_MAX, min = PTRDIFF_MIN;
+  wide_int n = 1, span = item, lo = 0, hi = 0;
+  for (int i = 0; i < ndim; i++) {
+    n *= shape[i];
+    span *= shape[i] ? shape[i] : 1;
+    if (n * item > max || (n == 0 && span > max))
+      return false;
+  }
+  for (int i = 0; i < ndim; i++) {
+    wide_int step = (wide_int)strides[i] * item,
+             reach = step * (wide_int)(shape[i] ? shape[i] - 1 : 0);
+    if (step > max || step < min)
+      return false;
+    *(reach < 0 ? &lo : &hi) += reach;
+    if (lo < min || hi > max)
+      return false;
+  }
+  if (n == 0)
+    return offset >= 0 && (size_t)offset <= elements;
+  return offset + lo / (wide_int)item >= 0 && offset + hi / (wide_int)item < (wide_int)elements;
+}
+
+/* as_strided runs the gate on any geometry: around the edges of a small buffer, with strides
+ * and offsets near the largest that fit in bytes, it accepts exactly what gate_accepts does
+ * (the usual view takes a one-pass proof, the rest the checks that explain a refusal). */
+static void test_the_view_gate_accepts_exactly_the_views_inside(void **state) {
+  twin_fixture *f = fixture(state);
+  const twin_dtype dtypes[] = {TWIN_U8, TWIN_I32, TWIN_F64};
+  const size_t lens[] = {0, 1, 2, 3, 5};
+  for (int d = 0; d < 3; d++) {
+    size_t item = twin_dtype_size(dtypes[d]), elements = 12;
+    /* edge: the largest stride that fits in bytes; past: one beyond (for bytes, the largest
+     * stride of all, its bytes fit too, so one below). */
+    ptrdiff_t edge = PTRDIFF_MAX / (ptrdiff_t)item, past = item > 1 ? edge + 1 : edge - 1;
+    const ptrdiff_t strides[] = {-7,   -3,    -1,   0,         1,        2,         5,
+                                 edge, -edge, past, -edge - 1, edge / 2, -edge / 2, edge / 4 + 1};
+    const ptrdiff_t offsets[] = {-3, -1, 0, 1, 5, 11, 12, 13, edge, -edge};
+    enum { NS = sizeof strides / sizeof *strides, NO = sizeof offsets / sizeof *offsets };
+    twin_array *a, *v;
+    assert_ok(twin_array_zeros(f->ctx, dtypes[d], 1, &elements, &a));
+    size_t accepted = 0;
+    for (int k = 0; k < 5 * 5 * NS * NS; k++) {
+      size_t shape[2] = {lens[k % 5], lens[k / 5 % 5]};
+      ptrdiff_t st[2] = {strides[k / 25 % NS], strides[k / 25 / NS]};
+      for (int o = 0; o < NO; o++)
+        for (int ndim = 1; ndim <= 2; ndim++) {
+          if (ndim == 1 && (k / 5 % 5 || k / 25 / NS))
+            continue; /* one case per 1-D geometry */
+          bool want = gate_accepts(ndim, shape, st, offsets[o], elements, item);
+          v = NULL;
+          twin_status s = twin_array_as_strided(a, ndim, shape, st, offsets[o], &v);
+          if ((s == TWIN_OK) != want)
+            print_error("%s: shape %zu,%zu strides %td,%td offset %td (ndim %d): %s\n",
+                        twin_dtype_name(dtypes[d]), shape[0], shape[1], st[0], st[1], offsets[o],
+                        ndim, s == TWIN_OK ? "accepted" : twin_last_error());
+          assert_int_equal(s == TWIN_OK, want);
+          if (s != TWIN_OK) {
+            assert_null(v);
+            continue;
+          }
+          accepted++;
+          for (int i = 0; i < ndim; i++)
+            assert_int_equal(twin_array_shape(v)[i], shape[i]);
+          twin_array_unref(v);
+        }
+    }
+    assert_true(accepted > 100); /* the sweep reaches inside as well as out */
+    twin_array_unref(a);
+  }
+}
+
 /* ---- Overflow: every stride, offset and extent is computed with checked arithmetic ---- */
 
 static void test_slice_with_a_huge_step_keeps_one_element(void **state) {
@@ -547,6 +628,201 @@ static void test_view_dropped_first_leaves_base_intact(void **state) {
   twin_array_unref(a);
 }
 
+/* ---- Making and dropping views and arrays: the report stays exact ---- */
+
+/* The sizes of the buffers a walk saw, in the order it saw them (largest first). */
+typedef struct sizes {
+  size_t n, nbytes[8];
+} sizes;
+
+static bool note_size(const twin_buffer_info *b, void *user) {
+  sizes *s = user;
+  if (s->n < 8)
+    s->nbytes[s->n] = b->nbytes;
+  s->n++;
+  return true;
+}
+
+static void expect_buffers(twin_fixture *f, size_t n, const size_t *nbytes) {
+  sizes s = {0};
+  assert_ok(twin_context_walk(f->ctx, note_size, &s));
+  assert_int_equal(s.n, n);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(s.nbytes[i], nbytes[i]);
+  assert_int_equal(fixture_stats(f).buffers, n);
+}
+
+static twin_array *bytes_array(twin_fixture *f, size_t n) {
+  twin_array *a;
+  assert_ok(twin_array_new(f->ctx, TWIN_U8, 1, &n, &a));
+  return a;
+}
+
+/* A new buffer joins the context without its lock and a walk then lists it; the report must
+ * lose none however buffers are dropped: the newest before any walk, one below it, and one a
+ * walk has listed. */
+static void test_buffers_leave_the_report_in_any_order(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = bytes_array(f, 100), *b = bytes_array(f, 200), *c = bytes_array(f, 300);
+  twin_array *d = bytes_array(f, 400);
+  twin_array_unref(d); /* the newest, no walk since it was made */
+  twin_array_unref(a); /* the oldest, below the newest ones */
+  expect_buffers(f, 2, (size_t[]){300, 200});
+  d = bytes_array(f, 400);
+  twin_array_unref(b); /* listed by the walk above, between two others */
+  expect_buffers(f, 2, (size_t[]){400, 300});
+  twin_array_unref(c);
+  expect_buffers(f, 1, (size_t[]){400});
+  twin_array_unref(d);
+  expect_buffers(f, 0, NULL);
+}
+
+enum { VIEW_THREADS = 2, VIEW_ROUNDS = 3000, SHARED_FLOATS = 1024 };
+
+typedef struct view_work {
+  twin_array *small;   /* a view covering 1/64 of the shared buffer */
+  twin_context *ctx;   /* for the arrays of buffers of their own */
+  atomic_bool *done;   /* set by the last worker */
+  atomic_int *running; /* workers still running */
+  bool failed;
+} view_work;
+
+/* Makes and drops, VIEW_ROUNDS times: a view of the whole shared buffer (its views then hold
+ * it no longer), a small one with an owner, and an array of its own buffer. No assertion here
+ * (cmocka's are not for threads): a failure is noted. */
+static void *make_and_drop_views(void *arg) {
+  view_work *w = arg;
+  const size_t whole = SHARED_FLOATS, n = 16;
+  const ptrdiff_t one = 1;
+  for (int r = 0; r < VIEW_ROUNDS && !w->failed; r++) {
+    twin_array *big, *tiny, *own;
+    twin_slice half = S(0, 8, 1);
+    w->failed |= twin_array_as_strided(w->small, 1, &whole, &one, 0, &big) != TWIN_OK;
+    w->failed |= twin_array_slice(w->small, &half, &tiny) != TWIN_OK;
+    w->failed |= twin_array_new(w->ctx, TWIN_F32, 1, &n, &own) != TWIN_OK;
+    if (w->failed)
+      break;
+    twin_array_set_owner(tiny, "worker");
+    twin_array_unref(big);
+    twin_array_unref(own);
+    twin_array_unref(tiny);
+  }
+  if (atomic_fetch_sub(w->running, 1) == 1)
+    atomic_store(w->done, true);
+  return NULL;
+}
+
+/* What every walk must see of the shared buffer while the workers run. */
+typedef struct shared_seen {
+  size_t nbytes, walks;
+  bool bad;
+} shared_seen;
+
+static bool check_shared(const twin_buffer_info *b, void *user) {
+  shared_seen *s = user;
+  if (b->nbytes != s->nbytes)
+    return true;
+  s->walks++;
+  /* The small view always, and at most three of each worker's (one of them being made). */
+  s->bad |= b->views < 1 || b->views > 1 + 3 * VIEW_THREADS;
+  for (size_t i = 0; i < b->views; i++) {
+    const twin_view_info *v = &b->view[i];
+    s->bad |= v->dtype != TWIN_F32 || v->ndim != 1;
+    s->bad |= v->shape[0] != 16 && v->shape[0] != 8 && v->shape[0] != SHARED_FLOATS;
+    s->bad |=
+        strcmp(v->owner, "small") != 0 && strcmp(v->owner, "worker") != 0 && v->owner[0] != '\0';
+  }
+  return true;
+}
+
+/* Threads making and dropping views of one buffer and arrays of their own, while this thread
+ * walks the report and reads the statistics: every snapshot is whole, and once they are done
+ * every count is back where it was. The view list's lock, the views' shared reference on the
+ * buffer and the lock-free joining of new buffers under ThreadSanitizer. */
+static void test_threads_making_views_keep_the_report_exact(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_stats base = fixture_stats(f);
+  const size_t shape[] = {SHARED_FLOATS}, nbytes = SHARED_FLOATS * 4;
+  twin_array *a, *small;
+  assert_ok(twin_array_zeros(f->ctx, TWIN_F32, 1, shape, &a));
+  twin_slice first = S(0, 16, 1);
+  assert_ok(twin_array_slice(a, &first, &small));
+  assert_ok(twin_array_set_owner(small, "small"));
+  twin_array_unref(a); /* small alone holds the buffer now: held by views */
+  assert_int_equal(fixture_stats(f).held_by_views_bytes, base.held_by_views_bytes + nbytes);
+  atomic_bool done = false;
+  atomic_int running = VIEW_THREADS;
+  view_work w[VIEW_THREADS];
+  pthread_t th[VIEW_THREADS];
+  for (int t = 0; t < VIEW_THREADS; t++) {
+    w[t] = (view_work){small, f->ctx, &done, &running, false};
+    assert_int_equal(pthread_create(&th[t], NULL, make_and_drop_views, &w[t]), 0);
+  }
+  shared_seen seen = {.nbytes = nbytes};
+  bool held_ok = true;
+  while (!atomic_load(&done)) {
+    assert_ok(twin_context_walk(f->ctx, check_shared, &seen));
+    size_t held = fixture_stats(f).held_by_views_bytes - base.held_by_views_bytes;
+    held_ok &= held == 0 || held == nbytes;
+  }
+  for (int t = 0; t < VIEW_THREADS; t++) {
+    assert_int_equal(pthread_join(th[t], NULL), 0);
+    assert_false(w[t].failed);
+  }
+  assert_false(seen.bad);
+  assert_true(held_ok);
+  twin_stats now = fixture_stats(f);
+  assert_int_equal(now.buffers, base.buffers + 1);
+  assert_int_equal(now.arrays, base.arrays + 1);
+  assert_int_equal(now.held_by_views_bytes, base.held_by_views_bytes + nbytes);
+  expect_buffers(f, 1, &nbytes);
+  twin_array_unref(small);
+  now = fixture_stats(f);
+  assert_int_equal(now.buffers, base.buffers);
+  assert_int_equal(now.arrays, base.arrays);
+  assert_int_equal(now.held_by_views_bytes, base.held_by_views_bytes);
+}
+
+/* ---- Released array objects are kept for reuse, but never behind the allocator's back ---- */
+
+static void *no_memory(size_t n) {
+  (void)n;
+  return NULL;
+}
+
+static atomic_int hook_frees;
+
+static void counting_free(void *p) {
+  atomic_fetch_add(&hook_frees, 1);
+  free(p);
+}
+
+/* Views released just before may be kept for the next ones; with allocation hooks installed,
+ * a view is still made by the hook, here one that fails, and still freed through the hook. */
+static void test_views_made_and_freed_through_hooks_skip_kept_objects(void **state) {
+  size_t shape[] = {8};
+  twin_array *a = arange(fixture(state), 1, shape), *v = NULL;
+  twin_slice sl = S(2, 6, 1);
+  for (int i = 0; i < 4; i++) {
+    assert_ok(twin_array_slice(a, &sl, &v));
+    twin_array_unref(v);
+  }
+  twin__allocator saved;
+  twin__allocator_copy(&saved, &twin__host_alloc);
+  atomic_store(&twin__host_alloc.malloc_fn, no_memory);
+  v = NULL;
+  assert_status(twin_array_slice(a, &sl, &v), TWIN_ERR_OUT_OF_HOST_MEMORY);
+  assert_null(v);
+  twin__allocator_set(&saved);
+  assert_ok(twin_array_slice(a, &sl, &v));
+  atomic_store(&hook_frees, 0);
+  atomic_store(&twin__host_alloc.free_fn, counting_free);
+  twin_array_unref(v);
+  twin__allocator_set(&saved);
+  assert_int_equal(atomic_load(&hook_frees), 1);
+  twin_array_unref(a);
+}
+
 /* Reads element k of a 1-D view on the device side, straight from its device memory. */
 static int32_t device_element(twin_fixture *f, twin_array *v, size_t k) {
   void *mem;
@@ -616,6 +892,7 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_broadcast_to_repeats_and_is_read_only),
     TWIN_TEST(test_squeeze_and_expand_dims),
     TWIN_TEST(test_as_strided_outside_buffer_is_refused),
+    TWIN_TEST(test_the_view_gate_accepts_exactly_the_views_inside),
     TWIN_TEST(test_slice_with_a_huge_step_keeps_one_element),
     TWIN_TEST(test_slice_of_an_extreme_stride_does_not_overflow),
     TWIN_TEST(test_index_with_extreme_values_is_out_of_range),
@@ -626,6 +903,9 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_squeeze_axis_drops_one_length_one_axis),
     TWIN_TEST(test_view_keeps_buffer_alive_after_base_drops),
     TWIN_TEST(test_view_dropped_first_leaves_base_intact),
+    TWIN_TEST(test_buffers_leave_the_report_in_any_order),
+    TWIN_TEST(test_threads_making_views_keep_the_report_exact),
+    TWIN_TEST(test_views_made_and_freed_through_hooks_skip_kept_objects),
     TWIN_TEST(test_host_write_through_view_is_seen_on_device_through_another),
     TWIN_TEST(test_device_write_through_view_is_seen_on_host_through_another),
 };
