@@ -1,4 +1,5 @@
-/* Whether two array objects share an element, for the region reservations (access.c). Exact
+/* Whether two array objects share an element, for the region reservations (access.c) and
+ * twin_array_overlaps. Exact
  * in O(ndim) for views of one element size and the same strides whose index boxes sit in one
  * lattice: slices with step 1 of one parent (a field, its faces, ghosts and interior) are the
  * case that matters. Every other pair is compared by byte extents, which may see an overlap
@@ -107,4 +108,10 @@ bool twin__arrays_overlap(const twin_array *a, const twin_array *b) {
   twin__array_extent(a, &alo, &ahi);
   twin__array_extent(b, &blo, &bhi);
   return alo < bhi && blo < ahi;
+}
+
+bool twin_array_overlaps(const twin_array *a, const twin_array *b) {
+  twin__debug_check(a, "twin_array_overlaps");
+  twin__debug_check(b, "twin_array_overlaps");
+  return a && b && twin__arrays_overlap(a, b);
 }

@@ -696,6 +696,11 @@ TWIN_API twin_status twin_array_reserve_at(twin_array *view, twin_access mode, c
  * when view (this array object) holds none. Thread-safe. */
 TWIN_API twin_status twin_array_unreserve(twin_array *view);
 
+/* True when a and b may share an element, as reservations judge it (see above): false for
+ * views of different buffers or an empty view, exact for step-1 slices of one parent,
+ * by byte extent otherwise. NULL is false. Thread-safe. */
+TWIN_API bool twin_array_overlaps(const twin_array *a, const twin_array *b);
+
 /* ---- Memory the application lends ---------------------------------------------------------
  * An application can hand twin memory it already has instead of copying it in: a host block
  * (twin_array_wrap_host), an OpenCL buffer (twin_array_wrap_cl_mem in twin_opencl.h), or a

@@ -204,6 +204,8 @@ static void check_box_pairs(twin_array *p, unsigned seed, int pairs) {
     twin_array *x = block(p, r[0], r[1], c[0], c[1]), *y = block(p, r[2], r[3], c[2], c[3]);
     bool share = r[0] < r[3] && r[2] < r[1] && c[0] < c[3] && c[2] < c[1];
     twin_status want = share ? TWIN_ERR_BUSY : TWIN_OK;
+    assert_int_equal(twin_array_overlaps(x, y), share);
+    assert_int_equal(twin_array_overlaps(y, x), share);
     assert_ok(twin_array_reserve(x, TWIN_WRITE));
     if (host_touch(y, TWIN_READ) != want)
       print_error("[%td:%td, %td:%td] reserved, [%td:%td, %td:%td] read: %s\n", r[0], r[1], c[0],
@@ -260,7 +262,9 @@ static void test_overlap_of_other_views_is_by_extent(void **state) {
   assert_ok(twin_array_slice(row5, mid, &between)); /* 46, 47: inside the column's extent */
   twin_array *row6;
   assert_ok(twin_array_index(a, 0, 6, &row6));
-  assert_ok(twin_array_slice(row6, mid, &beyond)); /* 55, 56: past its last element */
+  assert_ok(twin_array_slice(row6, mid, &beyond));   /* 55, 56: past its last element */
+  assert_true(twin_array_overlaps(column, between)); /* what reservations go by */
+  assert_false(twin_array_overlaps(column, beyond));
   assert_ok(twin_array_reserve(column, TWIN_WRITE));
   assert_status(host_touch(crossing, TWIN_READ), TWIN_ERR_BUSY);
   assert_status(host_touch(between, TWIN_READ), TWIN_ERR_BUSY);
@@ -295,10 +299,17 @@ static void test_overlap_of_rows_that_wrap_is_not_missed(void **state) {
   twin_array_unref(a);
 }
 
-/* An empty view reserves nothing, and an empty view's access meets no reservation. */
+/* An empty view reserves nothing, and an empty view's access meets no reservation; views of
+ * different buffers never overlap. */
 static void test_an_empty_view_overlaps_nothing(void **state) {
   twin_fixture *f = fixture(state);
   twin_array *a = grid(f->ctx, 4, 4), *none = block(a, 2, 2, 0, 4), *all = block(a, 0, 4, 0, 4);
+  twin_array *other = grid(f->ctx, 4, 4);
+  assert_false(twin_array_overlaps(none, all));
+  assert_false(twin_array_overlaps(a, other)); /* another buffer */
+  assert_false(twin_array_overlaps(a, NULL));
+  assert_true(twin_array_overlaps(a, all));
+  twin_array_unref(other);
   assert_ok(twin_array_reserve(none, TWIN_WRITE));
   assert_ok(host_touch(a, TWIN_READ_WRITE));
   assert_ok(twin_array_unreserve(none));
@@ -354,7 +365,7 @@ static void test_reserve_meets_open_accesses(void **state) {
   assert_ok(twin_array_reserve(ghost, TWIN_READ));
   assert_ok(twin_array_unreserve(ghost));
   assert_status(twin_array_reserve(ghost, TWIN_WRITE), TWIN_ERR_BUSY);
-  char site[96];
+  char site[160];
   snprintf(site, sizeof site, "a host read access to this buffer is still open, begun at %s:%d",
            __FILE__, line);
   expect_message(site);
@@ -447,7 +458,7 @@ static void test_reserve_argument_errors(void **state) {
   int line = __LINE__ + 1;
   assert_ok(twin_array_reserve(row, TWIN_WRITE));
   assert_status(twin_array_reserve(row, TWIN_READ), TWIN_ERR_BAD_STATE);
-  char made[96];
+  char made[160];
   snprintf(made, sizeof made,
            "holds a write reservation of a 1 x 4 view at element 0 of this "
            "buffer, made at %s:%d",
