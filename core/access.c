@@ -113,8 +113,8 @@ static twin_status busy_reserved(const request *r, const twin__reservation *v) {
   char w[128], text[512] = "";
   twin__reservation_text(text, sizeof text, v);
   return twin__fail(TWIN_ERR_BUSY,
-                    "%s: the %s's elements overlap %s, which no thread holds (it stands until "
-                    "twin_array_unreserve of that view)",
+                    "%s: the %s's elements overlap %s, which no thread holds, so this does not "
+                    "wait for it",
                     who_text(r->who, w, sizeof w), r->reserve ? "view" : "array", text);
 }
 

@@ -118,14 +118,14 @@ void twin__reservation_unlink(twin_array *a) {
 
 void twin__reservation_text(char *buf, size_t cap, const twin__reservation *r) {
   const twin_array *a = r->array;
-  twin__snappend(buf, cap, "a %s reservation of a ", mode_word(r->mode));
+  twin__snappend(buf, cap, "a %s reservation of a view of shape ", mode_word(r->mode));
   for (int k = 0; k < a->ndim; k++)
     twin__snappend(buf, cap, "%s%zu", k ? " x " : "", a->shape[k]);
-  twin__snappend(buf, cap, "%s view at element %zu of this buffer, made ", a->ndim ? "" : "0-d",
-                 a->offset);
-  if (r->site.file)
-    twin__snappend(buf, cap, "at %s:%d ", r->site.file, r->site.line);
-  twin__snappend(buf, cap, "by twin_array_reserve");
+  twin__snappend(buf, cap, "%s at element %zu of this buffer, ", a->ndim ? "" : "()", a->offset);
+  if (r->site.file) /* the caller's line: a library reserving for its caller passes the caller's */
+    twin__snappend(buf, cap, "made at %s:%d", r->site.file, r->site.line);
+  else
+    twin__snappend(buf, cap, "made by twin_array_reserve (at a line it did not record)");
 }
 
 /* ---- Queries, and what messages say of a record ---- */

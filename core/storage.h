@@ -263,8 +263,8 @@ void twin__record_began(char *buf, size_t cap, const twin__access *x);
  * unlinks the one it holds. */
 void twin__reservation_link(twin_array *a, twin_access mode, twin__site site);
 void twin__reservation_unlink(twin_array *a);
-/* Appends to buf (cap bytes) a description of reservation r: "a write reservation of a 2 x 6
- * view at element 8 of this buffer, made at FILE:LINE by twin_array_reserve". */
+/* Appends to buf (cap bytes) a description of reservation r: "a write reservation of a view of
+ * shape 2 x 6 at element 8 of this buffer, made at FILE:LINE". */
 void twin__reservation_text(char *buf, size_t cap, const twin__reservation *r);
 /* With b->lock held: maps bytes [lo, hi) of a shared buffer for host access; *ptr receives
  * the host address of byte lo. invalidate: the caller overwrites all of it. */

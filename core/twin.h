@@ -664,7 +664,8 @@ TWIN_API twin_status twin_array_write(twin_array *a, const void *src, size_t src
  *   every other object's access, on either side, reads too.
  * No thread holds a reservation (as with a DLPack export): an access it refuses is
  * TWIN_ERR_BUSY at once, never waited for, and the message names the reservation (mode, the
- * reserved view's shape and element offset, and the file:line of twin_array_reserve).
+ * reserved view's shape and element offset, and the file:line twin_array_reserve_at was given:
+ * its caller's, or a library's caller's).
  * Accesses means every way in: host and device begin, twin_copy, twin_fill, kernel launches,
  * DLPack exports, twin_array_read and _write. Views of the reserving object are other objects.
  * Overlap is exact for views with the same strides and dtype size laid out as slices with
