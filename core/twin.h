@@ -675,8 +675,9 @@ TWIN_API twin_status twin_array_write(twin_array *a, const void *src, size_t src
  * two that do. */
 
 /* Reserves view's elements in mode (TWIN_READ, TWIN_WRITE or TWIN_READ_WRITE) until
- * twin_array_unreserve(view), or until view's last reference goes (which releases it; under
- * TWIN_DEBUG that is reported as a reservation never released, as an access never ended is).
+ * twin_array_unreserve(view), or until view's last reference goes, which releases it (under
+ * TWIN_DEBUG, that unref reports it with the accesses left open and aborts, as for an access
+ * never ended).
  * The reservation is admitted as an access of that mode would be, against the accesses open
  * through other array objects whose elements overlap view's, on either side: it waits for
  * those other threads hold, and is TWIN_ERR_BUSY when this thread or a DLPack export holds one;
