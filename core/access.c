@@ -8,6 +8,12 @@
  * A conflict with accesses only other threads hold waits until one of them ends (waits.c),
  * unless waiting would close a wait-for cycle; a conflict with an access this thread holds,
  * or one a DLPack export holds, is TWIN_ERR_BUSY at once, since waiting could not end it.
+ *
+ * Region reservations (twin_array_reserve) claim the elements one array object views, on both
+ * sides, for no thread. Every new access through another object whose elements overlap one
+ * (overlap.c) conflicts with it when either writes, and is TWIN_ERR_BUSY at once: no end of
+ * an access would lift it. A reservation itself is admitted like an access, waiting for other
+ * threads' overlapping accesses through other objects and refusing this thread's.
  * The records themselves, the mapping and the moves belong to the storage layer (records.c,
  * coherence.c); this file holds the protocol: who may open what, and when. */
 #include <string.h>
@@ -40,12 +46,35 @@ static twin_status check_begin(const char *fn, twin_array *a, twin_access access
 
 /* ---- Conflicts ---- */
 
-/* Does open access x stand in the way of `access` on `side` through array object a? */
-static bool conflicts(const twin__access *x, const twin_array *a, twin__side_id side,
-                      twin_access access) {
-  if (!((x->mode | access) & TWIN_WRITE))
+/* What asks to be admitted: an access of mode `access` on `side` through array object a, or
+ * (reserve) a's reservation of that mode, which is on both sides and waits for the open
+ * accesses its elements share with other array objects. */
+typedef struct request {
+  const twin__opener *who;
+  twin_array *a;
+  twin__side_id side; /* an access's; unused for a reservation */
+  twin_access access;
+  bool reserve;
+} request;
+
+/* Does open access x stand in the way of request r? */
+static bool conflicts(const twin__access *x, const request *r) {
+  if (!((x->mode | r->access) & TWIN_WRITE))
     return false; /* reads never conflict */
-  return x->array == a || x->side != side;
+  if (r->reserve)
+    return x->array != r->a && twin__arrays_overlap(x->array, r->a);
+  return x->array == r->a || x->side != r->side;
+}
+
+/* With the buffer locked: a reservation made through another array object whose elements r
+ * shares in a mode that conflicts (a write meets any reservation, a read a write one); NULL
+ * when there is none. The reserving object's own accesses pass. */
+static const twin__reservation *reserved(const request *r) {
+  for (const twin__reservation *v = r->a->buf->reservations; v; v = v->next)
+    if (v->array != r->a && ((v->mode | r->access) & TWIN_WRITE) &&
+        twin__arrays_overlap(v->array, r->a))
+      return v;
+  return NULL;
 }
 
 /* ---- Messages ---- */
@@ -61,22 +90,32 @@ static const char *who_text(const twin__opener *who, char *buf, size_t cap) {
   return buf;
 }
 
-/* With the buffer locked: TWIN_ERR_BUSY naming each of the n open accesses that block
- * `access` on `side` through a, one of which this thread or a DLPack export holds. */
-static twin_status busy(const twin__opener *who, const twin_array *a, twin__side_id side,
-                        twin_access access, size_t n) {
+/* With the buffer locked: TWIN_ERR_BUSY naming each of the n open accesses that block r, one
+ * of which this thread or a DLPack export holds. */
+static twin_status busy(const request *r, size_t n) {
   char w[128], text[512];
-  twin__fail(TWIN_ERR_BUSY, "%s: ", who_text(who, w, sizeof w));
+  twin__fail(TWIN_ERR_BUSY, "%s: ", who_text(r->who, w, sizeof w));
   size_t i = 0;
-  for (const twin__access *x = a->buf->accesses; x; x = x->next) {
-    if (!conflicts(x, a, side, access))
+  for (const twin__access *x = r->a->buf->accesses; x; x = x->next) {
+    if (!conflicts(x, r))
       continue;
     text[0] = '\0';
-    twin__record_blocker(text, sizeof text, x, a);
+    twin__record_blocker(text, sizeof text, x, r->a);
     twin__fail_append("%s%s", i++ ? "; and " : "", text);
   }
   twin__fail_append("; end %s first", n > 1 ? "them" : "it");
   return TWIN_ERR_BUSY;
+}
+
+/* TWIN_ERR_BUSY for r, whose elements reservation v holds. No thread holds a reservation, so
+ * no wait could end it. */
+static twin_status busy_reserved(const request *r, const twin__reservation *v) {
+  char w[128], text[512] = "";
+  twin__reservation_text(text, sizeof text, v);
+  return twin__fail(TWIN_ERR_BUSY,
+                    "%s: the %s's elements overlap %s, which no thread holds, so this does not "
+                    "wait for it",
+                    who_text(r->who, w, sizeof w), r->reserve ? "view" : "array", text);
 }
 
 /* TWIN_ERR_BUSY for a wait that would never end: `theirs` blocks this request, and its thread
@@ -97,42 +136,44 @@ static twin_status deadlock(const twin__opener *who, const twin_array *a,
 
 /* With the buffer locked, n open accesses of other threads blocking the request: waits for
  * one of them to end, or refuses when that would close a wait-for cycle. */
-static twin_status wait_turn(const twin__opener *who, twin_array *a, twin__side_id side,
-                             twin_access access, size_t n) {
-  const twin__access *stack[8], **on = stack;
+static twin_status wait_turn(const request *r, size_t n) {
+  const twin__access *stack[8] = {NULL}, **on = stack; /* zeroed: gcc cannot see n are found */
   char w[128];
   if (n > sizeof stack / sizeof stack[0] && !(on = twin__malloc(n * sizeof *on)))
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
                       "%s: no memory to wait for %zu accesses of other threads",
-                      who_text(who, w, sizeof w), n);
+                      who_text(r->who, w, sizeof w), n);
   size_t i = 0;
-  for (const twin__access *x = a->buf->accesses; x; x = x->next)
-    if (conflicts(x, a, side, access))
+  for (const twin__access *x = r->a->buf->accesses; x; x = x->next)
+    if (conflicts(x, r))
       on[i++] = x;
   twin__access theirs, ours;
-  twin_status s = twin__wait_for(a->buf, on, n, &theirs, &ours);
+  twin_status s = twin__wait_for(r->a->buf, on, n, &theirs, &ours);
   if (on != stack)
     twin__free(on);
-  return s == TWIN_OK ? TWIN_OK : deadlock(who, a, &theirs, &ours);
+  return s == TWIN_OK ? TWIN_OK : deadlock(r->who, r->a, &theirs, &ours);
 }
 
-/* With the buffer locked: returns once no open access conflicts with `access` on `side`
- * through a, waiting while only other threads' accesses do; or refuses with TWIN_ERR_BUSY. */
-static twin_status admit(const twin__opener *who, twin_array *a, twin__side_id side,
-                         twin_access access) {
+/* With the buffer locked: returns once no open access conflicts with r, waiting while only
+ * other threads' accesses do; or refuses with TWIN_ERR_BUSY, at once when a reservation
+ * stands in the way. */
+static twin_status admit(const request *r) {
   for (;;) {
+    const twin__reservation *v = reserved(r); /* again after each wait: one may have come */
+    if (v)
+      return busy_reserved(r, v);
     size_t n = 0;
     bool refuse = false;
-    for (const twin__access *x = a->buf->accesses; x; x = x->next)
-      if (conflicts(x, a, side, access)) {
+    for (const twin__access *x = r->a->buf->accesses; x; x = x->next)
+      if (conflicts(x, r)) {
         n++;
         refuse = refuse || x->unowned || twin__held_here(x); /* waiting cannot end those */
       }
     if (n == 0)
       return TWIN_OK;
     if (refuse)
-      return busy(who, a, side, access, n);
-    twin_status s = wait_turn(who, a, side, access, n);
+      return busy(r, n);
+    twin_status s = wait_turn(r, n);
     if (s != TWIN_OK)
       return s;
   }
@@ -161,7 +202,8 @@ static twin_status open_locked(const twin__opener *who, bool unowned, twin_array
                                twin__side_id side, twin_access access, twin__dirty *before) {
   twin__buffer *b = a->buf;
   char w[128];
-  twin_status s = admit(who, a, side, access);
+  request r = {who, a, side, access, false};
+  twin_status s = admit(&r);
   if (s != TWIN_OK)
     return s;
   twin__access *x = twin__record_new(a);
@@ -270,6 +312,71 @@ twin_status twin__device_end(twin_array *a) {
   if (a)
     twin__buffer_fence(a->buf); /* the application's own commands on the memory */
   return end("twin_device_end", a, TWIN__DEVICE);
+}
+
+/* ---- Reservations ---- */
+
+static twin_status check_reserve(const char *fn, twin_array *view, twin_access mode) {
+  twin__debug_check(view, fn);
+  if (!view)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: view is NULL", fn);
+  if (mode != TWIN_READ && mode != TWIN_WRITE && mode != TWIN_READ_WRITE)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
+                      "%s: mode is %d, not TWIN_READ, TWIN_WRITE or TWIN_READ_WRITE", fn,
+                      (int)mode);
+  return mode & TWIN_WRITE ? twin__check_writable(view, fn, "view") : TWIN_OK;
+}
+
+/* With the buffer locked: TWIN_ERR_BAD_STATE when view holds a reservation already. */
+static twin_status check_unreserved(const char *fn, const twin_array *view) {
+  char text[512] = "";
+  if (!view->reservation.mode)
+    return TWIN_OK;
+  twin__reservation_text(text, sizeof text, &view->reservation);
+  return twin__fail(TWIN_ERR_BAD_STATE,
+                    "%s: this array object holds %s already (one each: reserve through another "
+                    "view, or twin_array_unreserve first)",
+                    fn, text);
+}
+
+twin_status twin_array_reserve_at(twin_array *view, twin_access mode, const char *file, int line) {
+  twin__opener who = {"twin_array_reserve", NULL, {file, line}};
+  twin_status s = check_reserve(who.fn, view, mode);
+  if (s != TWIN_OK)
+    return s;
+  request r = {&who, view, TWIN__HOST, mode, true};
+  pthread_mutex_lock(&view->buf->lock);
+  s = check_unreserved(who.fn, view);
+  if (s == TWIN_OK)
+    s = admit(&r);
+  if (s == TWIN_OK) /* again: admit may have waited, with the lock let go */
+    s = check_unreserved(who.fn, view);
+  if (s == TWIN_OK)
+    twin__reservation_link(view, mode, who.site);
+  pthread_mutex_unlock(&view->buf->lock);
+  return s;
+}
+
+twin_status(twin_array_reserve)(twin_array *view, twin_access mode) {
+  return twin_array_reserve_at(view, mode, NULL, 0);
+}
+
+twin_status twin_array_unreserve(twin_array *view) {
+  static const char fn[] = "twin_array_unreserve";
+  twin__debug_check(view, fn);
+  if (!view)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: view is NULL", fn);
+  pthread_mutex_lock(&view->buf->lock);
+  bool held = view->reservation.mode != 0;
+  if (held)
+    twin__reservation_unlink(view);
+  pthread_mutex_unlock(&view->buf->lock);
+  if (!held)
+    return twin__fail(TWIN_ERR_BAD_STATE,
+                      "%s: this array object holds no reservation (a reservation belongs to "
+                      "the object twin_array_reserve was given, not to its views)",
+                      fn);
+  return TWIN_OK;
 }
 
 /* Packed C-order strides of a's shape, for copying between a and a caller's buffer. */

@@ -1,10 +1,10 @@
 /* The public objects, the top layer: it uses storage, the context and ground, and nothing below
  * calls it (but for the context's two teardown hooks, context.h). Within it, a file calls only
  * files before it in this order (scripts/check-layers.py ranks them): arrays (array.c); views
- * (view.c) and memory the application lends (external.c); reshape and broadcast_to
- * (reshape.c) and the access protocol (access.c); residency (residency.c) and the built-in
- * operations (ops.c); DLPack (dlpack.c) and the report (report.c); programs, kernels and
- * launches; the OpenCL interop (opencl.c). Never installed. */
+ * (view.c), memory the application lends (external.c) and the overlap of two views
+ * (overlap.c); reshape and broadcast_to (reshape.c) and the access protocol (access.c);
+ * residency (residency.c) and the built-in operations (ops.c); DLPack (dlpack.c) and the report
+ * (report.c); programs, kernels and launches; the OpenCL interop (opencl.c). Never installed. */
 #ifndef TWIN_OBJECTS_H
 #define TWIN_OBJECTS_H
 
@@ -106,6 +106,14 @@ void twin__array_extent(const twin_array *a, size_t *lo, size_t *hi);
 twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
                              const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
                              twin_array **out);
+
+/* ---- Overlap of two views (overlap.c) ---- */
+
+/* True when array objects a and b may share an element: never for different buffers or an
+ * empty view; exactly (per-axis index ranges) for views of one dtype size and the same strides
+ * that sit on one lattice (step-1 slices of one parent); else when their byte extents meet,
+ * which never misses an overlap. */
+bool twin__arrays_overlap(const twin_array *a, const twin_array *b);
 
 /* ---- Memory the application lends (external.c) ---- */
 

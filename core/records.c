@@ -1,5 +1,7 @@
 /* The records of open accesses: each buffer's list of the accesses open on it, which the access
- * protocol (access.c) adds to and ends, and which trim, evict and prefetch consult; the host
+ * protocol (access.c) adds to and ends, and which trim, evict and prefetch consult; the
+ * buffer's list of region reservations (twin_array_reserve), which the protocol checks every
+ * new access against; the host
  * mapping of a shared buffer's extent, made by an array object's first host access and undone
  * by its last one's end; and the fence that makes a buffer's release wait for what the
  * application queued during a device access. Everything here runs with the buffer's lock held
@@ -78,6 +80,10 @@ void twin__records_drop(twin_array *a, char *what, size_t cap) {
   twin__buffer *b = a->buf;
   what[0] = '\0';
   pthread_mutex_lock(&b->lock);
+  if (a->reservation.mode) {
+    twin__reservation_text(what, cap, &a->reservation);
+    twin__reservation_unlink(a);
+  }
   for (twin__access *x = b->accesses, *next; x; x = next) {
     next = x->next;
     if (x->array != a)
@@ -90,6 +96,36 @@ void twin__records_drop(twin_array *a, char *what, size_t cap) {
     twin__record_close(a, x); /* an unmap failure cannot be reported to anyone here */
   }
   pthread_mutex_unlock(&b->lock);
+}
+
+/* ---- Reservations ---- */
+
+void twin__reservation_link(twin_array *a, twin_access mode, twin__site site) {
+  twin__buffer *b = a->buf;
+  a->reservation = (twin__reservation){b->reservations, a, mode, site};
+  b->reservations = &a->reservation;
+  a->opens++;
+}
+
+void twin__reservation_unlink(twin_array *a) {
+  twin__reservation **p = &a->buf->reservations;
+  while (*p != &a->reservation)
+    p = &(*p)->next;
+  *p = a->reservation.next;
+  a->reservation = (twin__reservation){0};
+  a->opens--;
+}
+
+void twin__reservation_text(char *buf, size_t cap, const twin__reservation *r) {
+  const twin_array *a = r->array;
+  twin__snappend(buf, cap, "a %s reservation of a view of shape ", mode_word(r->mode));
+  for (int k = 0; k < a->ndim; k++)
+    twin__snappend(buf, cap, "%s%zu", k ? " x " : "", a->shape[k]);
+  twin__snappend(buf, cap, "%s at element %zu of this buffer, ", a->ndim ? "" : "()", a->offset);
+  if (r->site.file) /* the caller's line: a library reserving for its caller passes the caller's */
+    twin__snappend(buf, cap, "made at %s:%d", r->site.file, r->site.line);
+  else
+    twin__snappend(buf, cap, "made by twin_array_reserve (at a line it did not record)");
 }
 
 /* ---- Queries, and what messages say of a record ---- */

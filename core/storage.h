@@ -40,6 +40,18 @@ typedef struct twin__access {
  * its maker's slot of threads. */
 #define TWIN__VIEW_LISTS 4
 
+/* A region reservation (twin_array_reserve): an array object's claim on the elements it views,
+ * held by no thread until twin_array_unreserve or the object's last reference. Embedded in the
+ * array object (at most one each: mode 0 is none) and linked in its buffer's list under the
+ * buffer's lock; fixed while linked. */
+typedef struct twin__reservation {
+  struct twin__reservation *next; /* in buf->reservations */
+  struct twin_array *array;       /* the reserving array object */
+  twin_access mode;               /* TWIN_READ: no one else writes; TWIN_WRITE: no one else
+                                     touches; 0: none */
+  twin__site site;                /* the caller of twin_array_reserve */
+} twin__reservation;
+
 /* The storage behind arrays. Its layout (context.h) is fixed at creation:
  * - TWIN__SHARED: one host block, wrapped as the device memory; host access maps it, nothing
  *   is ever copied;
@@ -79,6 +91,8 @@ typedef struct twin__buffer {
   twin__access *accesses;
   unsigned waiting;
   pthread_cond_t access_ended;
+  /* Reservations made through any array object on this buffer (records.c). */
+  twin__reservation *reservations;
   twin__track track; /* the device handle's, for the backend */
   /* Memory twin adopted instead of allocating it (lent by the application: twin_array_wrap_host
    * and DLPack kDLCPU imports lend the host side, twin_array_wrap_cl_mem and kDLOpenCL imports
@@ -130,11 +144,14 @@ struct twin_array {
   unsigned thread_slot;
   /* Accesses open through this object (their records are in buf->accesses), guarded by
    * buf->lock. The first host access of a shared buffer maps the object's extent, the last
-   * one's end unmaps it. The slot holds one record, so most accesses allocate nothing. */
+   * one's end unmaps it. The slot holds one record, so most accesses allocate nothing. opens
+   * counts the object's reservation too, so that its last reference releases it
+   * (twin__records_drop). */
   unsigned opens, host_opens;
   void *mapped; /* shared buffer's host access: the mapped address of the extent's first byte */
   bool slot_used;
   twin__access slot;
+  twin__reservation reservation; /* guarded by buf->lock; mode 0: none */
 };
 
 /* ---- Buffers: lifetime, the buffer list, lent memory (buffer.c) ---- */
@@ -281,8 +298,9 @@ twin__access *twin__record_find(const twin_array *a, twin__side_id side);
  * ends it and is returned. */
 twin_status twin__record_close(twin_array *a, twin__access *x);
 /* Ends every access still open through array object a, whose last reference is going (what a
- * write access wrote counts: it was marked when the access began), after fencing device ones;
- * describes them in what (cap bytes): "a host write access, begun at FILE:LINE by fn; ...". */
+ * write access wrote counts: it was marked when the access began), after fencing device ones,
+ * and releases its reservation; describes them in what (cap bytes): "a host write access, begun
+ * at FILE:LINE by fn; a read reservation ...". */
 void twin__records_drop(twin_array *a, char *what, size_t cap);
 /* With b->lock held: the number of accesses open on `side` whose mode has a bit of `modes`;
  * and the same accesses appended to the current message, each with where it began. */
@@ -293,6 +311,13 @@ void twin__append_accesses(const twin__buffer *b, twin__side_id side, twin_acces
  * FILE:LINE by fn: arg in another thread"; and the ", begun at ..." part alone. */
 void twin__record_blocker(char *buf, size_t cap, const twin__access *x, const twin_array *a);
 void twin__record_began(char *buf, size_t cap, const twin__access *x);
+/* With the buffer locked: links a's reservation of `mode` (a holds none), made at site, or
+ * unlinks the one it holds. */
+void twin__reservation_link(twin_array *a, twin_access mode, twin__site site);
+void twin__reservation_unlink(twin_array *a);
+/* Appends to buf (cap bytes) a description of reservation r: "a write reservation of a view of
+ * shape 2 x 6 at element 8 of this buffer, made at FILE:LINE". */
+void twin__reservation_text(char *buf, size_t cap, const twin__reservation *r);
 /* With b->lock held: maps bytes [lo, hi) of a shared buffer for host access; *ptr receives
  * the host address of byte lo. invalidate: the caller overwrites all of it. */
 twin_status twin__buffer_map(twin__buffer *b, size_t lo, size_t hi, twin_access access,

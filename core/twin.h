@@ -616,7 +616,8 @@ typedef enum twin_access { TWIN_READ = 1, TWIN_WRITE = 2, TWIN_READ_WRITE = 3 } 
  * - an access that writes conflicts with every other access through the same array object,
  *   and with every access on the other side (device) of the buffer. Accesses on one side
  *   through different array objects never conflict: which elements they share is the
- *   caller's business.
+ *   caller's business, unless a region reservation claims them (twin_array_reserve: an
+ *   access that a reservation refuses is TWIN_ERR_BUSY at once).
  * An access belongs to the thread that began it. A begin that conflicts only with accesses
  * other threads hold waits until they end (sleeping, not spinning), then opens. A begin that
  * conflicts with an access the calling thread holds, which waiting could not end, is
@@ -649,6 +650,58 @@ TWIN_API twin_status twin_array_read(twin_array *a, void *dst, size_t dst_bytes)
 
 /* Overwrites a's elements from src (C order, packed, twin_array_nbytes(a) bytes). */
 TWIN_API twin_status twin_array_write(twin_array *a, const void *src, size_t src_bytes);
+
+/* ---- Region reservations -------------------------------------------------------------------
+ * Accesses conflict per buffer side (above): a host write through one view and a kernel on
+ * another view of the same buffer are the caller's business when their elements differ, and
+ * twin cannot tell when they do not. A reservation says which elements are in use across a
+ * span of time no access covers (an exchange in flight, say): through the array object that
+ * made it, access goes on as usual; every other array object's access whose elements overlap
+ * the reserved ones is refused while it stands:
+ * - a TWIN_READ reservation (no one else changes these elements) refuses other objects'
+ *   accesses that write;
+ * - a TWIN_WRITE (or TWIN_READ_WRITE) reservation (these elements are being produced) refuses
+ *   every other object's access, on either side, reads too.
+ * No thread holds a reservation (as with a DLPack export): an access it refuses is
+ * TWIN_ERR_BUSY at once, never waited for, and the message names the reservation (mode, the
+ * reserved view's shape and element offset, and the file:line twin_array_reserve_at was given:
+ * its caller's, or a library's caller's).
+ * Accesses means every way in: host and device begin, twin_copy, twin_fill, kernel launches,
+ * DLPack exports, twin_array_read and _write. Views of the reserving object are other objects.
+ * Overlap is exact for views with the same strides and dtype size laid out as slices with
+ * step 1 of one parent (rows, columns, blocks, a field's faces, ghosts and interior: per-axis
+ * index ranges are compared); any other pair is compared by byte extent, from its lowest to
+ * its highest element, which may refuse two views that share no element but never admits
+ * two that do. */
+
+/* Reserves view's elements in mode (TWIN_READ, TWIN_WRITE or TWIN_READ_WRITE) until
+ * twin_array_unreserve(view), or until view's last reference goes, which releases it (under
+ * TWIN_DEBUG, that unref reports it with the accesses left open and aborts, as for an access
+ * never ended).
+ * The reservation is admitted as an access of that mode would be, against the accesses open
+ * through other array objects whose elements overlap view's, on either side: it waits for
+ * those other threads hold, and is TWIN_ERR_BUSY when this thread or a DLPack export holds one;
+ * it is TWIN_ERR_BUSY too when it overlaps another object's reservation and either writes.
+ * One reservation per array object: a second is TWIN_ERR_BAD_STATE. A write reservation of a
+ * broadcast view is TWIN_ERR_READ_ONLY. Nothing is allocated or moved. Thread-safe: any
+ * thread may reserve, and any thread may release. */
+TWIN_API twin_status twin_array_reserve(twin_array *view, twin_access mode);
+/* twin_array_reserve recording the caller's file and line, which the messages of the accesses
+ * it refuses name; the macro makes every twin_array_reserve call record them. A library that
+ * reserves on its caller's behalf passes its caller's file and line. file must stay valid
+ * (a string literal) while the reservation stands. */
+TWIN_API twin_status twin_array_reserve_at(twin_array *view, twin_access mode, const char *file,
+                                           int line);
+#define twin_array_reserve(...) twin_array_reserve_at(__VA_ARGS__, __FILE__, __LINE__)
+
+/* Releases view's reservation; accesses it refused may open from now on. TWIN_ERR_BAD_STATE
+ * when view (this array object) holds none. Thread-safe. */
+TWIN_API twin_status twin_array_unreserve(twin_array *view);
+
+/* True when a and b may share an element, as reservations judge it (see above): false for
+ * views of different buffers or an empty view, exact for step-1 slices of one parent,
+ * by byte extent otherwise. NULL is false. Thread-safe. */
+TWIN_API bool twin_array_overlaps(const twin_array *a, const twin_array *b);
 
 /* ---- Memory the application lends ---------------------------------------------------------
  * An application can hand twin memory it already has instead of copying it in: a host block

@@ -1,8 +1,9 @@
 /* A halo exchange, axis by axis: pack the faces on the device into staging arrays, open the
  * staging arrays' host accesses (which move exactly their bytes, or nothing on a zero-copy
  * device), start the persistent requests; wait; close the accesses and unpack into the ghosts
- * on the device. Each step that can fail on twin leaves the phase where it was, so a later
- * call resumes; an MPI failure breaks the halo. */
+ * on the device. Begin first reserves the ghosts and the cells the faces send
+ * (reservations.c); each is released as its step completes. Each step that can fail on twin
+ * leaves the phase where it was, so a later call resumes; an MPI failure breaks the halo. */
 #include <stdio.h>
 #include <string.h>
 
@@ -36,6 +37,7 @@ void twin_mpi__side_release(twin_mpi__side *s) {
 static twin_status broken(twin_mpi_halo *h, int err, const char *fn, const char *what, int k) {
   h->broken = twin_mpi__fail_mpi(err, "%s: %s along axis %d", fn, what, k);
   h->phase = TWIN_MPI__BROKEN;
+  twin_mpi__release_all(h); /* no exchange will complete: its ghosts stay unspecified */
   snprintf(h->why, sizeof h->why, "%s", twin_mpi_last_error());
   return h->broken;
 }
@@ -168,13 +170,17 @@ static twin_status advance(twin_mpi_halo *h, const char *fn, bool until_started)
       break;
     case TWIN_MPI__FLIGHT:
       s = wait_axis(h, h->axis, fn);
-      if (s == TWIN_OK)
+      if (s == TWIN_OK) {
+        twin_mpi__release_sent(h, h->axis); /* the faces have left */
         h->phase = TWIN_MPI__UNPACK;
+      }
       break;
     case TWIN_MPI__UNPACK:
       s = unpack_axis(h, h->axis, fn);
-      if (s == TWIN_OK)
+      if (s == TWIN_OK) {
+        twin_mpi__release_ghosts(h, h->axis); /* they hold their new values */
         h->phase = ++h->axis == h->ndim ? TWIN_MPI__IDLE : TWIN_MPI__PACK;
+      }
       break;
     default:
       return h->broken;
@@ -191,7 +197,7 @@ static twin_status check_usable(const twin_mpi_halo *h, const char *fn) {
   return TWIN_OK;
 }
 
-twin_status twin_mpi_halo_begin(twin_mpi_halo *h) {
+twin_status twin_mpi_halo_begin_at(twin_mpi_halo *h, const char *file, int line) {
   static const char fn[] = "twin_mpi_halo_begin";
   twin_status s = check_usable(h, fn);
   if (s != TWIN_OK)
@@ -201,17 +207,25 @@ twin_status twin_mpi_halo_begin(twin_mpi_halo *h) {
                           "%s: an exchange is under way (begun, not yet ended); its ghosts and "
                           "faces are still in use: call twin_mpi_halo_end first",
                           fn);
+  s = twin_mpi__reserve(h, fn, file, line);
+  if (s != TWIN_OK)
+    return s;
   h->active = true;
   h->axis = 0;
   h->phase = TWIN_MPI__PACK;
   s = advance(h, fn, true);
   if (s != TWIN_OK && h->phase == TWIN_MPI__PACK) {
-    /* Only axes without neighbours were passed: nothing started, as if begin had failed
-     * before it did anything. */
+    /* The first axis with neighbours failed to pack or to open its staging: nothing
+     * started, as if begin had failed before it did anything. */
+    twin_mpi__release_all(h);
     h->active = false;
     h->phase = TWIN_MPI__IDLE;
   }
   return s;
+}
+
+twin_status(twin_mpi_halo_begin)(twin_mpi_halo *h) {
+  return twin_mpi_halo_begin_at(h, NULL, 0);
 }
 
 twin_status twin_mpi_halo_end(twin_mpi_halo *h) {
@@ -230,9 +244,13 @@ twin_status twin_mpi_halo_end(twin_mpi_halo *h) {
   return s;
 }
 
-twin_status twin_mpi_halo_exchange(twin_mpi_halo *h) {
-  twin_status s = twin_mpi_halo_begin(h);
+twin_status twin_mpi_halo_exchange_at(twin_mpi_halo *h, const char *file, int line) {
+  twin_status s = twin_mpi_halo_begin_at(h, file, line);
   return s == TWIN_OK ? twin_mpi_halo_end(h) : s;
+}
+
+twin_status(twin_mpi_halo_exchange)(twin_mpi_halo *h) {
+  return twin_mpi_halo_exchange_at(h, NULL, 0);
 }
 
 void twin_mpi_halo_bytes(const twin_mpi_halo *h, size_t *sent, size_t *received) {

@@ -20,6 +20,45 @@ static twin_slice strip_range(const twin_mpi_halo *h, int j, int k, int d, bool 
   return (twin_slice){start, start + w, 1};
 }
 
+/* The whole of axis j, and its interior. */
+static twin_slice whole(const twin_mpi_halo *h, int j) {
+  return (twin_slice){0, (ptrdiff_t)twin_array_shape(h->field)[j], 1};
+}
+
+static twin_slice interior(const twin_mpi_halo *h, int j) {
+  ptrdiff_t n = (ptrdiff_t)twin_array_shape(h->field)[j], w = h->width;
+  return (twin_slice){w, n - w, 1};
+}
+
+static twin_status add_sent(twin_mpi_halo *h, twin_mpi__side *s, const twin_slice *box) {
+  twin_status st = twin_array_slice(h->field, box, &s->sent[s->nsent]);
+  s->nsent += st == TWIN_OK;
+  return st;
+}
+
+/* The sent boxes of side (k, d) (see twin_mpi__side). A cell of the face lies in a ghost of an
+ * earlier axis j when j is the last axis before k where the cell is outside the interior;
+ * the exchange fills it when that ghost's side has a neighbour. So the face's cells that no
+ * exchange writes are its interior part, and for each earlier side (j, e) without a
+ * neighbour, the part where axis j is in that ghost and the axes between j and k are
+ * interior. */
+static twin_status make_sent(twin_mpi_halo *h, int k, int d) {
+  twin_mpi__side *s = &h->side[k][d];
+  twin_slice box[TWIN_MAX_DIMS], piece[TWIN_MAX_DIMS];
+  for (int j = 0; j < h->ndim; j++)
+    box[j] = j < k ? interior(h, j) : strip_range(h, j, k, d, false);
+  twin_status st = add_sent(h, s, box);
+  for (int j = 0; j < k && st == TWIN_OK; j++)
+    for (int e = 0; e < 2 && st == TWIN_OK; e++) {
+      if (h->side[j][e].peer != MPI_PROC_NULL)
+        continue;
+      for (int i = 0; i < h->ndim; i++)
+        piece[i] = i < j ? whole(h, i) : i == j ? strip_range(h, j, j, e, true) : box[i];
+      st = add_sent(h, s, piece);
+    }
+  return st;
+}
+
 /* A contiguous staging array of the face's shape, owner-tagged for the memory report. */
 static twin_status make_staging_array(const twin_mpi_halo *h, const twin_array *face,
                                       twin_array **out) {
@@ -38,6 +77,8 @@ static twin_status make_strips(twin_mpi_halo *h, int k, int d) {
   twin_status st = twin_array_slice(h->field, face, &s->face);
   if (st == TWIN_OK)
     st = twin_array_slice(h->field, ghost, &s->ghost);
+  if (st == TWIN_OK)
+    st = make_sent(h, k, d);
   if (st == TWIN_OK)
     st = make_staging_array(h, s->face, &s->out);
   if (st == TWIN_OK)
@@ -156,6 +197,8 @@ static twin_status make_halo(twin_array *field, MPI_Comm comm, int width, twin_m
     s = twin_mpi__check_neighbours(h);
   if (s == TWIN_OK)
     s = make_staging(h);
+  if (s == TWIN_OK)
+    s = twin_mpi__check_strips_apart(h);
   *out = h; /* also on failure: the caller frees it once every rank knows */
   return s;
 }
@@ -189,10 +232,13 @@ void twin_mpi_halo_free(twin_mpi_halo *h) {
       MPI_Wait(&h->side[h->axis][d].send, MPI_STATUS_IGNORE);
       MPI_Wait(&h->side[h->axis][d].recv, MPI_STATUS_IGNORE);
     }
+  twin_mpi__release_all(h);
   for (int k = 0; k < h->ndim; k++)
     for (int d = 0; d < 2; d++) {
       twin_mpi__side *s = &h->side[k][d];
       twin_mpi__side_release(s);
+      for (int i = 0; i < s->nsent; i++)
+        twin_array_unref(s->sent[i]);
       twin_array_unref(s->face);
       twin_array_unref(s->ghost);
       twin_array_unref(s->out);

@@ -12,6 +12,15 @@ typedef struct twin_mpi__side {
   int send_tag, recv_tag; /* 2k for messages travelling down axis k, 2k + 1 up */
   twin_array *face;       /* view of the field: the interior strip sent to peer */
   twin_array *ghost;      /* view of the field: the ghost strip peer's face fills */
+  /* The cells of the face that no exchange writes, as disjoint boxes: its part of the
+   * interior, and its parts in the ghosts of earlier axes beyond an edge without a neighbour
+   * (the caller's boundary values, which the face carries on). Its other cells are ghosts of
+   * earlier axes, which the exchange fills before it sends them. */
+  twin_array *sent[2 * TWIN_MAX_DIMS - 1];
+  int nsent;
+  /* Reserved from begin: the sent boxes for reading until the face's message is complete,
+   * the ghost for writing until it is unpacked (reservations.c). */
+  bool sent_reserved, ghost_reserved;
   twin_array *out, *in;   /* contiguous staging of the face's shape: packed, received */
   void *out_ptr, *in_ptr; /* the host addresses the requests were made for */
   bool out_open, in_open; /* a host access of out (read) or in (write) is open */
@@ -55,7 +64,26 @@ twin_status twin_mpi__agree(MPI_Comm comm, twin_status local);
  * shared faces need to agree on. */
 twin_status twin_mpi__check_neighbours(const twin_mpi_halo *h);
 
+/* Refuses a field whose strips twin cannot tell apart (its strides place them on no lattice,
+ * so twin compares them by byte extent): a ghost would overlap another strip, and the
+ * exchange's own reservations would refuse each other. */
+twin_status twin_mpi__check_strips_apart(const twin_mpi_halo *h);
+
 /* exchange.c: frees a side's requests and ends its open staging accesses. */
 void twin_mpi__side_release(twin_mpi__side *s);
+
+/* reservations.c: what an exchange holds on the field, so that between begin and end a
+ * kernel or access that touches a ghost, or writes a face being sent, is TWIN_ERR_BUSY (see
+ * twin_mpi.h). */
+
+/* Reserves the sent boxes (for reading) and the ghosts (for writing) of every side with a
+ * neighbour, under the caller's file and line; on failure it reserves nothing. fn names the
+ * public call for the message. */
+twin_status twin_mpi__reserve(twin_mpi_halo *h, const char *fn, const char *file, int line);
+/* Releases axis k's sent boxes (its messages are complete), or its ghosts (unpacked). */
+void twin_mpi__release_sent(twin_mpi_halo *h, int k);
+void twin_mpi__release_ghosts(twin_mpi_halo *h, int k);
+/* Releases everything the halo still holds (an exchange that failed, broke, or is freed). */
+void twin_mpi__release_all(twin_mpi_halo *h);
 
 #endif

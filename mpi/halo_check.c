@@ -119,3 +119,47 @@ twin_status twin_mpi__check_neighbours(const twin_mpi_halo *h) {
   }
   return s;
 }
+
+/* The first of the views an exchange reserves besides side (k, d)'s ghost that the ghost
+ * overlaps (as twin judges it), described in what; false when none does. */
+static bool ghost_overlaps(const twin_mpi_halo *h, int k, int d, char *what, size_t cap) {
+  const twin_array *ghost = h->side[k][d].ghost;
+  for (int j = 0; j < h->ndim; j++)
+    for (int e = 0; e < 2; e++) {
+      const twin_mpi__side *s = &h->side[j][e];
+      if (s->peer == MPI_PROC_NULL)
+        continue;
+      if ((j != k || e != d) && twin_array_overlaps(ghost, s->ghost)) {
+        snprintf(what, cap, "the ghosts received along axis %d (%s side)", j,
+                 e ? "upper" : "lower");
+        return true;
+      }
+      for (int i = 0; i < s->nsent; i++)
+        if (twin_array_overlaps(ghost, s->sent[i])) {
+          snprintf(what, cap, "the face sent along axis %d (%s side)", j, e ? "upper" : "lower");
+          return true;
+        }
+    }
+  return false;
+}
+
+twin_status twin_mpi__check_strips_apart(const twin_mpi_halo *h) {
+  char what[96], strides[128] = "";
+  for (int k = 0; k < h->ndim; k++)
+    for (int d = 0; d < 2; d++) {
+      if (h->side[k][d].peer == MPI_PROC_NULL || !ghost_overlaps(h, k, d, what, sizeof what))
+        continue;
+      for (int j = 0, used = 0; j < h->ndim && used < (int)sizeof strides; j++)
+        used += snprintf(strides + used, sizeof strides - (size_t)used, "%s%td", j ? ", " : "",
+                         twin_array_strides(h->field)[j]);
+      return twin_mpi__fail(TWIN_ERR_UNSUPPORTED,
+                            FN ": field: twin cannot tell the ghosts received along axis %d (%s "
+                               "side) apart from %s: its strides (%s) are not those of a slice "
+                               "with step 1 of an array in C or Fortran order (each dividing the "
+                               "next larger), so twin compares its strips by byte extent, and "
+                               "an exchange could not reserve them (twin_array_contiguous "
+                               "makes a field that works)",
+                            k, d ? "upper" : "lower", what, strides);
+    }
+  return TWIN_OK;
+}

@@ -121,11 +121,26 @@ TWIN_MPI_API twin_status twin_mpi_recv(twin_array *a, int source, int tag, MPI_C
  * - staging arrays and persistent requests (MPI_Send_init / MPI_Recv_init) are made once and
  *   reused by every exchange; a side whose neighbour is MPI_PROC_NULL (a non-periodic edge)
  *   sends nothing and leaves its ghosts untouched.
- * Overlap: between twin_mpi_halo_begin and twin_mpi_halo_end the interior cells that are not
- * in a face may be computed on (kernels, copies); the halo holds no access on the field then,
- * only on its staging arrays. It cannot check that nothing touches a ghost or a face in
- * between (twin's accesses are per buffer side, not per region): doing so gives unspecified
- * ghost values, not an error. A second begin before end is TWIN_ERR_BUSY. */
+ * Overlap: between twin_mpi_halo_begin and twin_mpi_halo_end the cells the exchange does not
+ * touch may be used by kernels, copies and host accesses as usual, and the faces read. The
+ * exchange holds twin region reservations (twin_array_reserve, made at the caller's line of
+ * twin_mpi_halo_begin) on its own views of the field:
+ * - every ghost that a neighbour fills, for writing: any access that touches one (a kernel
+ *   given the whole field, a host read of a ghost) is TWIN_ERR_BUSY at once, its message
+ *   naming the reservation and that line, until the ghost holds its new value;
+ * - every cell a face sends that the exchange does not fill itself (the interior's outer
+ *   `width` cells on each side with a neighbour, and the caller's boundary values in ghosts
+ *   beyond an edge without one, which later axes' faces carry on), for reading: an access that
+ *   writes one is TWIN_ERR_BUSY until the face's message has left.
+ * So a kernel over the interior away from the faces runs during the exchange, one that reads
+ * the whole interior too, and one that writes a face, or touches a ghost, is refused; each is
+ * released as its step of the exchange completes, everything by the end that completes it
+ * (or a failure that starts nothing, a broken halo, twin_mpi_halo_free). Overlap is judged per
+ * axis, exactly, for the caller's views that are step-1 slices of the field (other views, of
+ * other strides, by byte extent: such a view may be refused where it only comes near a ghost),
+ * and for a field made by twin or a step-1 slice or transpose of one; a field whose strides
+ * twin cannot place on such a lattice is refused by twin_mpi_halo_new.
+ * A second begin before end is TWIN_ERR_BUSY. */
 typedef struct twin_mpi_halo twin_mpi_halo;
 
 /* Makes a halo for field over cart, collectively: every rank of cart calls it with its own
@@ -138,36 +153,50 @@ typedef struct twin_mpi_halo twin_mpi_halo;
  *   TWIN_ERR_INVALID_ARGUMENT naming the axis;
  * - each neighbour's block (exchanged here) has the same dtype, width, and lengths on the
  *   axes the shared face spans, else TWIN_ERR_SHAPE_MISMATCH naming both ranks and shapes;
- * - a strip has at most INT_MAX elements, else TWIN_ERR_OVERFLOW.
+ * - a strip has at most INT_MAX elements, else TWIN_ERR_OVERFLOW;
+ * - twin can tell the strips apart (twin_array_overlaps: the field's strides, sorted, each
+ *   divide the next larger, as any array twin makes and its step-1 slices and transposes
+ *   have), else TWIN_ERR_UNSUPPORTED naming the strips and the strides.
  * Neighbours come from MPI_Cart_shift(cart, k, 1). The halo holds a reference on field and
  * a duplicate of cart (with MPI_ERRORS_RETURN); its staging arrays live in field's context,
  * owner-tagged "twin_mpi_halo". The caller owns *out and frees it with twin_mpi_halo_free. */
 TWIN_MPI_API twin_status twin_mpi_halo_new(twin_array *field, MPI_Comm cart, int width,
                                            twin_mpi_halo **out);
 
-/* Starts an exchange: packs the faces of the first axis on the device and starts their
- * messages. A pack that fails (TWIN_ERR_BUSY for an access the caller holds on the field, for
- * instance) starts nothing and leaves the halo idle. TWIN_ERR_BUSY while an exchange is under
- * way. Not thread-safe on one halo. */
+/* Starts an exchange: reserves the ghosts and the cells the faces send (see Overlap above),
+ * then packs the faces of the first axis on the device and starts their messages. A
+ * reservation refused (TWIN_ERR_BUSY for an access the calling thread holds on a ghost or
+ * writes on a face, or another reservation there; an access another thread holds is waited
+ * for) or a pack that fails starts nothing, releases what was reserved and leaves the halo
+ * idle. TWIN_ERR_BUSY while an exchange is under way. Not thread-safe on one halo. */
 TWIN_MPI_API twin_status twin_mpi_halo_begin(twin_mpi_halo *h);
+/* twin_mpi_halo_begin recording the caller's file and line, which the messages of the
+ * accesses its reservations refuse name; the macro makes every call record them. */
+TWIN_MPI_API twin_status twin_mpi_halo_begin_at(twin_mpi_halo *h, const char *file, int line);
+#define twin_mpi_halo_begin(...) twin_mpi_halo_begin_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* Completes the exchange begun: waits for each axis's messages, unpacks them into the ghosts
  * on the device, and runs the later axes. TWIN_ERR_BAD_STATE without a begin. A twin failure
- * while unpacking or packing (TWIN_ERR_BUSY, say) returns with the exchange still under way:
- * calling end again resumes it. After an MPI failure the halo is broken: begin and end return
- * that failure again, and only twin_mpi_halo_free is useful. The ghosts' new values are on
- * the device (queued there; a later access waits for them). Not thread-safe on one halo. */
+ * while unpacking or packing (TWIN_ERR_BUSY, say: the caller's host access of the interior
+ * meets the device's unpack, as twin's accesses conflict across the sides of a buffer) returns
+ * with the exchange still under way, the reservations of its steps not yet done still held:
+ * calling end again resumes it. After an MPI failure the halo is broken: its reservations are
+ * released, begin and end return that failure again, and only twin_mpi_halo_free is useful.
+ * The ghosts' new values are on the device (queued there; a later access waits for them).
+ * Once end returns TWIN_OK the halo holds no reservation. Not thread-safe on one halo. */
 TWIN_MPI_API twin_status twin_mpi_halo_end(twin_mpi_halo *h);
 
 /* twin_mpi_halo_begin, then twin_mpi_halo_end. */
 TWIN_MPI_API twin_status twin_mpi_halo_exchange(twin_mpi_halo *h);
+TWIN_MPI_API twin_status twin_mpi_halo_exchange_at(twin_mpi_halo *h, const char *file, int line);
+#define twin_mpi_halo_exchange(...) twin_mpi_halo_exchange_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* The bytes one exchange sends and receives on this rank (the strips: what bytes_to_host and
  * bytes_to_device grow by in copy mode), either pointer may be NULL. */
 TWIN_MPI_API void twin_mpi_halo_bytes(const twin_mpi_halo *h, size_t *sent, size_t *received);
 
-/* Frees h: its staging arrays, requests and communicator, and its reference on the field.
- * An exchange still under way is completed first (its messages waited for). Call it before
+/* Frees h: its staging arrays, requests, reservations and communicator, and its reference on
+ * the field. An exchange still under way has its messages waited for first. Call it before
  * MPI_Finalize. NULL is a no-op. */
 TWIN_MPI_API void twin_mpi_halo_free(twin_mpi_halo *h);
 

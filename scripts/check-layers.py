@@ -41,6 +41,7 @@ CORE = {
     "core/view.c": ("objects", 1),
     "core/reshape.c": ("objects", 2),
     "core/external.c": ("objects", 1),
+    "core/overlap.c": ("objects", 1),
     "core/access.c": ("objects", 2),
     "core/residency.c": ("objects", 3),
     "core/ops.c": ("objects", 3),

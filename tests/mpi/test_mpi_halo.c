@@ -225,30 +225,183 @@ static void teardown_2d(grid *g, twin_array *field, twin_mpi_halo *h) {
   MPI_Comm_free(&g->cart);
 }
 
-/* Between begin and end the interior away from the faces can be computed on: a fill there
- * (on the device) neither fails nor disturbs the exchange. */
+/* field[r0:r1, c0:c1], an array object of the caller's. */
+static twin_array *block(twin_array *field, size_t r0, size_t r1, size_t c0, size_t c1) {
+  twin_slice s[] = {{(ptrdiff_t)r0, (ptrdiff_t)r1, 1}, {(ptrdiff_t)c0, (ptrdiff_t)c1, 1}};
+  twin_array *v;
+  assert_ok(twin_array_slice(field, s, &v));
+  return v;
+}
+
+/* Opens and ends a host access of a; its status. */
+static twin_status host_touch(twin_array *a, twin_access access) {
+  void *p;
+  twin_status s = twin_host_begin(a, access, &p);
+  if (s == TWIN_OK)
+    assert_ok(twin_host_end(a));
+  return s;
+}
+
+static twin_status nothing(const twin_host_launch *launch, void *user) {
+  (void)launch;
+  (void)user;
+  return TWIN_OK;
+}
+
+/* A host kernel: copies its first argument, a 2-d f64 view, into its second, a contiguous
+ * array of that shape. */
+static twin_status copy_view(const twin_host_launch *launch, void *user) {
+  (void)user;
+  const twin_array *v = launch->args[0].array;
+  const size_t *n = twin_array_shape(v);
+  const ptrdiff_t *st = twin_array_strides(v);
+  const double *src = launch->data[0];
+  double *dst = launch->data[1];
+  for (size_t i = 0; i < n[0]; i++)
+    for (size_t j = 0; j < n[1]; j++)
+      dst[i * n[1] + j] = src[(ptrdiff_t)i * st[0] + (ptrdiff_t)j * st[1]];
+  return TWIN_OK;
+}
+
+/* Launches a host kernel (any backend has them) that does nothing with a. */
+static twin_status launch_on(twin_context *ctx, twin_array *a, twin_access access) {
+  twin_kernel *k;
+  assert_ok(twin_kernel_new_host(ctx, "nothing", nothing, NULL, &k));
+  size_t global[] = {1};
+  twin_arg arg = twin_arg_view(a, access);
+  twin_status s = twin_kernel_launch(k, 1, global, NULL, 1, &arg);
+  twin_kernel_unref(k);
+  return s;
+}
+
+/* twin_last_error() names a reservation of `what` made at this file's `line`. */
+static void expect_reservation(const char *what, int line) {
+  char made[160];
+  snprintf(made, sizeof made, "made at %s:%d, which no thread holds", __FILE__, line);
+  if (!strstr(twin_last_error(), what) || !strstr(twin_last_error(), made))
+    print_error("twin_last_error() lacks \"%s\" or \"%s\": %s\n", what, made, twin_last_error());
+  assert_non_null(strstr(twin_last_error(), what));
+  assert_non_null(strstr(twin_last_error(), made));
+}
+
+/* Between begin and end the interior away from the faces can be computed on, and the whole
+ * interior read: a fill of the deep interior (on the device) and a kernel that reads the
+ * interior, faces included, run, and neither disturbs the exchange. */
 MPI_CASE(test_halo_interior_is_usable_between_begin_and_end) {
   mpi_fixture *f = mpi_fix(state);
   grid g;
-  twin_array *field, *deep;
+  twin_array *field, *deep, *inner, *out;
   twin_mpi_halo *h;
   setup_2d(f, &g, &field, &h);
-  twin_slice s[] = {{2, -2, 1}, {2, -2, 1}}; /* the cells of no face: width 1, ghosts 1 */
-  assert_ok(twin_array_slice(field, s, &deep));
+  size_t n0 = g.shape[0], n1 = g.shape[1];
+  deep = block(field, 2, n0 - 2, 2, n1 - 2); /* the cells of no face: width 1, ghosts 1 */
+  inner = block(field, 1, n0 - 1, 1, n1 - 1);
+  assert_ok(twin_array_new(f->ctx, TWIN_F64, 2, twin_array_shape(inner), &out));
+  twin_kernel *k;
+  assert_ok(twin_kernel_new_host(f->ctx, "copy_view", copy_view, NULL, &k));
+  size_t global[] = {1};
+  twin_arg args[] = {twin_arg_view(inner, TWIN_READ), twin_arg_array(out, TWIN_WRITE)};
   assert_ok(twin_mpi_halo_begin(h));
   double seven = 7;
   assert_ok(twin_fill(deep, &seven));
+  assert_ok(twin_kernel_launch(k, 1, global, NULL, 2, args));
   assert_ok(twin_mpi_halo_end(h));
   double *got = malloc(g.cells * sizeof *got), *want = malloc(g.cells * sizeof *want);
   picture(&g, 0, true, want);
+  assert_ok(twin_array_read(out, got, twin_array_nbytes(out)));
+  for (size_t i = 1; i < n0 - 1; i++)
+    for (size_t j = 1; j < n1 - 1; j++) /* the interior as it was, the deep part before the fill */
+      assert_true(
+          got[(i - 1) * (n1 - 2) + j - 1] == want[i * n1 + j] ||
+          (i >= 2 && i < n0 - 2 && j >= 2 && j < n1 - 2 && got[(i - 1) * (n1 - 2) + j - 1] == 7));
   assert_ok(twin_array_read(field, got, g.cells * sizeof *got));
-  for (size_t i = 2; i < g.shape[0] - 2; i++)
-    for (size_t j = 2; j < g.shape[1] - 2; j++)
-      want[i * g.shape[1] + j] = 7;
+  for (size_t i = 2; i < n0 - 2; i++)
+    for (size_t j = 2; j < n1 - 2; j++)
+      want[i * n1 + j] = 7;
   assert_memory_equal(got, want, g.cells * sizeof *got);
   free(got);
   free(want);
+  twin_kernel_unref(k);
+  twin_array_unref(out);
+  twin_array_unref(inner);
   twin_array_unref(deep);
+  teardown_2d(&g, field, h);
+}
+
+/* Between begin and end a kernel or access that touches a ghost (a kernel given the whole
+ * field, a read of a ghost or a corner) or writes a face being sent is TWIN_ERR_BUSY at once,
+ * naming the exchange's reservation and the line of its begin; reading a face is fine. After
+ * end nothing is held, and the ghosts are right. */
+MPI_CASE(test_halo_ghosts_and_sent_faces_are_busy_between_begin_and_end) {
+  mpi_fixture *f = mpi_fix(state);
+  grid g;
+  twin_array *field;
+  twin_mpi_halo *h;
+  setup_2d(f, &g, &field, &h);
+  size_t n0 = g.shape[0], n1 = g.shape[1];
+  twin_array *ghost = block(field, 0, 1, 1, n1 - 1), *corner = block(field, 0, 1, 0, 1);
+  twin_array *face = block(field, 1, 2, 1, n1 - 1), *inner = block(field, 1, n0 - 1, 1, n1 - 1);
+  twin_array *deep = block(field, 2, n0 - 2, 2, n1 - 2);
+  int line = __LINE__ + 1;
+  assert_ok(twin_mpi_halo_begin(h));
+  assert_status(launch_on(f->ctx, field, TWIN_READ), TWIN_ERR_BUSY);
+  expect_reservation("overlap a write reservation", line);
+  assert_status(host_touch(ghost, TWIN_READ), TWIN_ERR_BUSY);
+  char what[64];
+  snprintf(what, sizeof what, "a write reservation of a view of shape 1 x %zu", n1 - 2);
+  expect_reservation(what, line);
+  assert_status(host_touch(corner, TWIN_READ), TWIN_ERR_BUSY);
+  snprintf(what, sizeof what, "a write reservation of a view of shape %zu x 1", n0);
+  expect_reservation(what, line); /* the ghost column along axis 1, whole rows */
+  assert_ok(host_touch(face, TWIN_READ));
+  assert_status(host_touch(face, TWIN_WRITE), TWIN_ERR_BUSY);
+  expect_reservation("a read reservation", line);
+  assert_status(launch_on(f->ctx, inner, TWIN_READ_WRITE), TWIN_ERR_BUSY);
+  double seven = 7;
+  assert_status(twin_fill(inner, &seven), TWIN_ERR_BUSY);
+  assert_ok(launch_on(f->ctx, inner, TWIN_READ));
+  assert_ok(launch_on(f->ctx, deep, TWIN_READ_WRITE));
+  assert_ok(twin_mpi_halo_end(h));
+  check_field(&g, field, 0);
+  assert_ok(launch_on(f->ctx, field, TWIN_READ_WRITE));
+  assert_ok(host_touch(ghost, TWIN_READ_WRITE));
+  assert_ok(host_touch(face, TWIN_READ_WRITE));
+  twin_array *parts[] = {ghost, corner, face, inner, deep};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+    twin_array_unref(parts[i]);
+  teardown_2d(&g, field, h);
+}
+
+/* Beyond an edge without a neighbour the ghosts are the caller's (boundary values): the halo
+ * never writes them, and they may be written during an exchange, but for the cells a later
+ * axis's face sends on (to the neighbours' corners), which are reserved for reading. */
+MPI_CASE(test_halo_boundary_cells_a_face_sends_are_reserved) {
+  mpi_fixture *f = mpi_fix(state);
+  grid g;
+  static const int edge_then_ring[3] = {0, 1, 0};
+  make_grid(f, &g, TWIN_F64, 2, edge_then_ring, 1);
+  twin_array *field;
+  twin_mpi_halo *h;
+  assert_ok(twin_array_new(f->ctx, TWIN_F64, 2, g.shape, &field));
+  load(f, &g, field, 0);
+  assert_ok(twin_mpi_halo_new(field, g.cart, 1, &h));
+  int lo, hi;
+  MPI_Cart_shift(g.cart, 0, 1, &lo, &hi);
+  size_t n1 = g.shape[1];
+  twin_array *sent = block(field, 0, 1, 1, 2), *rest = block(field, 0, 1, 2, n1 - 2);
+  bool edge = lo == MPI_PROC_NULL; /* row 0 is boundary, not ghost */
+  int line = __LINE__ + 1;
+  assert_ok(twin_mpi_halo_begin(h));
+  assert_status(host_touch(sent, TWIN_WRITE), TWIN_ERR_BUSY);
+  expect_reservation(edge ? "a read reservation of a view of shape 1 x 1" : "a write reservation",
+                     line);
+  assert_status(host_touch(sent, TWIN_READ), edge ? TWIN_OK : TWIN_ERR_BUSY);
+  assert_status(host_touch(rest, TWIN_READ_WRITE), edge ? TWIN_OK : TWIN_ERR_BUSY);
+  assert_ok(twin_mpi_halo_end(h));
+  assert_ok(host_touch(sent, TWIN_READ_WRITE));
+  check_field(&g, field, 0);
+  twin_array_unref(rest);
+  twin_array_unref(sent);
   teardown_2d(&g, field, h);
 }
 
@@ -271,29 +424,44 @@ MPI_CASE(test_halo_refuses_a_second_begin) {
   teardown_2d(&g, field, h);
 }
 
-/* A pack that meets the caller's own host write on the field starts nothing: begin is busy,
- * the halo stays idle, and an exchange afterwards works. */
+/* A begin that meets the caller's own access on the field starts nothing and holds nothing:
+ * the reservation of the ghosts refuses it (on every backend), or, on a device, the pack meets
+ * a host write on the interior; either way begin is busy, the halo stays idle, no
+ * reservation is left, and an exchange afterwards works. */
 MPI_CASE(test_halo_begin_blocked_by_own_access_starts_nothing) {
   mpi_fixture *f = mpi_fix(state);
-  if (!f->has_device)
-    mpi_skip(); /* the host backend copies on the host side: no clash with host accesses */
   grid g;
   twin_array *field;
   twin_mpi_halo *h;
   setup_2d(f, &g, &field, &h);
+  size_t n0 = g.shape[0], n1 = g.shape[1];
+  twin_array *ghost = block(field, 0, 1, 1, n1 - 1), *deep = block(field, 2, n0 - 2, 2, n1 - 2);
   void *p;
   assert_ok(twin_host_begin(field, TWIN_READ_WRITE, &p));
   assert_status(twin_mpi_halo_begin(h), TWIN_ERR_BUSY);
-  assert_message("twin_mpi_halo_begin: packing the face sent to rank");
+  assert_message("twin_mpi_halo_begin: reserving the ghosts received from rank");
+  assert_message("a host write access to this buffer is still open");
   assert_status(twin_mpi_halo_end(h), TWIN_ERR_BAD_STATE);
   assert_ok(twin_host_end(field));
+  assert_ok(host_touch(ghost, TWIN_READ_WRITE));
+  if (f->has_device) { /* the host backend copies on the host side: no clash there */
+    assert_ok(twin_host_begin(deep, TWIN_WRITE, &p));
+    assert_status(twin_mpi_halo_begin(h), TWIN_ERR_BUSY);
+    assert_message("twin_mpi_halo_begin: packing the face sent to rank");
+    assert_ok(host_touch(ghost, TWIN_READ_WRITE)); /* reserved, then released */
+    assert_ok(twin_host_end(deep));
+  }
   assert_ok(twin_mpi_halo_exchange(h));
   check_field(&g, field, 0);
+  twin_array_unref(deep);
+  twin_array_unref(ghost);
   teardown_2d(&g, field, h);
 }
 
-/* An unpack that meets the caller's own host read on the field is busy; end resumes once the
- * access is closed, and the ghosts come out right. */
+/* An unpack (on the device) that meets the caller's own host read of the deep interior is
+ * busy, twin's accesses conflicting across the sides of a buffer; the ghosts not yet unpacked
+ * stay reserved; end resumes once the access is closed, the ghosts come out right, and
+ * nothing is held after. */
 MPI_CASE(test_halo_end_resumes_after_busy) {
   mpi_fixture *f = mpi_fix(state);
   if (!f->has_device)
@@ -302,14 +470,20 @@ MPI_CASE(test_halo_end_resumes_after_busy) {
   twin_array *field;
   twin_mpi_halo *h;
   setup_2d(f, &g, &field, &h);
+  size_t n0 = g.shape[0], n1 = g.shape[1];
+  twin_array *ghost = block(field, 0, 1, 1, n1 - 1), *deep = block(field, 2, n0 - 2, 2, n1 - 2);
   assert_ok(twin_mpi_halo_begin(h));
   void *p;
-  assert_ok(twin_host_begin(field, TWIN_READ, &p));
+  assert_ok(twin_host_begin(deep, TWIN_READ, &p));
   assert_status(twin_mpi_halo_end(h), TWIN_ERR_BUSY);
   assert_message("twin_mpi_halo_end: unpacking the ghosts from rank");
-  assert_ok(twin_host_end(field));
+  assert_status(host_touch(ghost, TWIN_READ), TWIN_ERR_BUSY);
+  assert_ok(twin_host_end(deep));
   assert_ok(twin_mpi_halo_end(h));
   check_field(&g, field, 0);
+  assert_ok(host_touch(ghost, TWIN_READ_WRITE));
+  twin_array_unref(deep);
+  twin_array_unref(ghost);
   teardown_2d(&g, field, h);
 }
 
@@ -333,7 +507,7 @@ MPI_CASE(test_halo_reuses_its_staging) {
 }
 
 /* Freeing a halo mid-exchange completes the exchange's messages first (no rank is left
- * waiting, no buffer freed under MPI). */
+ * waiting, no buffer freed under MPI) and releases its reservations. */
 MPI_CASE(test_halo_free_mid_exchange) {
   mpi_fixture *f = mpi_fix(state);
   grid g;
@@ -341,7 +515,11 @@ MPI_CASE(test_halo_free_mid_exchange) {
   twin_mpi_halo *h;
   setup_2d(f, &g, &field, &h);
   assert_ok(twin_mpi_halo_begin(h));
-  teardown_2d(&g, field, h);
+  assert_status(host_touch(field, TWIN_READ), TWIN_ERR_BUSY);
+  twin_mpi_halo_free(h);
+  assert_ok(host_touch(field, TWIN_READ_WRITE));
+  twin_array_unref(field);
+  MPI_Comm_free(&g.cart);
 }
 
 static const struct CMUnitTest tests[] = {
@@ -350,6 +528,8 @@ static const struct CMUnitTest tests[] = {
     MPI_TEST(test_halo_3d_fills_edges_and_corners),
     MPI_TEST(test_halo_of_other_dtypes),
     MPI_TEST(test_halo_interior_is_usable_between_begin_and_end),
+    MPI_TEST(test_halo_ghosts_and_sent_faces_are_busy_between_begin_and_end),
+    MPI_TEST(test_halo_boundary_cells_a_face_sends_are_reserved),
     MPI_TEST(test_halo_refuses_a_second_begin),
     MPI_TEST(test_halo_begin_blocked_by_own_access_starts_nothing),
     MPI_TEST(test_halo_end_resumes_after_busy),

@@ -133,6 +133,26 @@ MPI_CASE(test_halo_neighbours_of_other_dtypes) {
   MPI_Comm_free(&cart);
 }
 
+/* A field whose strides twin cannot place on one lattice (7 and 2: neither divides the
+ * other) has strips twin compares by byte extent, which an exchange could not reserve apart:
+ * refused on every rank, naming the strides. */
+MPI_CASE(test_halo_field_whose_strips_twin_cannot_tell_apart) {
+  mpi_fixture *f = mpi_fix(state);
+  MPI_Comm cart = cart_of(f, 2, 1);
+  size_t n = 46, shape[] = {6, 6};
+  ptrdiff_t strides[] = {7, 2}; /* elements 7 r + 2 c: distinct, the last 45 */
+  twin_array *base = field_of(f, 1, &n), *a;
+  assert_ok(twin_array_as_strided(base, 2, shape, strides, 0, &a));
+  twin_mpi_halo *h = NULL;
+  assert_status(twin_mpi_halo_new(a, cart, 1, &h), TWIN_ERR_UNSUPPORTED);
+  assert_message("twin_mpi_halo_new: field: twin cannot tell the ghosts");
+  assert_message("its strides (7, 2)");
+  assert_null(h);
+  twin_array_unref(a);
+  twin_array_unref(base);
+  MPI_Comm_free(&cart);
+}
+
 MPI_CASE(test_halo_null_arguments) {
   mpi_fixture *f = mpi_fix(state);
   MPI_Comm cart = cart_of(f, 1, 1);
@@ -176,6 +196,7 @@ static const struct CMUnitTest tests[] = {
     MPI_TEST(test_halo_one_rank_wrong_fails_every_rank),
     MPI_TEST(test_halo_neighbours_of_mismatched_sizes),
     MPI_TEST(test_halo_neighbours_of_other_dtypes),
+    MPI_TEST(test_halo_field_whose_strips_twin_cannot_tell_apart),
     MPI_TEST(test_halo_null_arguments),
     MPI_TEST(test_halo_new_leaves_the_error_handler),
 };
