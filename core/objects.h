@@ -86,7 +86,8 @@ static inline void twin__array_init(twin_array *a, twin__buffer *b, twin_dtype d
   a->read_only = false;
   a->opens = a->host_opens = 0;
   a->mapped = NULL;
-  a->slot_used = false; /* the slot itself is filled when an access takes it */
+  a->reservation.mode = 0; /* none */
+  a->slot_used = false;    /* the slot itself is filled when an access takes it */
 }
 /* Registers a new array object with its buffer (view list, counters) and sets its refcount;
  * adopt as twin__buffer_attach's: the caller's reference on a->buf passes to the views. */

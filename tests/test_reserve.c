@@ -493,6 +493,20 @@ static void test_last_reference_releases_the_reservation(void **state) {
   twin_array_unref(a);
 }
 
+/* Fresh array objects hold no reservation, whatever their memory held before (meson's
+ * MALLOC_PERTURB_ fills new blocks with garbage; the objects kept for reuse were released). */
+static void test_new_views_hold_no_reservation(void **state) {
+  twin_fixture *f = fixture(state);
+  twin_array *a = grid(f->ctx, 4, 4);
+  for (int i = 0; i < 4; i++) {
+    twin_array *row = block(a, i, i + 1, 0, 4);
+    assert_ok(twin_array_reserve(row, TWIN_WRITE));
+    twin_array_unref(row);
+  }
+  assert_ok(host_touch(a, TWIN_READ_WRITE));
+  twin_array_unref(a);
+}
+
 static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_write_reservation_refuses_every_overlapping_access),
     TWIN_TEST(test_read_reservation_refuses_only_writes),
@@ -506,6 +520,7 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_reserve_waits_for_another_threads_access),
     TWIN_TEST(test_reserve_argument_errors),
     TWIN_TEST(test_last_reference_releases_the_reservation),
+    TWIN_TEST(test_new_views_hold_no_reservation),
 };
 
 TWIN_TEST_MAIN(tests)
