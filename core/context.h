@@ -33,6 +33,11 @@ typedef struct twin__counters {
    * storage layer as views attach and detach (twin__buffer_attach). */
   atomic_size_t held_by_views_bytes;
   atomic_uint_least64_t bytes_to_device, bytes_to_host, transfers_to_device, transfers_to_host;
+  /* Memory pressure, per period (twin_stats documents each): spills, and the steps of the
+   * order run before an out-of-memory error. */
+  atomic_uint_least64_t spilled_bytes, spill_count, spill_freed_bytes;
+  atomic_uint_least64_t pressure_events, pressure_failures, pressure_trimmed_bytes,
+      pressure_released_bytes;
 } twin__counters;
 
 /* A context. A backend reads `device` (resolved before open) and owns `backend`; every other
@@ -47,11 +52,17 @@ struct twin_context {
   bool has_device;
   twin__layout layout;
   size_t host_limit, device_limit; /* budgets in bytes; 0: none */
-  pthread_mutex_t lock;            /* guards the list of live buffers */
-  struct twin__buffer *buffers;    /* live buffers, newest first (storage) */
-  atomic_bool leak_reported;       /* the live report was printed at the last user unref */
-  atomic_bool borrowed_warned;     /* a retained borrowed device handle was reported */
-  twin_leak_fn leak_fn;            /* replaces printing the leak report, when set */
+  bool spill;                      /* spill under device memory pressure (TWIN_SPILL_AUTO) */
+  /* The device-use clock: each device access or launch stamps its buffer with the next tick,
+   * so spilling finds the least recently used device copies without keeping a list. */
+  atomic_uint_least64_t device_tick;
+  /* Numbers the runs of the spill step, so one run tries each buffer once. */
+  atomic_uint_least64_t spill_epoch;
+  pthread_mutex_t lock;         /* guards the list of live buffers */
+  struct twin__buffer *buffers; /* live buffers, newest first (storage) */
+  atomic_bool leak_reported;    /* the live report was printed at the last user unref */
+  atomic_bool borrowed_warned;  /* a retained borrowed device handle was reported */
+  twin_leak_fn leak_fn;         /* replaces printing the leak report, when set */
   void *leak_user;
   const struct twin_backend_ops *ops;
   void *backend; /* the backend's own state, owned by ops->close */
@@ -98,5 +109,7 @@ void twin__budget_count(twin_context *ctx, twin__side_id side, size_t n);
 /* Live bytes of a side now (zero-copy memory is host memory). */
 size_t twin__live_bytes(const twin_context *ctx, twin__side_id side);
 void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes);
+/* Adds n to one of the memory pressure counters of ctx->counters. */
+void twin__count_pressure(atomic_uint_least64_t *counter, uint64_t n);
 
 #endif /* TWIN_CONTEXT_H */
