@@ -986,12 +986,12 @@ TWIN_API const char *twin_kernel_name(const twin_kernel *k);
  * twin_host_begin's rules: a host write open on an array's buffer, or a host read there while
  * the kernel writes the array, makes the launch wait when another thread holds it and
  * TWIN_ERR_BUSY when the calling thread does (which the message names with its file:line). The
- * arguments that did not change since the kernel's last launch are not set again. The kernel is
- * enqueued on the context's in-order queue and may still run when this returns: a later host access
- * waits for it, and twin_context_finish waits for everything. Views of one buffer may be passed
- * together, for reading and writing; whether their elements overlap is the kernel's business, as in
- * OpenCL. A range with a zero in global launches nothing. A host kernel runs in the calling thread
- * instead, with host accesses (see twin_kernel_new_host). Thread-safe. */
+ * arguments that did not change since the kernel's last launch are not set again. The kernel is enqueued on the context's in-order queue and may still run when
+ * this returns: a later host access waits for it, and twin_context_finish waits for
+ * everything. Views of one buffer may be passed together, for reading and writing; whether
+ * their elements overlap is the kernel's business, as in OpenCL. A range with a zero in global
+ * launches nothing. A host kernel runs in the calling thread instead, with host accesses (see
+ * twin_kernel_new_host). Thread-safe. */
 TWIN_API twin_status twin_kernel_launch(twin_kernel *k, int work_dim, const size_t *global,
                                         const size_t *local, int nargs, const twin_arg *args);
 /* twin_kernel_launch recording the caller's file and line, which messages about the accesses

@@ -25,10 +25,10 @@ extern "C" {
  * that reference goes). Commands the caller enqueues on twin_context_cl_queue() between begin
  * and end are ordered correctly with twin's own, and the buffer's release waits for them;
  * commands on any other queue must be finished before twin_device_end. On the host backend
- * and the fake test device (which has no cl_mem) this is TWIN_ERR_UNSUPPORTED. The same open rules
- * as twin_host_begin apply: reads on both sides coexist, a write conflicts with the other side of
- * the buffer and with the same array object; a conflict waits for other threads' accesses and is
- * TWIN_ERR_BUSY for the calling thread's. Thread-safe. */
+ * and the fake test device (which has no cl_mem) this is TWIN_ERR_UNSUPPORTED. The same open rules as twin_host_begin apply: reads on both
+ * sides coexist, a write conflicts with the other side of the buffer and with the same array
+ * object; a conflict waits for other threads' accesses and is TWIN_ERR_BUSY for the calling
+ * thread's. Thread-safe. */
 TWIN_API twin_status twin_device_begin(twin_array *a, twin_access access, cl_mem *mem,
                                        size_t *byte_offset);
 
@@ -62,8 +62,8 @@ TWIN_API cl_command_queue twin_context_cl_queue(twin_context *ctx);
  * mem is its device side, holding the data, and twin makes a host copy at first host access. Until
  * the end, use mem only through twin (twin_device_begin and end bracket outside work on it). A
  * cl_mem of another context, an image, or an element outside it is TWIN_ERR_INVALID_ARGUMENT; on
- * the host backend and the fake test device, TWIN_ERR_UNSUPPORTED. On failure mem is not retained.
- * The caller owns *out. Thread-safe. */
+ * the host backend and the fake test device, TWIN_ERR_UNSUPPORTED. On failure mem is not retained. The caller owns *out.
+ * Thread-safe. */
 TWIN_API twin_status twin_array_wrap_cl_mem(twin_context *ctx, cl_mem mem, size_t byte_offset,
                                             twin_dtype dtype, int ndim, const size_t *shape,
                                             const ptrdiff_t *strides, twin_array **out);
@@ -82,8 +82,7 @@ TWIN_API twin_status twin_array_wrap_cl_mem_at(twin_context *ctx, cl_mem mem, si
  * it before the deleter; the deleter acts as twin_device_end, so the buffer's release waits
  * for the consumer's commands on that queue). Host-side writes to the buffer are TWIN_ERR_BUSY
  * meanwhile (no call waits for an export's access, which no thread holds). On the host
- * backend and the fake test device, TWIN_ERR_UNSUPPORTED. *out belongs to the consumer, which must
- * call
+ * backend and the fake test device, TWIN_ERR_UNSUPPORTED. *out belongs to the consumer, which must call
  * (*out)->deleter(*out) exactly once, from any thread. Thread-safe. */
 TWIN_API twin_status twin_array_to_dlpack_opencl(twin_array *a, twin_access access,
                                                  struct DLManagedTensor **out);
