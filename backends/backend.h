@@ -11,8 +11,10 @@
  * (scripts/check-layers.py checks it). Only core's storage layer calls the memory members
  * (dev_alloc .. mark).
  *
- * Locking: core calls the buffer members with that buffer's lock held, and never holds two
- * buffer locks at once. The backend must be safe for concurrent calls on different buffers.
+ * Locking: core calls the buffer members with that buffer's lock held. While one buffer's
+ * allocation frees memory elsewhere (trim, spill), core holds that buffer's lock too, having
+ * taken the other's only with a try, so no two threads wait on each other's buffers. The
+ * backend must be safe for concurrent calls on different buffers.
  *
  * Release: every member that queues a command on a buffer's device handle without waiting for
  * it records the command in the buffer's twin__track, in queue order, and dev_free waits for
@@ -107,6 +109,11 @@ struct twin_backend_ops {
    * during a device access it is about to end. NULL when nothing is ever queued. Called with
    * the buffer's lock held. */
   twin_status (*mark)(twin_context *ctx, twin__track *track);
+  /* True while the latest command recorded in track has not completed (queued or running), so
+   * freeing the memory now would wait for it; false once it completed or failed, or when
+   * nothing is recorded. Never waits. NULL when nothing is ever queued. Called with the
+   * buffer's lock held. */
+  bool (*dev_busy)(twin_context *ctx, twin__track *track);
 
   /* Allocates nbytes (>= 1) of device memory and returns the backend's handle for it. Core has
    * checked nbytes against ctx->device.max_alloc_bytes (for dev_wrap and dev_wrap_external

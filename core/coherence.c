@@ -4,20 +4,10 @@
  * have one copy and nothing to move. */
 #include "storage.h"
 
-/* Copies bytes [lo, hi) from the other side into `to`; both sides are allocated. */
-static twin_status move(twin__buffer *b, twin__side_id to, size_t lo, size_t hi) {
-  twin_context *ctx = b->ctx;
-  char *host = b->mem[TWIN__HOST];
-  void *dev = b->mem[TWIN__DEVICE];
-  twin_status s = to == TWIN__DEVICE ? ctx->ops->to_device(ctx, dev, lo, hi - lo, host + lo)
-                                     : ctx->ops->to_host(ctx, dev, lo, hi - lo, host + lo);
-  if (s == TWIN_OK)
-    twin__count_transfer(ctx, to == TWIN__DEVICE, hi - lo);
-  return s;
-}
-
 twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, size_t hi) {
   bool was_missing = b->mem[which] == NULL;
+  if (which == TWIN__DEVICE)
+    twin__buffer_used(b); /* every device access, launch and prefetch comes through here */
   twin_status s = twin__buffer_ensure(b, which);
   if (s != TWIN_OK || b->layout != TWIN__TWO_COPIES)
     return s;
@@ -31,7 +21,7 @@ twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, s
     if (a >= z || d.s[i].newer == which)
       continue;
     assert(b->mem[!which]); /* a side is newer only after it was written, so it exists */
-    s = move(b, which, a, z);
+    s = twin__buffer_move(b, which, a, z);
     if (s == TWIN_OK) {
       twin__dirty_clear(&b->dirty, a, z);
       moved = true;
@@ -48,7 +38,7 @@ twin_status twin__buffer_reserve(twin__buffer *b) {
     twin__segment seg = b->dirty.s[twin__dirty_smallest(&b->dirty)];
     twin_status s = twin__buffer_ensure(b, !seg.newer);
     if (s == TWIN_OK)
-      s = move(b, !seg.newer, seg.lo, seg.hi);
+      s = twin__buffer_move(b, !seg.newer, seg.lo, seg.hi);
     if (s != TWIN_OK)
       return s;
     twin__dirty_clear(&b->dirty, seg.lo, seg.hi);

@@ -42,6 +42,26 @@ static twin_status coherence_of(const twin_context_options *opt, twin_coherence 
                     env);
 }
 
+/* Whether to spill, from the options and TWIN_SPILL (any case, like TWIN_COHERENCE). */
+static twin_status spill_of(const twin_context_options *opt, bool *out) {
+  twin_spill asked = opt ? opt->spill : TWIN_SPILL_AUTO;
+  *out = asked == TWIN_SPILL_AUTO;
+  if (asked == TWIN_SPILL_OFF)
+    return TWIN_OK;
+  if (asked != TWIN_SPILL_AUTO)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_new: spill %d is not a twin_spill",
+                      (int)asked);
+  const char *env = getenv("TWIN_SPILL");
+  if (!env || !*env || strcasecmp(env, "auto") == 0)
+    return TWIN_OK;
+  if (strcasecmp(env, "off") == 0) {
+    *out = false;
+    return TWIN_OK;
+  }
+  return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "TWIN_SPILL is \"%s\"; use \"auto\" or \"off\"",
+                    env);
+}
+
 /* A byte count with an optional K, M or G suffix (powers of 1024), from the environment. */
 static twin_status env_bytes(const char *name, size_t *out) {
   const char *v = getenv(name);
@@ -100,7 +120,10 @@ twin_status twin_context_new_with(const twin_context_options *options, twin_cont
     twin__debug_enable();
   twin_coherence coherence;
   size_t host_limit, device_limit;
+  bool spill;
   twin_status s = coherence_of(options, &coherence);
+  if (s == TWIN_OK)
+    s = spill_of(options, &spill);
   if (s == TWIN_OK)
     s = limits_of(options, &host_limit, &device_limit);
   twin_device_info dev;
@@ -120,6 +143,7 @@ twin_status twin_context_new_with(const twin_context_options *options, twin_cont
   ctx->device = dev;
   ctx->host_limit = host_limit;
   ctx->device_limit = device_limit;
+  ctx->spill = spill;
   ctx->ops = backend_for(&dev);
   ctx->has_device = ctx->ops->device_memory;
   assert(ctx->has_device == (ctx->ops->dev_alloc != NULL) && "backend.h: device_memory");

@@ -43,6 +43,11 @@ typedef struct twin__counters {
    * storage layer as views attach and detach (twin__buffer_attach). */
   atomic_size_t held_by_views_bytes;
   atomic_uint_least64_t bytes_to_device, bytes_to_host, transfers_to_device, transfers_to_host;
+  /* Memory pressure, per period (twin_stats documents each): spills, and the steps of the
+   * order run before an out-of-memory error. */
+  atomic_uint_least64_t spilled_bytes, spill_count, spill_freed_bytes;
+  atomic_uint_least64_t pressure_events, pressure_failures, pressure_trimmed_bytes,
+      pressure_released_bytes;
 } twin__counters;
 
 /* A context. A backend reads `device` (resolved before open) and owns `backend`; every other
@@ -53,6 +58,7 @@ struct twin_context {
   bool has_device;
   twin__layout layout;
   size_t host_limit, device_limit; /* budgets in bytes; 0: none */
+  bool spill;                      /* spill under device memory pressure (TWIN_SPILL_AUTO) */
   pthread_mutex_t lock;            /* guards the list of live buffers */
   /* The live buffers (storage): `listed`, newest first, under lock, and those made since the
    * last walk, which wait in `fresh`, stacks a new buffer joins without the lock, one per slot
@@ -69,6 +75,12 @@ struct twin_context {
   /* The application's references only: a count, not the context's life (which refs governs),
    * so it may come back from 0 when the application references a context its arrays keep. */
   atomic_size_t user_refs;
+  /* Written by threads at work, like refs. The device-use clock: each device access or launch
+   * stamps its buffer with the next tick, so spilling finds the least recently used device copies
+   * without keeping a list. */
+  atomic_uint_least64_t device_tick;
+  /* Numbers the runs of the spill step, so one run tries each buffer once. */
+  atomic_uint_least64_t spill_epoch;
   atomic_bool leak_reported;   /* the live report was printed at the last user unref */
   atomic_bool borrowed_warned; /* a retained borrowed device handle was reported */
   twin_leak_fn leak_fn;        /* replaces printing the leak report, when set */
@@ -121,5 +133,7 @@ size_t twin__live_bytes(const twin_context *ctx, twin__side_id side);
  * below 0 meanwhile. */
 size_t twin__live_buffers(const twin_context *ctx);
 void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes);
+/* Adds n to one of the memory pressure counters of ctx->counters. */
+void twin__count_pressure(atomic_uint_least64_t *counter, uint64_t n);
 
 #endif /* TWIN_CONTEXT_H */

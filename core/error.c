@@ -82,6 +82,18 @@ twin_status twin__fail_prefix(twin_status s, const char *fmt, ...) {
   return s;
 }
 
+void twin__error_keep(twin_status s, twin__kept_error *out) {
+  size_t n = strnlen(last_message, sizeof out->text - 1);
+  out->status = s;
+  memcpy(out->text, last_message, n);
+  out->text[n] = '\0';
+}
+
+twin_status twin__error_restore(const twin__kept_error *kept) {
+  snprintf(last_message, MESSAGE_CAP, "%s", kept->text);
+  return kept->status;
+}
+
 void twin__fail_append(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -35,6 +35,17 @@ twin_status twin__fail_prefix(twin_status s, const char *fmt, ...) TWIN_PRINTF(2
 /* Room for the cause of a failure quoted inside a longer message. */
 #define TWIN__CAUSE_MAX 512
 
+/* This thread's current message and its status, kept to be recorded again after calls that
+ * may record others: the cause of a failure, kept across the attempts to recover from it. The
+ * text is cut at TWIN__CAUSE_MAX bytes. */
+typedef struct twin__kept_error {
+  twin_status status;
+  char text[TWIN__CAUSE_MAX];
+} twin__kept_error;
+void twin__error_keep(twin_status s, twin__kept_error *out);
+/* Records the kept message again as this thread's current one; returns its status. */
+twin_status twin__error_restore(const twin__kept_error *kept);
+
 /* Appends text to this thread's current message (used to add a build log or a device list). */
 void twin__fail_append(const char *fmt, ...) TWIN_PRINTF(1, 2);
 

@@ -1,17 +1,11 @@
-/* The memory of buffers: allocating a side within the budgets and the device's limit, freeing
- * redundant copies elsewhere and retrying once when memory runs out, explaining what holds
- * memory when even that fails; freeing a side; and trim and evict, which free the copies that
- * lose no data. */
+/* The memory of buffers: allocating a side within the budgets and the device's limit, moving
+ * bytes between the two sides, freeing a side; trim and evict, which free the copies that lose
+ * no data; and the release of unreachable host pages. What to do when an allocation fails (the
+ * pressure order) is pressure.c's. */
 #include <stdio.h>
 #include <string.h>
 
 #include "storage.h"
-
-/* A side's allocation is at least 1 byte (a device handle needs one), while the statistics
- * and budgets count nbytes: an empty buffer counts 0 bytes everywhere. */
-static size_t alloc_size(const twin__buffer *b) {
-  return b->nbytes ? b->nbytes : 1;
-}
 
 static twin_status out_of(twin__side_id side) {
   return side == TWIN__HOST ? TWIN_ERR_OUT_OF_HOST_MEMORY : TWIN_ERR_OUT_OF_DEVICE_MEMORY;
@@ -32,7 +26,7 @@ twin_status twin__device_limit(const twin_context *ctx, size_t n) {
  * host memory. */
 static twin_status allocate_shared(twin__buffer *b) {
   twin_context *ctx = b->ctx;
-  size_t n = alloc_size(b);
+  size_t n = twin__alloc_size(b);
   void *host = twin__alloc_block(n);
   if (!host)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "the host allocator returned NULL");
@@ -48,7 +42,7 @@ static twin_status allocate_shared(twin__buffer *b) {
 }
 
 static twin_status allocate_host(twin__buffer *b) {
-  size_t n = alloc_size(b);
+  size_t n = twin__alloc_size(b);
   b->mem[TWIN__HOST] = twin__alloc_block(n);
   if (!b->mem[TWIN__HOST])
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "the host allocator returned NULL");
@@ -59,7 +53,7 @@ static twin_status allocate_host(twin__buffer *b) {
 
 static twin_status allocate_device(twin__buffer *b) {
   twin_context *ctx = b->ctx;
-  size_t n = alloc_size(b);
+  size_t n = twin__alloc_size(b);
   void *dev;
   twin_status s = ctx->ops->dev_alloc(ctx, n, &dev, &b->track);
   if (s == TWIN_OK && b->zero_init &&
@@ -70,9 +64,7 @@ static twin_status allocate_device(twin__buffer *b) {
   return s;
 }
 
-/* Allocates one side (both, shared), zeroed when the initial content is zero. On failure
- * nothing is allocated, the budget is untouched, and the message says what failed. */
-static twin_status allocate(twin__buffer *b, twin__side_id which) {
+twin_status twin__buffer_allocate(twin__buffer *b, twin__side_id which) {
   twin_context *ctx = b->ctx;
   twin__side_id counted = b->layout == TWIN__SHARED ? TWIN__HOST : which;
   if (!twin__budget_take(ctx, counted, b->nbytes))
@@ -82,93 +74,22 @@ static twin_status allocate(twin__buffer *b, twin__side_id which) {
                                             : allocate_device(b);
   if (s != TWIN_OK)
     twin__budget_give(ctx, counted, b->nbytes);
+  else if (which == TWIN__DEVICE)
+    b->spilled = false; /* a spilled copy is back */
   return s;
 }
 
-/* ---- Explaining an allocation that failed ---- */
+/* ---- Moving ---- */
 
-/* Bytes of `side` memory buffer x holds now (shared memory is host memory); 0 when its lock is
- * busy, since the caller holds another buffer's lock and may only try. */
-static size_t held_on(twin__buffer *x, twin__side_id side) {
-  if (pthread_mutex_trylock(&x->lock) != 0)
-    return 0;
-  bool held = x->mem[side] && !(side == TWIN__DEVICE && x->layout == TWIN__SHARED);
-  pthread_mutex_unlock(&x->lock);
-  return held ? x->nbytes : 0;
-}
-
-/* Appends the buffers holding the most memory of `side`, and where they were made, to the
- * current message; `self` (the one that failed to allocate) holds none of it. */
-static void append_largest(twin_context *ctx, const twin__buffer *self, twin__side_id side) {
-  enum { TOP = 3 };
-  const twin__buffer *top[TOP + 1] = {NULL};
-  size_t held[TOP + 1] = {0};
-  pthread_mutex_lock(&ctx->lock);
-  for (twin__buffer *x = twin__buffers_first(ctx); x; x = x->next) {
-    size_t n = x == self ? 0 : held_on(x, side);
-    for (int i = 0; i < TOP && n; i++)
-      if (!top[i] || n > held[i]) {
-        memmove(&top[i + 1], &top[i], (TOP - 1 - i) * sizeof top[0]);
-        memmove(&held[i + 1], &held[i], (TOP - 1 - i) * sizeof held[0]);
-        top[i] = x;
-        held[i] = n;
-        break;
-      }
-  }
-  twin__fail_append("; largest holders:");
-  for (int i = 0; i < TOP && top[i]; i++)
-    twin__fail_append(" %zu bytes made at %s:%d;", held[i], twin__site_file(top[i]->site),
-                      top[i]->site.line);
-  if (!top[0])
-    twin__fail_append(" none");
-  pthread_mutex_unlock(&ctx->lock);
-}
-
-/* Explains an allocation that failed even after trimming: the cause (the current message),
- * the budget, what the side holds now and the largest holders. */
-static twin_status out_of_memory(twin__buffer *b, twin__side_id side) {
+twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size_t hi) {
   twin_context *ctx = b->ctx;
-  const char *name = twin__side_name(side);
-  size_t limit = side == TWIN__HOST ? ctx->host_limit : ctx->device_limit;
-  twin__fail_prefix(out_of(side),
-                    "cannot allocate %zu bytes of %s memory even after freeing redundant "
-                    "copies (",
-                    alloc_size(b), name);
-  twin__fail_append("); %s budget %zu bytes%s; %s memory held now %zu bytes", name, limit,
-                    limit ? "" : " (none)", name, twin__live_bytes(ctx, side));
-  append_largest(ctx, b, side);
-  return out_of(side);
-}
-
-static bool is_out_of_memory(twin_status s) {
-  return s == TWIN_ERR_OUT_OF_HOST_MEMORY || s == TWIN_ERR_OUT_OF_DEVICE_MEMORY;
-}
-
-/* Allocates a side; when memory or the budget runs out, frees redundant copies of that kind
- * of memory elsewhere and retries once, then explains what holds memory. */
-static twin_status materialise(twin__buffer *b, twin__side_id which) {
-  twin_context *ctx = b->ctx;
-  twin_status s;
-  if (which == TWIN__DEVICE || b->layout == TWIN__SHARED) {
-    if ((s = twin__device_limit(ctx, alloc_size(b))) != TWIN_OK)
-      return s; /* no trim can make this fit */
-  }
-  s = allocate(b, which);
-  if (!is_out_of_memory(s))
-    return s;
-  /* The kind of memory that ran out (for a shared buffer, either) is what trim frees. */
-  twin__side_id side = s == TWIN_ERR_OUT_OF_HOST_MEMORY ? TWIN__HOST : TWIN__DEVICE;
-  if (twin__trim(ctx, side == TWIN__HOST ? TWIN_TRIM_HOST : TWIN_TRIM_DEVICE) > 0) {
-    s = allocate(b, which);
-    if (!is_out_of_memory(s))
-      return s;
-    side = s == TWIN_ERR_OUT_OF_HOST_MEMORY ? TWIN__HOST : TWIN__DEVICE;
-  }
-  return out_of_memory(b, side);
-}
-
-twin_status twin__buffer_ensure(twin__buffer *b, twin__side_id which) {
-  return b->mem[which] ? TWIN_OK : materialise(b, which);
+  char *host = b->mem[TWIN__HOST];
+  void *dev = b->mem[TWIN__DEVICE];
+  twin_status s = to == TWIN__DEVICE ? ctx->ops->to_device(ctx, dev, lo, hi - lo, host + lo)
+                                     : ctx->ops->to_host(ctx, dev, lo, hi - lo, host + lo);
+  if (s == TWIN_OK)
+    twin__count_transfer(ctx, to == TWIN__DEVICE, hi - lo);
+  return s;
 }
 
 /* ---- Freeing ---- */
@@ -284,4 +205,14 @@ size_t twin__trim(twin_context *ctx, unsigned what) {
     freed += trim_buffer(b, what);
   pthread_mutex_unlock(&ctx->lock);
   return freed;
+}
+
+size_t twin__release_unreachable(twin_context *ctx, size_t *pages_bytes) {
+  /* TODO issue 11 item 2 (unreachable bytes are garbage): madvise the host pages of each
+   * buffer that no live view reaches, count them off host_bytes, and return that. Until then
+   * nothing is known to be unreachable, so nothing is released. */
+  (void)ctx;
+  if (pages_bytes)
+    *pages_bytes = 0;
+  return 0;
 }

@@ -23,7 +23,12 @@ static twin_status describe(twin__buffer *b, twin_buffer_info *info) {
   info->file = b->site.file;
   info->line = b->site.line;
   info->coverage = coverage(b);
+  info->reachable = 1.0; /* unreachable bytes are not tracked yet (issue 11 item 2) */
   twin__buffer_residency(b, 0, b->nbytes, &info->host, &info->device);
+  twin__site pinned_at;
+  twin__buffer_spill_state(b, &info->spill, &info->pin, &pinned_at, &info->pin_call);
+  info->pin_file = pinned_at.file;
+  info->pin_line = pinned_at.line;
   twin__spin_lock(&b->views_lock);
   size_t n = b->nviews;
   twin_view_info *views = twin__calloc(n ? n : 1, sizeof *views);
@@ -119,15 +124,39 @@ static void print_site(FILE *out, const char *file, int line) {
     fprintf(out, "(unknown)");
 }
 
+/* Why a buffer's device copy cannot be spilled now, as one line of the report. */
+static void print_pin(FILE *out, const twin_buffer_info *b) {
+  static const char *what[] = {
+      [TWIN_PIN_LENT] = "pinned: its device memory is the application's (lent) since",
+      [TWIN_PIN_EXPORT] = "pinned: a DLPack kDLOpenCL export holds it, made at",
+      [TWIN_PIN_ACCESS] = "pinned: a device access is open, begun at",
+      [TWIN_PIN_IN_FLIGHT] = "in flight: a command queued on it has not finished; spilled only "
+                             "after it, when no idle copy is left",
+  };
+  if (b->pin == TWIN_PIN_NONE || (unsigned)b->pin >= sizeof what / sizeof what[0])
+    return;
+  fprintf(out, "              %s", what[b->pin]);
+  if (b->pin != TWIN_PIN_IN_FLIGHT) {
+    fprintf(out, " ");
+    print_site(out, b->pin_file, b->pin_line);
+  }
+  if (b->pin_call)
+    fprintf(out, " by %s", b->pin_call);
+  fprintf(out, "\n");
+}
+
 static bool print_buffer(const twin_buffer_info *b, void *user) {
   FILE *out = user;
   char size[32];
   human(size, sizeof size, b->nbytes);
-  fprintf(out, "  %10s  host %-6s device %-6s  %zu view%s covering %.1f%%  made at ", size,
-          residency_name(b->host), residency_name(b->device), b->views, b->views == 1 ? "" : "s",
-          b->coverage * 100.0);
+  const char *device = b->spill == TWIN_SPILL_STATE_SPILLED ? "spilled" : residency_name(b->device);
+  fprintf(out,
+          "  %10s  host %-6s device %-7s  reachable %.0f%%  %zu view%s covering %.1f%%  made at ",
+          size, residency_name(b->host), device, b->reachable * 100.0, b->views,
+          b->views == 1 ? "" : "s", b->coverage * 100.0);
   print_site(out, b->file, b->line);
   fprintf(out, "\n");
+  print_pin(out, b);
   for (size_t i = 0; i < b->views; i++) {
     const twin_view_info *v = &b->view[i];
     fprintf(out, "              view %s[", twin_dtype_name(v->dtype));
@@ -155,6 +184,15 @@ void twin_context_report(twin_context *ctx, FILE *out) {
           "twin: context %s: %zu buffers, %zu arrays; host %s, device %s; %s held alive "
           "by views covering under a quarter of their buffer\n",
           ctx->device.spec, st.buffers, st.arrays, host, dev, held);
+  if (st.pressure_events) {
+    char spilled[32];
+    human(spilled, sizeof spilled, st.spilled_bytes);
+    fprintf(out,
+            "twin: this period, %llu allocations ran out of memory (%llu failed); %llu device "
+            "copies spilled, writing back %s\n",
+            (unsigned long long)st.pressure_events, (unsigned long long)st.pressure_failures,
+            (unsigned long long)st.spill_count, spilled);
+  }
   if (twin_context_walk(ctx, print_buffer, out) != TWIN_OK)
     fprintf(out, "twin: the report is incomplete: %s\n", twin_last_error());
 }

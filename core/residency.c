@@ -55,12 +55,15 @@ twin_status twin_array_residency(twin_array *a, twin_residency *host, twin_resid
 twin_status twin_context_trim(twin_context *ctx, unsigned what, size_t *freed_bytes) {
   if (!ctx)
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "twin_context_trim: ctx is NULL");
-  if (!what || (what & ~(unsigned)(TWIN_TRIM_HOST | TWIN_TRIM_DEVICE)))
+  const unsigned known = TWIN_TRIM_HOST | TWIN_TRIM_DEVICE | TWIN_TRIM_UNREACHABLE;
+  if (!what || (what & ~known))
     return twin__fail(TWIN_ERR_INVALID_ARGUMENT,
-                      "twin_context_trim: what is 0x%x; use "
-                      "TWIN_TRIM_HOST, TWIN_TRIM_DEVICE or both",
+                      "twin_context_trim: what is 0x%x; use TWIN_TRIM_HOST, TWIN_TRIM_DEVICE, "
+                      "TWIN_TRIM_UNREACHABLE or several of them",
                       what);
-  size_t freed = twin__trim(ctx, what);
+  size_t freed = what & ~TWIN_TRIM_UNREACHABLE ? twin__trim(ctx, what) : 0;
+  if (what & TWIN_TRIM_UNREACHABLE)
+    freed += twin__release_unreachable(ctx, NULL);
   if (freed_bytes)
     *freed_bytes = freed;
   return TWIN_OK;

@@ -48,6 +48,10 @@ void twin__count_transfer(twin_context *ctx, bool to_device, size_t nbytes) {
                             memory_order_relaxed);
 }
 
+void twin__count_pressure(atomic_uint_least64_t *counter, uint64_t n) {
+  atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
 #define LOAD(field) atomic_load_explicit(&c->field, memory_order_relaxed)
 
 size_t twin__live_bytes(const twin_context *ctx, twin__side_id side) {
@@ -97,6 +101,13 @@ twin_status twin_context_stats(twin_context *ctx, twin_stats *out) {
       .bytes_to_host = LOAD(bytes_to_host),
       .transfers_to_device = LOAD(transfers_to_device),
       .transfers_to_host = LOAD(transfers_to_host),
+      .spilled_bytes = LOAD(spilled_bytes),
+      .spill_count = LOAD(spill_count),
+      .spill_freed_bytes = LOAD(spill_freed_bytes),
+      .pressure_events = LOAD(pressure_events),
+      .pressure_failures = LOAD(pressure_failures),
+      .pressure_trimmed_bytes = LOAD(pressure_trimmed_bytes),
+      .pressure_released_bytes = LOAD(pressure_released_bytes),
   };
   return TWIN_OK;
 }
@@ -111,5 +122,12 @@ twin_status twin_context_stats_reset(twin_context *ctx) {
   atomic_store_explicit(&c->bytes_to_host, 0, memory_order_relaxed);
   atomic_store_explicit(&c->transfers_to_device, 0, memory_order_relaxed);
   atomic_store_explicit(&c->transfers_to_host, 0, memory_order_relaxed);
+  atomic_uint_least64_t *pressure[] = {
+      &c->spilled_bytes,           &c->spill_count,       &c->spill_freed_bytes,
+      &c->pressure_events,         &c->pressure_failures, &c->pressure_trimmed_bytes,
+      &c->pressure_released_bytes,
+  };
+  for (size_t i = 0; i < sizeof pressure / sizeof pressure[0]; i++)
+    atomic_store_explicit(pressure[i], 0, memory_order_relaxed);
   return TWIN_OK;
 }

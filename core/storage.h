@@ -1,11 +1,12 @@
 /* The storage layer: buffers, the bytes behind arrays, and everything that allocates, moves,
- * maps or frees them. buffer.c (lifetime, the context's buffer list, lent memory), memory.c
- * (allocation with trim-and-retry and the out-of-memory explanation, freeing a side, trim and
- * evict), coherence.c (moves between the two copies, prefetch, residency), records.c (the
- * records of open accesses, which trim and evict consult, and host mappings) and waits.c
- * (threads waiting for other threads' accesses). The only caller of the backend's memory
- * members. Above the context layer; calls nothing of the public objects above it. Never
- * installed. */
+ * maps or frees them. buffer.c (lifetime, the context's buffer list, lent memory), coherence.c
+ * (keeping the two copies coherent, prefetch, residency), pressure.c (allocation under the
+ * memory pressure order and the out-of-memory explanation), spill.c (spilling device copies to
+ * the host, and what pins one), memory.c (allocating, moving and freeing a side within the
+ * budgets, trim and evict), records.c (the records of open accesses, which trim, evict and
+ * spill consult, and host mappings) and waits.c (threads waiting for other threads' accesses).
+ * The only caller of the backend's memory members. Above the context layer; calls nothing of
+ * the public objects above it. Never installed. */
 #ifndef TWIN_STORAGE_H
 #define TWIN_STORAGE_H
 
@@ -94,6 +95,13 @@ typedef struct twin__buffer {
   /* Reservations made through any array object on this buffer (records.c). */
   twin__reservation *reservations;
   twin__track track; /* the device handle's, for the backend */
+  /* Spilling (spill.c): the device-use clock's tick at the latest device access or launch
+   * (ctx->device_tick), whether the device copy was spilled (until it comes back), and the
+   * spill run that last tried this buffer with what stopped it there (TWIN_OK: nothing). */
+  uint64_t used;
+  bool spilled;
+  uint64_t spill_epoch;
+  twin_status spill_refused;
   /* Memory twin adopted instead of allocating it (lent by the application: twin_array_wrap_host
    * and DLPack kDLCPU imports lend the host side, twin_array_wrap_cl_mem and kDLOpenCL imports
    * the device side). An adopted side is never freed by trim or evict; it is counted in the
@@ -232,15 +240,27 @@ static inline twin__buffer *twin__buffers_first(twin_context *ctx) {
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);
 void twin__drop_buffers(twin__buffer **list, size_t n);
 
-/* ---- Allocation, freeing, trim and evict (memory.c) ---- */
+/* ---- Allocating, moving and freeing a side; trim and evict (memory.c) ---- */
 
+/* A side's allocation is at least 1 byte (a device handle needs one), while the statistics
+ * and budgets count nbytes: an empty buffer counts 0 bytes everywhere. */
+static inline size_t twin__alloc_size(const twin__buffer *b) {
+  return b->nbytes ? b->nbytes : 1;
+}
+static inline bool twin__is_out_of_memory(twin_status s) {
+  return s == TWIN_ERR_OUT_OF_HOST_MEMORY || s == TWIN_ERR_OUT_OF_DEVICE_MEMORY;
+}
 /* Refuses a device allocation of n bytes beyond the device's largest one, saying why. The one
  * check of that limit: core makes it before every device allocation or wrap. */
 twin_status twin__device_limit(const twin_context *ctx, size_t n);
-/* With b->lock held: allocates side `which` unless it exists (both sides, shared); when memory
- * or the budget runs out, frees redundant copies elsewhere (twin__trim) and retries once, then
- * explains what holds memory. On failure nothing is allocated. */
-twin_status twin__buffer_ensure(twin__buffer *b, twin__side_id which);
+/* With b->lock held: allocates side `which` (both sides, shared), zeroed when the initial
+ * content is zero, within the budget, once: no trim, no spill (twin__buffer_ensure runs those).
+ * On failure nothing is allocated, the budget is untouched, and the message says what failed:
+ * TWIN_ERR_OUT_OF_HOST_MEMORY or _DEVICE_MEMORY for a budget reached or memory refused. */
+twin_status twin__buffer_allocate(twin__buffer *b, twin__side_id which);
+/* With b->lock held, both sides allocated: copies bytes [lo, hi) from the other side into
+ * `to`, complete on return, and counts the transfer. The caller fixes the dirty map. */
+twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size_t hi);
 /* With b->lock held: frees one side's memory, if any (the caller fixes the dirty map). Device
  * memory is released before this returns: it waits for the commands queued on it. */
 void twin__buffer_release_side(twin__buffer *b, twin__side_id which);
@@ -252,6 +272,57 @@ twin_status twin__buffer_evict(twin__buffer *b, twin__side_id x, const char *fn)
  * is free; returns the bytes freed. Allocates nothing; may be called with one buffer lock
  * held. */
 size_t twin__trim(twin_context *ctx, unsigned what);
+/* The third step of the pressure order, and TWIN_TRIM_UNREACHABLE: returns to the OS the host
+ * pages of buffers that no live view can reach. Returns the bytes counted off host_bytes (and
+ * so off the host budget); *pages_bytes (may be NULL) gets the bytes of whole pages given back.
+ * May be called with one buffer lock held (the caller's, mid-allocation): only tries others.
+ * For now a no-op returning 0 (TODO issue 11 item 2: unreachable bytes are garbage). */
+size_t twin__release_unreachable(twin_context *ctx, size_t *pages_bytes);
+
+/* ---- Spilling device copies to the host (spill.c) ---- */
+
+/* With b->lock held: stamps b as used on the device now (a device access, a launch, a
+ * prefetch), for the spill step's least-recently-used choice. */
+static inline void twin__buffer_used(twin__buffer *b) {
+  b->used = atomic_fetch_add_explicit(&b->ctx->device_tick, 1, memory_order_relaxed) + 1;
+}
+/* With b->lock held: what keeps b's device copy from being spilled now (TWIN_PIN_NONE: nothing,
+ * or no device copy); *by gets the open device access that pins it (ACCESS, EXPORT), else
+ * NULL. */
+twin_pin twin__buffer_pin(twin__buffer *b, const twin__access **by);
+/* Appends to buf (cap bytes) why b's device copy cannot be spilled, for pin (from
+ * twin__buffer_pin, with by): "a device write access to this buffer is still open, begun at
+ * FILE:LINE by fn", "its device memory is the application's (lent); twin never frees it". */
+void twin__pin_text(char *buf, size_t cap, twin_pin pin, const twin__access *by);
+/* Where b's device copy stands for spilling and what pins it, with the file:line and public
+ * call of the pin (locking b). */
+void twin__buffer_spill_state(twin__buffer *b, twin_spill_state *state, twin_pin *pin,
+                              twin__site *where, const char **call);
+/* One run of the spill step: its number (each buffer is tried once per run) and what it did. */
+typedef struct twin__spill_run {
+  uint64_t epoch;
+  size_t freed;    /* device bytes freed */
+  size_t written;  /* bytes written back to the host */
+  unsigned copies; /* device copies freed */
+} twin__spill_run;
+void twin__spill_begin(twin_context *ctx, twin__spill_run *run);
+/* With self->lock held (the buffer whose allocation needs room; never spilled itself): spills
+ * device copies of ctx, least recently used first, idle ones before those with a command in
+ * flight (whose spill waits for that command), until `want` more bytes of device memory are
+ * free or no copy is left that this run has not tried. A spill writes back to the host exactly
+ * the ranges newer on the device (allocating the host copy if it has none, within the host
+ * budget), frees the device copy and counts itself in the statistics. A buffer that cannot
+ * take its write-back keeps its device copy, and records why in spill_refused. Returns the
+ * bytes this call freed. Other buffers' locks are only tried. */
+size_t twin__spill(twin_context *ctx, const twin__buffer *self, size_t want, twin__spill_run *run);
+
+/* ---- Allocation under memory pressure (pressure.c) ---- */
+
+/* With b->lock held: allocates side `which` unless it exists (both sides, shared); when memory
+ * or the budget runs out, runs the pressure order (trim redundant copies, spill device copies,
+ * release unreachable host pages, retrying after each step that freed something), then
+ * explains what holds memory and why it could not move. On failure nothing is allocated. */
+twin_status twin__buffer_ensure(twin__buffer *b, twin__side_id which);
 
 /* ---- Coherence between the two copies (coherence.c) ---- */
 

@@ -174,17 +174,45 @@ typedef enum twin_coherence {
   TWIN_COHERENCE_COPY = 1,
 } twin_coherence;
 
+/* What twin does with device copies when device memory runs out (see twin_context_options). */
+typedef enum twin_spill {
+  /* TWIN_SPILL from the environment ("auto" or "off", in any case); unset means auto: under
+   * device memory pressure, twin writes back to the host the ranges of the least recently used
+   * device copies that are newer there, frees those copies, and retries; a spilled buffer comes
+   * back at its next device use. */
+  TWIN_SPILL_AUTO = 0,
+  /* Never spill: a device allocation that does not fit after trimming fails, as before
+   * spilling existed. */
+  TWIN_SPILL_OFF = 1,
+} twin_spill;
+
 typedef struct twin_context_options {
   const char *device; /* device spec as for twin_context_new; NULL reads TWIN_DEVICE */
   twin_coherence coherence;
   /* Budgets twin enforces itself, in bytes; 0 reads TWIN_HOST_MEMORY_LIMIT and
    * TWIN_DEVICE_MEMORY_LIMIT (a byte count with an optional K, M or G suffix), unset means no
-   * budget. An allocation that would exceed one first frees redundant copies of that kind of
-   * memory (as twin_context_trim does) and retries once, then fails with
-   * TWIN_ERR_OUT_OF_HOST_MEMORY or TWIN_ERR_OUT_OF_DEVICE_MEMORY and a message naming the size
-   * asked, the budget, what is held and the largest holders. Zero-copy memory counts as host
-   * memory. */
+   * budget. Zero-copy memory counts as host memory. An allocation that would exceed one, or
+   * that the device or the host allocator refuses, runs the pressure order before it fails:
+   *   1. trim: free redundant copies of that kind of memory (as twin_context_trim does);
+   *   2. spill (device memory of a two-copy buffer only, unless `spill` is TWIN_SPILL_OFF):
+   *      least recently used device copies first, skipping those in use (an open device
+   *      access, a DLPack kDLOpenCL export, memory the application lent) and taking a copy
+   *      with a command still in flight only when no idle one is left (then after that
+   *      command), write back to the host only the ranges newer on the device and free the
+   *      device copy, until the allocation fits;
+   *   3. release host pages no live view can reach (twin_context_trim's TWIN_TRIM_UNREACHABLE);
+   *   4. retry. After each step that freed something the allocation is retried; the first
+   *      success ends the order. Each step is counted in twin_stats.
+   * When the allocation still fails, the status is TWIN_ERR_OUT_OF_HOST_MEMORY or
+   * TWIN_ERR_OUT_OF_DEVICE_MEMORY and the message names the size asked, the cause, what each
+   * step freed, the budget, what is held, and the largest holders with the file:line that made
+   * each and why it could not move (an open access at file:line, lent memory, an export,
+   * spilling off, the host unable to take a write-back). */
   size_t host_memory_limit, device_memory_limit;
+  /* Spilling under device memory pressure: TWIN_SPILL_AUTO (the default; reads TWIN_SPILL) or
+   * TWIN_SPILL_OFF. Zero-copy buffers and the host backend have no second copy: nothing to
+   * spill, whatever is asked. */
+  twin_spill spill;
   /* Lifetime checks, as TWIN_DEBUG=1 in the environment turns on: from this context's creation
    * on, for the whole process, a released array object is poisoned instead of freed (the last
    * 4096 are kept), and a later use of it, or a second unref, prints the call and where the
@@ -192,8 +220,9 @@ typedef struct twin_context_options {
   bool debug;
 } twin_context_options;
 
-/* twin_context_new with options; options NULL means all defaults. An unknown TWIN_COHERENCE
- * value or a malformed memory limit is TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
+/* twin_context_new with options; options NULL means all defaults. An unknown TWIN_COHERENCE or
+ * TWIN_SPILL value, an unknown coherence or spill option, or a malformed memory limit is
+ * TWIN_ERR_INVALID_ARGUMENT. Thread-safe. */
 TWIN_API twin_status twin_context_new_with(const twin_context_options *options, twin_context **out);
 
 /* True when each of the context's buffers is one copy, so nothing ever moves between host and
@@ -233,6 +262,15 @@ typedef struct twin_stats {
                                  them: the huge[:, 100] trap made visible */
   uint64_t bytes_to_device, bytes_to_host;         /* bytes moved each way */
   uint64_t transfers_to_device, transfers_to_host; /* transfer commands each way */
+  /* Memory pressure (the order in twin_context_options), per period like the movements. */
+  uint64_t spilled_bytes;           /* bytes spills wrote back to the host (also counted in
+                                       bytes_to_host): exactly the ranges newer on the device */
+  uint64_t spill_count;             /* device copies freed by spilling */
+  uint64_t spill_freed_bytes;       /* device memory those copies held */
+  uint64_t pressure_events;         /* allocations that ran out of memory and ran the order */
+  uint64_t pressure_failures;       /* of those, the ones that still failed */
+  uint64_t pressure_trimmed_bytes;  /* redundant copies freed by its first step (trim) */
+  uint64_t pressure_released_bytes; /* host bytes its third step (unreachable pages) released */
 } twin_stats;
 
 /* Copies the context's counters into *out. Counters are updated atomically as allocations and
@@ -240,7 +278,8 @@ typedef struct twin_stats {
 TWIN_API twin_status twin_context_stats(twin_context *ctx, twin_stats *out);
 
 /* Starts a new measurement period: the peaks restart from the bytes live now, and the bytes
- * and transfers counted each way restart from 0. Live counts are untouched. Thread-safe (a
+ * and transfers counted each way and the memory pressure counters restart from 0. Live counts
+ * are untouched. Thread-safe (a
  * concurrent allocation may land on either side of the reset). */
 TWIN_API twin_status twin_context_stats_reset(twin_context *ctx);
 
@@ -249,9 +288,12 @@ TWIN_API twin_status twin_context_stats_reset(twin_context *ctx);
 /* A side of a buffer. */
 typedef enum twin_side { TWIN_HOST = 1, TWIN_DEVICE = 2 } twin_side;
 
-/* twin_context_trim flags. */
+/* twin_context_trim flags. TWIN_TRIM_UNREACHABLE returns to the OS the host pages of buffers
+ * that no live view can reach (the third step of the pressure order); it is accepted and, until
+ * issue 11 item 2 lands, frees nothing. */
 #define TWIN_TRIM_HOST 1u
 #define TWIN_TRIM_DEVICE 2u
+#define TWIN_TRIM_UNREACHABLE 4u
 
 /* ---- What holds memory ----------------------------------------------------------------- */
 
@@ -276,6 +318,27 @@ typedef struct twin_view_info {
   size_t nbytes; /* bytes of its elements */
 } twin_view_info;
 
+/* A buffer's device copy as spilling sees it. */
+typedef enum twin_spill_state {
+  TWIN_SPILL_STATE_NONE = 0, /* no separate device copy: never made, trimmed or evicted, or the
+                                buffer is one copy (zero-copy, the host backend) */
+  TWIN_SPILL_STATE_PRESENT,  /* a device copy exists */
+  TWIN_SPILL_STATE_SPILLED,  /* spilled under pressure: its device-newer ranges went to the host;
+                                it comes back at its next device use */
+} twin_spill_state;
+
+/* Why a buffer's device copy cannot be spilled now. */
+typedef enum twin_pin {
+  TWIN_PIN_NONE = 0,  /* nothing holds it (or it has no device copy to spill) */
+  TWIN_PIN_LENT,      /* its device memory is the application's (twin_array_wrap_cl_mem, a
+                         kDLOpenCL import): pin_file:pin_line made the array */
+  TWIN_PIN_EXPORT,    /* a DLPack kDLOpenCL export holds it until its deleter runs: pin_call
+                         made it at pin_file:pin_line */
+  TWIN_PIN_ACCESS,    /* a device access is open: pin_call began it at pin_file:pin_line */
+  TWIN_PIN_IN_FLIGHT, /* a command queued on it has not finished: not a pin for good, it is
+                         spilled only after that command, when no idle copy is left */
+} twin_pin;
+
 /* One live buffer. */
 typedef struct twin_buffer_info {
   size_t nbytes; /* an empty buffer is 0 bytes here and in every statistic */
@@ -286,6 +349,14 @@ typedef struct twin_buffer_info {
   size_t views;    /* live array objects on it */
   double coverage; /* their element bytes summed (overlaps count twice) / nbytes, at most 1 */
   const twin_view_info *view; /* `views` entries, valid only during the callback */
+  twin_spill_state spill;     /* its device copy: none, present or spilled */
+  /* The share of its bytes some live view can reach. Always 1.0 for now: unreachable bytes are
+   * not tracked yet (issue 11 item 2). */
+  double reachable;
+  twin_pin pin;         /* why its device copy cannot be spilled now, TWIN_PIN_NONE if it can */
+  const char *pin_file; /* where (see twin_pin); NULL when unknown or not pinned */
+  int pin_line;
+  const char *pin_call; /* the public call that opened the access or made the export, or NULL */
 } twin_buffer_info;
 
 /* Called once per buffer; return false to stop the walk. */
@@ -300,14 +371,17 @@ TWIN_API twin_status twin_context_walk(twin_context *ctx, twin_walk_fn fn, void 
  * device copy whose data the host also holds and no device access has open (the runtime frees
  * it once queued commands using it are done). Data is never lost: a later access allocates
  * the copy again and moves the data back. Zero-copy buffers have nothing redundant. Buffers
- * another thread is working on at that instant are skipped. *freed_bytes (may be NULL) gets
- * the bytes freed. Thread-safe. */
+ * another thread is working on at that instant are skipped. TWIN_TRIM_UNREACHABLE (alone or
+ * with the others) releases the host pages no live view can reach; it frees nothing yet (issue
+ * 11 item 2). *freed_bytes (may be NULL) gets the bytes freed. Thread-safe. */
 TWIN_API twin_status twin_context_trim(twin_context *ctx, unsigned what, size_t *freed_bytes);
 
-/* Prints the live report to out: a summary line, then one line per live buffer, largest
- * first (size, host and device state, live views and the share of the buffer they cover,
- * where it was made), each followed by one line per live view (dtype, shape, where it was
- * made, owner). Thread-safe. */
+/* Prints the live report to out: a summary line (with what spilling moved this period), then
+ * one line per live buffer, largest first (size, host and device state, where "device spilled"
+ * is a device copy spilled under pressure, the share of it live views can reach, live views and
+ * the share of the buffer they cover, where it was made), a line saying why its device copy
+ * cannot be spilled when something pins it (twin_pin, with the file:line), and one line per
+ * live view (dtype, shape, where it was made, owner). Thread-safe. */
 TWIN_API void twin_context_report(twin_context *ctx, FILE *out);
 
 /* Called instead of printing the live report to stderr when the application drops its last

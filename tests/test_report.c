@@ -123,6 +123,7 @@ static void test_walk_describes_every_buffer_largest_first(void **state) {
   twin_fixture *f = fixture(state);
   layout l;
   make_layout(f, &l);
+  assert_ok(twin_context_finish(f->ctx)); /* no command in flight (TWIN_PIN_IN_FLIGHT) */
   walk w = {.n = 0};
   assert_ok(twin_context_walk(f->ctx, collect, &w));
   assert_int_equal(w.n, 3);
@@ -140,6 +141,14 @@ static void test_walk_describes_every_buffer_largest_first(void **state) {
   assert_int_equal(a->info.device, a_device(f));
   assert_int_equal(a->info.views, 2);
   assert_true(a->info.coverage == 1.0);
+  /* Spilling's view: a has a device copy exactly on the two-copy path, nothing pins it, and
+   * every byte counts as reachable until unreachable bytes are tracked (issue 11 item 2). */
+  assert_int_equal(a->info.spill, f->layout == FIXTURE_TWO_COPIES ? TWIN_SPILL_STATE_PRESENT
+                                                                  : TWIN_SPILL_STATE_NONE);
+  assert_int_equal(a->info.pin, TWIN_PIN_NONE);
+  assert_null(a->info.pin_file);
+  assert_null(a->info.pin_call);
+  assert_true(a->info.reachable == 1.0);
   const twin_view_info *va = view_at(a, l.lva);
   assert_string_equal(va->file, __FILE__);
   assert_string_equal(va->owner, "walker");
@@ -192,8 +201,8 @@ static void slurp(FILE *tmp, char *out, size_t cap) {
   out[n] = '\0';
 }
 
-/* Checks one buffer line of the report: "SIZE UNIT host S device S N view(s) covering P% made
- * at FILE:LINE". */
+/* Checks one buffer line of the report: "SIZE UNIT host S device S reachable R% N view(s)
+ * covering P% made at FILE:LINE" (reachable is 100% until unreachable bytes are tracked). */
 static void expect_buffer_line(char *line, const char *size, twin_residency host,
                                twin_residency device, const char *views, const char *covering,
                                int made) {
@@ -201,7 +210,7 @@ static void expect_buffer_line(char *line, const char *size, twin_residency host
   int n = 0;
   for (char *t = strtok_r(line, " ", &save); t && n < 16; t = strtok_r(NULL, " ", &save))
     tok[n++] = t;
-  assert_int_equal(n, 13);
+  assert_int_equal(n, 15);
   char got_size[32];
   snprintf(got_size, sizeof got_size, "%s %s", tok[0], tok[1]);
   assert_string_equal(got_size, size);
@@ -209,16 +218,19 @@ static void expect_buffer_line(char *line, const char *size, twin_residency host
   assert_string_equal(tok[3], residency_text(host));
   assert_string_equal(tok[4], "device");
   assert_string_equal(tok[5], residency_text(device));
-  assert_string_equal(tok[6], views);
-  assert_string_equal(tok[8], "covering");
-  assert_string_equal(tok[9], covering);
-  assert_string_equal(tok[12], here(made));
+  assert_string_equal(tok[6], "reachable");
+  assert_string_equal(tok[7], "100%");
+  assert_string_equal(tok[8], views);
+  assert_string_equal(tok[10], "covering");
+  assert_string_equal(tok[11], covering);
+  assert_string_equal(tok[14], here(made));
 }
 
 static void test_report_prints_one_line_per_buffer_and_per_view(void **state) {
   twin_fixture *f = fixture(state);
   layout l;
   make_layout(f, &l);
+  assert_ok(twin_context_finish(f->ctx)); /* no command in flight (TWIN_PIN_IN_FLIGHT) */
   FILE *tmp = tmpfile();
   assert_non_null(tmp);
   twin_context_report(f->ctx, tmp);

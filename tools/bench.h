@@ -61,5 +61,6 @@ double bench_spawn_rss(const char *self, const char *mode, const char *spec);
 void bench_copy(twin_context *ctx);    /* bench_copy.c */
 void bench_launch(twin_context *ctx);  /* bench_launch.c */
 void bench_release(twin_context *ctx); /* bench_release.c */
+void bench_pressure(twin_context *ctx); /* bench_pressure.c */
 
 #endif

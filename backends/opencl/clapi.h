@@ -40,6 +40,7 @@
   X(clSetKernelArg)                                                                            \
   X(clEnqueueNDRangeKernel)                                                                    \
   X(clWaitForEvents)                                                                           \
+  X(clGetEventInfo)                                                                            \
   X(clRetainEvent)                                                                             \
   X(clReleaseEvent)                                                                            \
   X(clEnqueueMarkerWithWaitList)                                                               \
@@ -161,6 +162,8 @@ bool twin__cl_poll(bool (*done)(void *arg), void *arg, double limit_ms);
 extern double twin__cl_poll_limit_ms;
 /* The mark member: a marker after everything queued so far, recorded in track. */
 twin_status twin__cl_mark(twin_context *ctx, twin__track *track);
+/* dev_busy: the buffer's last recorded command has not completed. */
+bool twin__cl_busy(twin_context *ctx, twin__track *track);
 
 /* The buffer members of twin__opencl_ops (memory.c). */
 twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle, twin__track *track);

@@ -82,6 +82,7 @@ const struct twin_backend_ops twin__opencl_ops = {
     .native = cl_native,
     .finish = cl_finish,
     .mark = twin__cl_mark,
+    .dev_busy = twin__cl_busy,
     .dev_alloc = twin__cl_alloc,
     .dev_free = twin__cl_free,
     .to_device = twin__cl_to_device,

@@ -59,6 +59,17 @@ twin_status twin__cl_mark(twin_context *ctx, twin__track *track) {
   return err == CL_SUCCESS ? s : twin__cl_fail("clFinish", err);
 }
 
+bool twin__cl_busy(twin_context *ctx, twin__track *track) {
+  twin__cl_context *cl = to_cl(ctx);
+  cl_int status = CL_COMPLETE;
+  pthread_mutex_lock(&cl->enqueue_lock);
+  if (track->last)
+    twin__cl.clGetEventInfo((cl_event)track->last, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status,
+                            &status, NULL);
+  pthread_mutex_unlock(&cl->enqueue_lock);
+  return status > CL_COMPLETE; /* queued, submitted or running; a negative status failed */
+}
+
 static double elapsed_ms(const struct timespec *start) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
