@@ -45,17 +45,18 @@ CORE = {
     "core/external.c": ("objects", 1),
     "core/overlap.c": ("objects", 1),
     "core/access.c": ("objects", 2),
+    "core/packed.c": ("objects", 3),
     "core/residency.c": ("objects", 3),
-    "core/ops.c": ("objects", 3),
-    "core/dlpack.c": ("objects", 4),
-    "core/report.c": ("objects", 4),
+    "core/ops.c": ("objects", 4),
+    "core/dlpack.c": ("objects", 5),
+    "core/report.c": ("objects", 5),
     # Programs, kernels and launches: the program cache below kernel objects below a launch's
     # checks below the launch itself.
-    "core/program.c": ("objects", 5),
-    "core/kernel.c": ("objects", 6),
-    "core/launch_check.c": ("objects", 7),
-    "core/launch.c": ("objects", 8),
-    "core/opencl.c": ("objects", 9),
+    "core/program.c": ("objects", 6),
+    "core/kernel.c": ("objects", 7),
+    "core/launch_check.c": ("objects", 8),
+    "core/launch.c": ("objects", 9),
+    "core/opencl.c": ("objects", 10),
 }
 
 # The calls allowed to run upward: (caller file, function) -> reason.
