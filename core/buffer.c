@@ -240,7 +240,7 @@ twin_status twin__buffer_new_external(twin_context *ctx, size_t nbytes, twin__si
                                       twin__site site, twin__buffer **out) {
   twin__layout layout = lent_layout(ctx, side, nbytes);
   bool shared = layout == TWIN__SHARED;
-  twin__buffer *b;
+  twin__buffer *b = NULL;
   twin_status s = shared ? twin__device_limit(ctx, nbytes) : TWIN_OK;
   if (s == TWIN_OK)
     s = create(ctx, nbytes, false, layout, site, &b);

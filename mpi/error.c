@@ -19,8 +19,11 @@ static void record(twin_status s, const char *fmt, va_list ap, const char *cause
   int used = snprintf(last_message, MESSAGE_CAP, "%s: ", twin_status_name(s));
   if (used > 0 && used < MESSAGE_CAP)
     used += vsnprintf(last_message + used, MESSAGE_CAP - (size_t)used, fmt, ap);
-  if (cause && used > 0 && used < MESSAGE_CAP)
-    snprintf(last_message + used, MESSAGE_CAP - (size_t)used, ": %s", cause);
+  if (cause && used > 0 && used < MESSAGE_CAP) {
+    /* The cause is cut where the message reaches the cap; the precision tells the compiler. */
+    int room = MESSAGE_CAP - used - 3; /* ": " and the terminating zero */
+    snprintf(last_message + used, MESSAGE_CAP - (size_t)used, ": %.*s", room, cause);
+  }
 }
 
 twin_status twin_mpi__fail(twin_status s, const char *fmt, ...) {

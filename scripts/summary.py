@@ -5,7 +5,8 @@ build directory given, read from meson's testlog.json. A cmocka program counts i
 one. A program that failed without a cmocka failure line (a crash, a leak report at exit, a
 failed group setup) counts one failure more, so no failure can hide. Extra counts can be
 passed as NAME=passed/failed, e.g. install=1/0, and a log by its path (DIR/meson-logs/X.json,
-from meson test --logbase X). Exits 1 when anything failed or nothing ran."""
+from meson test --logbase X, or build-matrix/matrix.json, which scripts/build-matrix.sh writes
+in the same form, one entry per configuration). Exits 1 when anything failed or nothing ran."""
 import json
 import re
 import sys

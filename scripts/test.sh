@@ -3,8 +3,9 @@
 # backend and the fake test device), then libtwin-mpi's tests under mpirun on 1, 2 and 4 ranks,
 # then everything again under AddressSanitizer + UndefinedBehaviorSanitizer with leak
 # detection, then under ThreadSanitizer, then built without OpenCL and without the examples,
-# then a program built outside the tree against an installed copy through pkg-config; last, a
-# minute of fuzzing.
+# then every build a user may choose compiled once (the build matrix: each buildtype, gcc and
+# clang, each option; compile-only, -Werror), then a program built outside the tree against an
+# installed copy through pkg-config; last, a minute of fuzzing.
 # Ends with one line: N passed, N failed[, N skipped].
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,13 @@ if build build-host-only -Dopencl=disabled -Dexamples=false; then
   meson test -C build-host-only --print-errorlogs --num-processes "$jobs"
 fi
 
+# The build matrix, compile-only (scripts/build-matrix.sh): gcc at each buildtype, clang at debug
+# and release, and builds with -Dexamples=false, -Dtests=false, -Dopencl=disabled -Dmpi=disabled
+# and -Dfuzz=true, all with -Werror. Its directories build-matrix/NAME are kept and compiles go
+# through ccache, so a later run compiles only what changed. One entry per configuration in
+# build-matrix/matrix.json.
+scripts/build-matrix.sh
+
 install_result=0/1
 if scripts/check-install.sh; then
   install_result=1/0
@@ -77,5 +85,6 @@ if scripts/fuzz.sh 60; then
 fi
 
 python3 scripts/summary.py build build/meson-logs/mpi.json build-asan build-tsan build-host-only \
+  build-matrix/matrix.json \
   "install=$install_result" \
   "fuzz=$fuzz_result"

@@ -141,7 +141,7 @@ twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
 
 twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle,
                           twin__track *track) {
-  cl_mem mem;
+  cl_mem mem = NULL;
   twin_status s = twin__cl_make(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host, host,
                                 NULL, NULL, &mem, track);
   if (s == TWIN_OK)
@@ -206,7 +206,7 @@ twin_status twin__cl_adopt(twin_context *ctx, void *handle, size_t *nbytes) {
 twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
                                    void (*done)(void *arg), void *arg, void **handle,
                                    twin__track *track) {
-  cl_mem mem;
+  cl_mem mem = NULL;
   twin_status s = twin__cl_make(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, nbytes, host, NULL,
                                 done, arg, &mem, track);
   if (s == TWIN_OK)

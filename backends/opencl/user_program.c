@@ -40,7 +40,7 @@ twin_status twin__cl_program_build(twin_context *ctx, const char *source, const 
                                    const char *options, void **program) {
   twin__cl_context *cl = to_cl(ctx);
   char line_directive[300];
-  cl_uint count;
+  cl_uint count = 0;
   const char **lines = program_lines(source, label, line_directive, sizeof line_directive, &count);
   char *all_options = build_options(options);
   twin_status s = TWIN_OK;
