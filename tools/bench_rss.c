@@ -1,0 +1,143 @@
+/* Memory back to the operating system at every size: rounds of 8 arrays of one size (64 MiB
+ * down to 256 KiB), filled, waited for, then all dropped; the process's resident memory right
+ * after the last unref, above where it was before the round. Each column (host, the device
+ * with automatic coherence, the device with two copies) runs in a child process of its own,
+ * since what an allocator keeps depends on what the process freed before. */
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+extern char **environ;
+
+enum { ROUND_ARRAYS = 8, ROUND_SIZES = 5 };
+static const size_t round_kib[ROUND_SIZES] = {64 << 10, 16 << 10, 4 << 10, 1 << 10, 256};
+
+static long resident_kib(void) {
+  long size = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f || fscanf(f, "%ld %ld", &size, &resident) != 2)
+    resident = -1;
+  if (f)
+    fclose(f);
+  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* One round: prints the resident KiB above the start while the arrays are held, and right
+ * after the last of them is dropped. */
+static void round_of(twin_context *ctx, size_t kib) {
+  size_t shape[] = {kib * 1024 / sizeof(float)};
+  const float one = 1.0f;
+  twin_array *a[ROUND_ARRAYS];
+  long base = resident_kib();
+  for (int i = 0; i < ROUND_ARRAYS; i++) {
+    bench_check(twin_array_new(ctx, TWIN_F32, 1, shape, &a[i]), "twin_array_new");
+    bench_check(twin_fill(a[i], &one), "twin_fill");
+  }
+  bench_check(twin_context_finish(ctx), "twin_context_finish");
+  long held = resident_kib();
+  for (int i = 0; i < ROUND_ARRAYS; i++)
+    twin_array_unref(a[i]);
+  printf("%ld %ld\n", held - base, resident_kib() - base);
+}
+
+int bench_rounds_child(const char *spec, const char *mode) {
+  twin_context_options opt = {.device = spec,
+                              .coherence = strcmp(mode, "copy") == 0 ? TWIN_COHERENCE_COPY
+                                                                     : TWIN_COHERENCE_AUTO};
+  twin_context *ctx;
+  bench_check(twin_context_new_with(&opt, &ctx), "twin_context_new_with");
+  printf("%s %s\n", twin_context_device(ctx)->spec,
+         twin_context_is_zero_copy(ctx) ? "zero-copy" : "copies");
+  /* A first small fill builds what the fill needs (a kernel program on OpenCL), so the rounds
+   * see only the arrays' memory. */
+  twin_array *warm;
+  size_t one_page[] = {1024};
+  const float zero = 0.0f;
+  bench_check(twin_array_new(ctx, TWIN_F32, 1, one_page, &warm), "twin_array_new");
+  bench_check(twin_fill(warm, &zero), "twin_fill");
+  bench_check(twin_context_finish(ctx), "twin_context_finish");
+  twin_array_unref(warm);
+  for (int i = 0; i < ROUND_SIZES; i++)
+    round_of(ctx, round_kib[i]);
+  twin_context_unref(ctx);
+  return 0;
+}
+
+/* What one child measured: its device and, per size, the KiB held and left after the drop. */
+typedef struct column {
+  char device[64], kind[16];
+  long held[ROUND_SIZES], after[ROUND_SIZES];
+  bool ok;
+} column;
+
+/* Runs `self --rounds MODE SPEC` and reads what it prints into *c. */
+static void spawn_column(const char *self, const char *mode, const char *spec, column *c) {
+  memset(c, 0, sizeof *c);
+  int fds[2];
+  if (pipe(fds) != 0)
+    return;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  char *args[] = {(char *)self, "--rounds", (char *)mode, (char *)spec, NULL};
+  pid_t pid;
+  int rc = posix_spawn(&pid, self, &fa, NULL, args, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fds[1]);
+  FILE *out = fdopen(fds[0], "r");
+  bool ok = rc == 0 && out && fscanf(out, "%63s %15s", c->device, c->kind) == 2;
+  for (int i = 0; ok && i < ROUND_SIZES; i++)
+    ok = fscanf(out, "%ld %ld", &c->held[i], &c->after[i]) == 2;
+  if (out)
+    fclose(out);
+  else
+    close(fds[0]);
+  int status = 0;
+  if (rc == 0)
+    waitpid(pid, &status, 0);
+  c->ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The columns: the host backend, the device with automatic coherence, with two copies. */
+static column columns[3];
+
+void bench_spawn_rounds(const char *self, const char *spec) {
+  spawn_column(self, "auto", "host", &columns[0]);
+  spawn_column(self, "auto", spec, &columns[1]);
+  spawn_column(self, "copy", spec, &columns[2]);
+}
+
+/* A device column whose spec resolved to the host backend repeats the host column: a dash. */
+static void print_cell(const column *c, int i, bool device) {
+  if (!c->ok || (device && strcmp(c->device, "host") == 0))
+    printf(" - |");
+  else
+    printf(" %ld KiB of %.1f MiB |", c->after[i], (double)c->held[i] / 1024);
+}
+
+void bench_print_rounds(void) {
+  const column *c = columns;
+  printf("\n## Memory back to the system: rounds of %d arrays of one size, filled, finished, "
+         "all dropped\n\n",
+         ROUND_ARRAYS);
+  printf("Resident memory right after the last unref, above the start of the round, of what "
+         "the round held (each column a process of its own).\n\n");
+  printf("| size of each array | host | %s (%s) | %s (%s) |\n| --- | --- | --- | --- |\n",
+         c[1].ok ? c[1].device : "device", c[1].ok ? c[1].kind : "-",
+         c[2].ok ? c[2].device : "device", c[2].ok ? c[2].kind : "-");
+  for (int i = 0; i < ROUND_SIZES; i++) {
+    if (round_kib[i] >= 1024)
+      printf("| %zu MiB |", round_kib[i] >> 10);
+    else
+      printf("| %zu KiB |", round_kib[i]);
+    print_cell(&c[0], i, false);
+    print_cell(&c[1], i, true);
+    print_cell(&c[2], i, true);
+    printf("\n");
+  }
+}
