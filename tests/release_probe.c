@@ -13,13 +13,17 @@
 static atomic_int destroyed_flags[256];
 static int flags_used;
 
-static long resident_mib(void) {
+long resident_kib(void) {
   long size = 0, resident = 0;
   FILE *f = fopen("/proc/self/statm", "r");
   assert_non_null(f);
   assert_int_equal(fscanf(f, "%ld %ld", &size, &resident), 2);
   fclose(f);
-  return resident * sysconf(_SC_PAGESIZE) / (1 << 20);
+  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static long resident_mib(void) {
+  return resident_kib() / 1024;
 }
 
 double now_ms(void) {
