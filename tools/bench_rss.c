@@ -2,10 +2,13 @@
  * down to 256 KiB), filled, waited for, then all dropped; the process's resident memory right
  * after the last unref, above where it was before the round. Each column (host, the device
  * with automatic coherence, the device with two copies) runs in a child process of its own,
- * since what an allocator keeps depends on what the process freed before. */
+ * since what an allocator keeps depends on what the process freed before. Then what giving
+ * memory back costs a program that makes and drops arrays in a loop: fresh pages at each new
+ * array, against the C heap's reuse of what it kept. */
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,6 +123,60 @@ static void print_cell(const column *c, int i, bool device) {
     printf(" %ld KiB of %.1f MiB |", c->after[i], (double)c->held[i] / 1024);
 }
 
+/* ---- The cost: a new array, written on the host, dropped, in a loop ---- */
+
+typedef struct churn {
+  double heap_us, fresh_us, twin_us;
+} churn;
+
+static churn measure_churn(twin_context *host, size_t n) {
+  enum { REPS = 5 };
+  long iters = n <= ((size_t)64 << 10) ? 2000 : n <= ((size_t)1 << 20) ? 300 : 50;
+  size_t shape[] = {n};
+  churn c;
+  /* Through volatile pointers, so the compiler cannot drop the work as dead. */
+  void *(*volatile alloc)(size_t) = malloc;
+  void (*volatile release)(void *) = free;
+  TIME_NS(c.heap_us, REPS, iters, {
+    char *p = alloc(n);
+    memset(p, 1, n);
+    release(p);
+  });
+  TIME_NS(c.fresh_us, REPS, iters, {
+    char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(p, 1, n);
+    munmap(p, n);
+  });
+  TIME_NS(c.twin_us, REPS, iters, {
+    twin_array *a;
+    void *p;
+    bench_check(twin_array_new(host, TWIN_U8, 1, shape, &a), "twin_array_new");
+    bench_check(twin_host_begin(a, TWIN_WRITE, &p), "twin_host_begin");
+    memset(p, 1, n);
+    bench_check(twin_host_end(a), "twin_host_end");
+    twin_array_unref(a);
+  });
+  c.heap_us /= 1e3, c.fresh_us /= 1e3, c.twin_us /= 1e3;
+  return c;
+}
+
+static void print_churn(void) {
+  static const size_t kib[] = {16, 64, 256, 1024, 4096};
+  twin_context *host;
+  bench_check(twin_context_new("host", &host), "twin_context_new");
+  printf("\nWhat it costs: a new array written on the host and dropped, in a loop (host backend; "
+         "median of 5). heap = malloc + memset + free, which reuses what the heap kept; fresh = "
+         "mmap + memset + munmap, new pages each time.\n\n");
+  printf("| size | heap us | fresh us | twin us | twin / fresh | twin / heap |\n");
+  printf("| --- | --- | --- | --- | --- | --- |\n");
+  for (size_t i = 0; i < sizeof kib / sizeof kib[0]; i++) {
+    churn c = measure_churn(host, kib[i] << 10);
+    printf("| %zu KiB | %.1f | %.1f | %.1f | %.2f | %.1f |\n", kib[i], c.heap_us, c.fresh_us,
+           c.twin_us, c.twin_us / c.fresh_us, c.twin_us / c.heap_us);
+  }
+  twin_context_unref(host);
+}
+
 void bench_print_rounds(void) {
   const column *c = columns;
   printf("\n## Memory back to the system: rounds of %d arrays of one size, filled, finished, "
@@ -140,4 +197,5 @@ void bench_print_rounds(void) {
     print_cell(&c[2], i, true);
     printf("\n");
   }
+  print_churn();
 }
