@@ -97,9 +97,10 @@ char *twin__strdup(const char *s);
 
 /* Blocks of at least this many bytes are mapped from the operating system and unmapped when
  * freed, so they are back the moment the last view goes; smaller ones come from the C heap,
- * which may keep freed memory for reuse. 64 KiB: below it a fresh mapping's page faults cost
- * more than the heap's reuse saves, and at most a few such blocks' worth stays with the heap
- * (README, "Memory you can see and control"). */
+ * which may keep freed memory for reuse. Below 64 KiB a mapping's two system calls cost about
+ * what faulting its pages does, and what the heap keeps is small arrays' memory; from 64 KiB up
+ * the price is fresh pages for the next array, where the heap would reuse (README, "Memory you
+ * can see and control"). */
 #define TWIN__MAP_MIN ((size_t)64 << 10)
 
 /* A buffer's memory block: 128-byte aligned (OpenCL's base address alignment), page-aligned from

@@ -13,17 +13,26 @@
 static atomic_int destroyed_flags[256];
 static int flags_used;
 
-long resident_kib(void) {
+static long resident_mib(void) {
   long size = 0, resident = 0;
   FILE *f = fopen("/proc/self/statm", "r");
   assert_non_null(f);
   assert_int_equal(fscanf(f, "%ld %ld", &size, &resident), 2);
   fclose(f);
-  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+  return resident * sysconf(_SC_PAGESIZE) / (1 << 20);
 }
 
-static long resident_mib(void) {
-  return resident_kib() / 1024;
+long anon_resident_kib(void) {
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  assert_non_null(f);
+  char line[256];
+  long kib = -1;
+  while (kib < 0 && fgets(line, sizeof line, f))
+    if (sscanf(line, "Anonymous: %ld kB", &kib) != 1)
+      kib = -1;
+  fclose(f);
+  assert_true(kib >= 0);
+  return kib;
 }
 
 double now_ms(void) {

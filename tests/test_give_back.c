@@ -16,7 +16,8 @@
 enum { ROUND_ARRAYS = 8 };
 
 /* "Within a few pages": what twin's and the runtime's bookkeeping for a round of arrays (their
- * objects, events, a cl_mem's record) may add to the heap, far below one array of the round. */
+ * objects, events, a cl_mem's record) may add to the heap, far below one array of the round.
+ * Measured in anonymous resident memory, to the page (release_probe.h). */
 #define FEW_PAGES_KIB 32
 
 /* Under a sanitizer the resident size says nothing (shadow memory, quarantine): only the hooks
@@ -50,16 +51,16 @@ static void round_of(twin_context *ctx, size_t kib) {
   const size_t shape[] = {kib * 1024 / sizeof(float)};
   const float one = 1;
   twin_array *a[ROUND_ARRAYS];
-  long base = resident_kib();
+  long base = anon_resident_kib();
   for (int i = 0; i < ROUND_ARRAYS; i++) {
     assert_ok(twin_array_new(ctx, TWIN_F32, 1, shape, &a[i]));
     assert_ok(twin_fill(a[i], &one));
   }
   assert_ok(twin_context_finish(ctx));
-  long held = resident_kib() - base;
+  long held = anon_resident_kib() - base;
   for (int i = 0; i < ROUND_ARRAYS; i++)
     twin_array_unref(a[i]);
-  long after = resident_kib() - base;
+  long after = anon_resident_kib() - base;
   if (getenv("TWIN_RELEASE_REPORT"))
     printf("give back: %zu KiB arrays: %ld KiB held, %ld KiB right after the last unref\n", kib,
            held, after);
