@@ -141,8 +141,8 @@ struct twin_backend_ops {
 
   /* Zero-copy (NULL when the backend cannot share host memory): wraps nbytes of host memory
    * from twin__alloc_block as device memory used in place, as dev_alloc (track likewise).
-   * From success on, the handle owns the block and frees it with twin__free when it is
-   * destroyed (see dev_free). */
+   * From success on, the handle owns the block and frees it with twin__free_block(host, nbytes)
+   * when it is destroyed (see dev_free). */
   twin_status (*dev_wrap)(twin_context *ctx, void *host, size_t nbytes, void **handle,
                           twin__track *track);
   /* Maps bytes [off, off + n) of a wrapped handle for host access, waiting for queued commands

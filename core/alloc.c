@@ -1,8 +1,14 @@
-/* The library's host allocator hooks, and the objects each thread keeps for reuse. */
-#include <sched.h>
+/* The library's host allocator hooks, the objects each thread keeps for reuse, and the memory
+ * blocks of buffers: small ones from the C heap, large ones mapped from the operating system,
+ * so that freeing them gives them back at once (glibc keeps freed heap blocks below its mmap
+ * threshold, which rises by itself up to 32 MiB after a large block is freed, so whether heap
+ * memory went back would depend on what the program freed before). */
+#include <stdint.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ground.h"
 
@@ -11,10 +17,38 @@ static void *aligned_default(size_t alignment, size_t size) {
   return posix_memalign(&p, alignment, size) == 0 ? p : NULL;
 }
 
+static size_t page_size(void) {
+  return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Maps alignment - page more than asked where the kernel's page alignment is not enough, and
+ * unmaps the slack before and after the aligned part: one mapping of exactly the pages asked. */
+static void *map_default(size_t alignment, size_t size) {
+  size_t page = page_size(), len = (size + page - 1) & ~(page - 1);
+  size_t slack = alignment > page ? alignment - page : 0;
+  if (len < size || len + slack < len)
+    return NULL; /* no address space is that large */
+  char *p = mmap(NULL, len + slack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  char *start = (char *)(((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1));
+  if (start > p)
+    munmap(p, (size_t)(start - p));
+  if (p + len + slack > start + len)
+    munmap(start + len, (size_t)(p + len + slack - (start + len)));
+  return start;
+}
+
+static void unmap_default(void *p, size_t size) {
+  munmap(p, size);
+}
+
 twin__allocator twin__host_alloc = {
     .malloc_fn = malloc,
     .aligned_fn = aligned_default,
     .free_fn = free,
+    .map_fn = map_default,
+    .unmap_fn = unmap_default,
 };
 
 void *twin__malloc(size_t size) {
@@ -52,16 +86,28 @@ char *twin__strdup(const char *s) {
 #define HUGE_PAGE ((size_t)2 << 20)
 
 void *twin__alloc_block(size_t size) {
-  if (size < HUGE_PAGE)
+  if (size < TWIN__MAP_MIN)
     return twin__aligned(size >= 4096 ? 4096 : 128, size);
+  twin__map_fn map = atomic_load_explicit(&twin__host_alloc.map_fn, memory_order_relaxed);
+  if (size < HUGE_PAGE)
+    return map(page_size(), size);
   /* First-touching fresh 4 KiB pages costs ~12 us each; transparent huge pages cut that ~40x.
    * The advice is best effort: a kernel without THP keeps ordinary pages. */
-  void *p = twin__aligned(HUGE_PAGE, size);
+  void *p = map(HUGE_PAGE, size);
 #ifdef MADV_HUGEPAGE
   if (p)
     madvise(p, size & ~(HUGE_PAGE - 1), MADV_HUGEPAGE);
 #endif
   return p;
+}
+
+void twin__free_block(void *p, size_t size) {
+  if (!p)
+    return;
+  if (size < TWIN__MAP_MIN)
+    twin__free(p);
+  else
+    atomic_load_explicit(&twin__host_alloc.unmap_fn, memory_order_relaxed)(p, size);
 }
 
 /* A hint to the core that this is a wait loop (it slows the loop down and lets a sibling

@@ -57,11 +57,15 @@ void twin__snappend(char *buf, size_t cap, const char *fmt, ...) TWIN_PRINTF(3, 
 
 /* Every host allocation of the library goes through this table, so tests can make the Nth
  * allocation fail without touching the process-wide malloc that OpenCL runtimes depend on.
- * aligned: alignment is a power of two >= sizeof(void *); memory from both is released by
- * free_fn. */
+ * aligned: alignment is a power of two >= sizeof(void *); memory from malloc and aligned is
+ * released by free_fn. map: size (>= 1) bytes of fresh, zeroed pages of their own, at an address
+ * aligned to alignment (a power of two, at least the page size), or NULL; unmap gives exactly
+ * such a mapping back to the operating system, with the size it was mapped with. */
 typedef void *(*twin__malloc_fn)(size_t size);
 typedef void *(*twin__aligned_fn)(size_t alignment, size_t size);
 typedef void (*twin__free_fn)(void *p);
+typedef void *(*twin__map_fn)(size_t alignment, size_t size);
+typedef void (*twin__unmap_fn)(void *p, size_t size);
 
 /* The members are atomic because runtime threads free zero-copy blocks (from cl_mem destructor
  * callbacks) while a test may be swapping hooks; a relaxed atomic load is a plain load. Copy
@@ -70,6 +74,8 @@ typedef struct twin__allocator {
   _Atomic(twin__malloc_fn) malloc_fn;
   _Atomic(twin__aligned_fn) aligned_fn;
   _Atomic(twin__free_fn) free_fn;
+  _Atomic(twin__map_fn) map_fn;
+  _Atomic(twin__unmap_fn) unmap_fn;
 } twin__allocator;
 
 extern twin__allocator twin__host_alloc;
@@ -80,9 +86,19 @@ static inline void twin__allocator_copy(twin__allocator *to, const twin__allocat
   atomic_store(&to->malloc_fn, atomic_load(&from->malloc_fn));
   atomic_store(&to->aligned_fn, atomic_load(&from->aligned_fn));
   atomic_store(&to->free_fn, atomic_load(&from->free_fn));
+  atomic_store(&to->map_fn, atomic_load(&from->map_fn));
+  atomic_store(&to->unmap_fn, atomic_load(&from->unmap_fn));
 }
 static inline void twin__allocator_set(const twin__allocator *from) {
   twin__allocator_copy(&twin__host_alloc, from);
+}
+/* True when two tables hold the same functions. */
+static inline bool twin__allocator_same(const twin__allocator *a, const twin__allocator *b) {
+  return atomic_load(&a->malloc_fn) == atomic_load(&b->malloc_fn) &&
+         atomic_load(&a->aligned_fn) == atomic_load(&b->aligned_fn) &&
+         atomic_load(&a->free_fn) == atomic_load(&b->free_fn) &&
+         atomic_load(&a->map_fn) == atomic_load(&b->map_fn) &&
+         atomic_load(&a->unmap_fn) == atomic_load(&b->unmap_fn);
 }
 
 void *twin__malloc(size_t size);
@@ -90,10 +106,22 @@ void *twin__calloc(size_t count, size_t size);
 void *twin__aligned(size_t alignment, size_t size);
 void twin__free(void *p);
 char *twin__strdup(const char *s);
-/* A buffer's memory block, released with twin__free: 128-byte aligned (OpenCL's base address
- * alignment), page-aligned from 4 KiB, and 2 MiB-aligned and advised for transparent huge
- * pages from 2 MiB, so zero-copy wrapping and first touch are cheap. */
+
+/* Blocks of at least this many bytes are mapped from the operating system and unmapped when
+ * freed, so they are back the moment the last view goes; smaller ones come from the C heap,
+ * which may keep freed memory for reuse. Below 64 KiB a mapping's two system calls cost about
+ * what faulting its pages does, and what the heap keeps is small arrays' memory; from 64 KiB up
+ * the price is fresh pages for the next array, where the heap would reuse (README, "Memory you
+ * can see and control"). */
+#define TWIN__MAP_MIN ((size_t)64 << 10)
+
+/* A buffer's memory block: 128-byte aligned (OpenCL's base address alignment), page-aligned from
+ * 4 KiB, mapped on its own pages from TWIN__MAP_MIN, and 2 MiB-aligned and advised for
+ * transparent huge pages from 2 MiB, so zero-copy wrapping and first touch are cheap. Released
+ * with twin__free_block and the same size: an unmap needs the size, which the buffer (or the
+ * device handle that owns a block) knows anyway, so no block carries a header. */
 void *twin__alloc_block(size_t size);
+void twin__free_block(void *p, size_t size);
 
 /* ---- Objects kept for reuse (alloc.c) ----
  * Each thread keeps the last few objects of each kind it released and hands them out again, so

@@ -34,7 +34,7 @@ static twin_status allocate_shared(twin__buffer *b) {
     memset(host, 0, n);
   twin_status s = ctx->ops->dev_wrap(ctx, host, n, &b->mem[TWIN__DEVICE], &b->track);
   if (s != TWIN_OK) {
-    twin__free(host);
+    twin__free_block(host, n);
     return s;
   }
   b->mem[TWIN__HOST] = host;
@@ -118,7 +118,7 @@ void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
     return;
   if (which == TWIN__HOST) {
     if (b->layout != TWIN__SHARED && !twin__is_external(b, TWIN__HOST))
-      twin__free(mem);
+      twin__free_block(mem, twin__alloc_size(b));
     twin__budget_give(ctx, TWIN__HOST, b->nbytes);
   } else {
     /* Waits for the buffer's commands and the memory's destruction: counted off after. */

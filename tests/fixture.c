@@ -67,9 +67,7 @@ static int group_teardown(void **state) {
  * down, and an unchanged table must not look like a racing write. */
 static void restore_hooks(void) {
   host_restore();
-  if (atomic_load(&twin__host_alloc.malloc_fn) != atomic_load(&default_alloc.malloc_fn) ||
-      atomic_load(&twin__host_alloc.aligned_fn) != atomic_load(&default_alloc.aligned_fn) ||
-      atomic_load(&twin__host_alloc.free_fn) != atomic_load(&default_alloc.free_fn))
+  if (!twin__allocator_same(&twin__host_alloc, &default_alloc))
     twin__allocator_set(&default_alloc);
 #ifdef TWIN_HAVE_OPENCL
   if (memcmp(&twin__cl, &twin__cl_real, sizeof twin__cl) != 0)
@@ -191,8 +189,8 @@ void fixture_watch_device(twin_array *a, twin_access access, atomic_int *destroy
                      CL_SUCCESS);
   else
 #endif
-    /* The fake device frees a handle's block, or, for memory the application lent, the record
-     * it keeps in the buffer's track, before it gives the memory back. */
+    /* The fake device frees the record it keeps in the buffer's track after the handle's own
+     * block, or, for memory the application lent, before it gives the memory back. */
     host_watch_free(a->buf->track.life ? a->buf->track.life : mem, destroyed);
   assert_int_equal(fixture_device_end(a), TWIN_OK);
 }

@@ -7,6 +7,9 @@
 
 atomic_int host_calls;
 atomic_long host_live;
+atomic_int host_maps;
+atomic_long host_maps_live;
+atomic_int host_map_failures;
 
 static twin__allocator real;
 static bool installed;
@@ -74,6 +77,30 @@ static void *hooked_aligned(size_t alignment, size_t n) {
   return p;
 }
 
+/* A mapping is an allocation like any other: counted, failed when its number comes, or when
+ * blocks fail. */
+static void *hooked_map(size_t alignment, size_t n) {
+  if (should_fail() || atomic_load(&fail_blocks)) {
+    atomic_fetch_add(&host_map_failures, 1);
+    return NULL;
+  }
+  void *p = real.map_fn(alignment, n);
+  if (p) {
+    atomic_fetch_add(&host_live, 1);
+    atomic_fetch_add(&host_maps, 1);
+    atomic_fetch_add(&host_maps_live, 1);
+  }
+  note_large(p, n);
+  return p;
+}
+
+static void hooked_unmap(void *p, size_t n) {
+  atomic_fetch_sub(&host_live, 1);
+  atomic_fetch_sub(&host_maps_live, 1);
+  forget_large(p);
+  real.unmap_fn(p, n);
+}
+
 static void hooked_free(void *p) {
   if (p) {
     atomic_fetch_sub(&host_live, 1);
@@ -90,6 +117,9 @@ void host_inject(int n) {
   atomic_store(&fail_at, n);
   atomic_store(&fail_blocks, false);
   atomic_store(&host_live, 0);
+  atomic_store(&host_maps, 0);
+  atomic_store(&host_maps_live, 0);
+  atomic_store(&host_map_failures, 0);
   pthread_mutex_lock(&large_lock);
   memset(large, 0, sizeof large);
   memset(watched, 0, sizeof watched);
@@ -97,6 +127,8 @@ void host_inject(int n) {
   twin__host_alloc.malloc_fn = hooked_malloc;
   twin__host_alloc.aligned_fn = hooked_aligned;
   twin__host_alloc.free_fn = hooked_free;
+  twin__host_alloc.map_fn = hooked_map;
+  twin__host_alloc.unmap_fn = hooked_unmap;
 }
 
 void host_fail_blocks(void) {

@@ -15,13 +15,17 @@
 
 #define HOST_LARGE ((size_t)1 << 20)
 
-extern atomic_int host_calls; /* allocations (plain and aligned) since host_inject */
-extern atomic_long host_live; /* allocations made minus blocks freed since host_inject */
+extern atomic_int host_calls;        /* allocations (plain, aligned and mapped) since host_inject */
+extern atomic_long host_live;        /* allocations made minus blocks freed since host_inject */
+extern atomic_int host_maps;         /* blocks mapped (twin__host_alloc.map_fn) since host_inject */
+extern atomic_long host_maps_live;   /* blocks mapped minus blocks unmapped since host_inject */
+extern atomic_int host_map_failures; /* mappings made to fail since host_inject */
 
 /* Installs the wrappers (or, when they are in, resets their counters) so that allocation number
  * fail_at fails; 0 fails none. */
 void host_inject(int fail_at);
-/* From now on every aligned allocation (a buffer's memory block) fails too, until host_restore. */
+/* From now on every aligned or mapped allocation (a buffer's memory block) fails too, until
+ * host_restore. */
 void host_fail_blocks(void);
 void host_restore(void);
 

@@ -22,6 +22,19 @@ static long resident_mib(void) {
   return resident * sysconf(_SC_PAGESIZE) / (1 << 20);
 }
 
+long anon_resident_kib(void) {
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  assert_non_null(f);
+  char line[256];
+  long kib = -1;
+  while (kib < 0 && fgets(line, sizeof line, f))
+    if (sscanf(line, "Anonymous: %ld kB", &kib) != 1)
+      kib = -1;
+  fclose(f);
+  assert_true(kib >= 0);
+  return kib;
+}
+
 double now_ms(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);

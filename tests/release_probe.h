@@ -61,5 +61,9 @@ twin_array *big_zeros(twin_context *ctx, int ndim, const size_t *shape);
 twin_array *big_vector(twin_context *ctx);
 
 double now_ms(void);
+/* The process's anonymous resident memory (its data, not the code it has paged in), in KiB,
+ * to the page: /proc/self/smaps_rollup walks the page tables, where the counters behind
+ * /proc/self/statm are kept per CPU and may lag by tens of pages. */
+long anon_resident_kib(void);
 
 #endif

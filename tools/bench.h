@@ -62,5 +62,10 @@ void bench_copy(twin_context *ctx);    /* bench_copy.c */
 void bench_launch(twin_context *ctx);  /* bench_launch.c */
 void bench_release(twin_context *ctx); /* bench_release.c */
 void bench_pressure(twin_context *ctx); /* bench_pressure.c */
+/* bench_dropped.c: rounds of arrays dropped, each column in a child process (`--rounds MODE SPEC`)
+ * started before the parent touches OpenCL. */
+int bench_rounds_child(const char *spec, const char *mode);
+void bench_spawn_rounds(const char *self, const char *spec);
+void bench_print_rounds(void);
 
 #endif

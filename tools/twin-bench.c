@@ -64,16 +64,21 @@ static void print_rss(twin_context *ctx, double rss_auto, double rss_copy) {
   printf("| copy | %.0f | %.2f |\n", rss_copy, rss_copy / 512);
 }
 
-/* Usage: twin-bench [--section views|copy|handoff|fresh|launch|release|pressure|rss]... [device
- * spec] */
+/* Usage: twin-bench [--section views|copy|handoff|fresh|launch|release|pressure|rss|dropped]...
+ * [device spec] */
 int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "--rss") == 0)
     return bench_rss_child(argv[3], argv[2]);
+  if (argc == 4 && strcmp(argv[1], "--rounds") == 0)
+    return bench_rounds_child(argv[3], argv[2]);
   const char *spec = spec_of(argc, argv);
   /* Children first: no fork after this process has touched OpenCL. */
   bool rss = wanted("rss", argc, argv);
   double rss_auto = rss ? bench_spawn_rss(argv[0], "auto", spec) : 0;
   double rss_copy = rss ? bench_spawn_rss(argv[0], "copy", spec) : 0;
+  bool dropped = wanted("dropped", argc, argv);
+  if (dropped)
+    bench_spawn_rounds(argv[0], spec);
   twin_context *ctx;
   bench_check(twin_context_new(spec, &ctx), "twin_context_new");
   const twin_device_info *dev = twin_context_device(ctx);
@@ -84,6 +89,8 @@ int main(int argc, char **argv) {
       sections[i].run(ctx);
   if (rss)
     print_rss(ctx, rss_auto, rss_copy);
+  if (dropped)
+    bench_print_rounds();
   twin_context_unref(ctx);
   return 0;
 }

@@ -5,7 +5,7 @@
  * listed by twin_device_list and never the default choice.
  *
  * Its "device memory" is host memory from twin's own allocator (twin__alloc_block, released
- * with twin__free), so the allocator's fault hooks reach device allocations too. A handle is
+ * with twin__free_block), so the allocator's fault hooks reach device allocations too. A handle is
  * the address of its block, so the built-in copy and fill run on the device side through the
  * host loops applied to the device blocks. Every member completes its work before it returns:
  * nothing is ever queued, so release is immediate. Work on device memory (transfers, zeroing,
@@ -50,9 +50,27 @@ static void fake_close(twin_context *ctx) {
   twin__free(f);
 }
 
+/* What a handle keeps in its track's life: for a block it owns (from dev_alloc, or dev_wrap's
+ * zero-copy block), the block's size, which twin__free_block needs; over memory the application
+ * lent, the callback that gives the memory back. */
+typedef struct life {
+  size_t owned; /* bytes of the handle's own block; 0 over lent memory */
+  void (*done)(void *arg);
+  void *arg;
+} life;
+
+static twin_status keep(twin__track *track, life what) {
+  life *l = twin__malloc(sizeof *l);
+  if (!l)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to follow a fake device handle");
+  *l = what;
+  track->life = l;
+  return TWIN_OK;
+}
+
 static twin_status fake_dev_alloc(twin_context *ctx, size_t nbytes, void **handle,
                                   twin__track *track) {
-  (void)track;
+  (void)ctx;
   /* The device's memory is host memory, so running out of it is running out of host memory
    * (as for OpenCL on a device that shares host memory): core then frees redundant host copies
    * and retries. A device budget is core's to enforce, as on every device. */
@@ -60,30 +78,25 @@ static twin_status fake_dev_alloc(twin_context *ctx, size_t nbytes, void **handl
   if (!block)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY,
                       "no host memory for a %zu-byte device copy on the fake device", nbytes);
+  twin_status s = keep(track, (life){nbytes, NULL, NULL});
+  if (s != TWIN_OK) {
+    twin__free_block(block, nbytes);
+    return s;
+  }
   memset(block, UNWRITTEN, nbytes);
   *handle = block;
-  (void)ctx;
   return TWIN_OK;
 }
-
-/* What a handle over memory the application lent keeps, in its track's life: the callback
- * that gives the memory back. A handle from dev_alloc or dev_wrap has none and owns its block. */
-typedef struct lent {
-  void (*done)(void *arg);
-  void *arg;
-} lent;
 
 static bool fake_dev_free(twin_context *ctx, void *handle, twin__track *track) {
   (void)ctx;
   assert(!track->last); /* nothing is ever queued */
-  lent *l = track->life;
+  life *l = track->life, gone = *l;
   track->life = NULL;
-  if (!l) {
-    twin__free(handle);
-    return true;
-  }
-  /* The handle goes first, then the memory goes back to the application. */
-  lent gone = *l;
+  /* The memory goes first, then the record (which tests watch); lent memory goes back to the
+   * application after the handle is gone. */
+  if (gone.owned)
+    twin__free_block(handle, gone.owned);
   twin__free(l);
   if (gone.done)
     gone.done(gone.arg);
@@ -132,22 +145,21 @@ static twin_status fake_fill(twin_context *ctx, const twin__view *dst, const voi
 /* Zero-copy: the host block is the device memory, used in place. */
 static twin_status fake_dev_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle,
                                  twin__track *track) {
-  (void)ctx, (void)nbytes, (void)track;
-  *handle = host;
-  return TWIN_OK;
+  (void)ctx;
+  twin_status s = keep(track, (life){nbytes, NULL, NULL});
+  if (s == TWIN_OK)
+    *handle = host;
+  return s;
 }
 
 static twin_status fake_dev_wrap_external(twin_context *ctx, void *host, size_t nbytes,
                                           void (*done)(void *arg), void *arg, void **handle,
                                           twin__track *track) {
   (void)ctx, (void)nbytes;
-  lent *l = twin__malloc(sizeof *l);
-  if (!l)
-    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to follow lent memory");
-  *l = (lent){done, arg};
-  track->life = l;
-  *handle = host;
-  return TWIN_OK;
+  twin_status s = keep(track, (life){0, done, arg});
+  if (s == TWIN_OK)
+    *handle = host;
+  return s;
 }
 
 static twin_status fake_map(twin_context *ctx, void *handle, size_t off, size_t n,

@@ -185,9 +185,10 @@ twin_status twin__cl_wrap_external(twin_context *ctx, void *host, size_t nbytes,
                                    void (*done)(void *arg), void *arg, void **handle,
                                    twin__track *track);
 /* A cl_mem twin makes (CL_MEM_USE_HOST_PTR over host, or device memory when host is NULL) with
- * the record dev_free needs in track->life: block, when not NULL, is twin__free'd when the
- * runtime destroys the cl_mem, and done(arg), when not NULL, runs once it is destroyed (see
- * dev_wrap_external). On failure nothing is kept and neither runs. */
+ * the record dev_free needs in track->life: block, when not NULL, is a block of nbytes from
+ * twin__alloc_block, freed when the runtime destroys the cl_mem, and done(arg), when not NULL,
+ * runs once it is destroyed (see dev_wrap_external). On failure nothing is kept and neither runs.
+ */
 twin_status twin__cl_make(twin_context *ctx, cl_mem_flags flags, size_t nbytes, void *host,
                           void *block, void (*done)(void *arg), void *arg, cl_mem *out,
                           twin__track *track);

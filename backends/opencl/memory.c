@@ -13,6 +13,7 @@
 typedef struct life {
   atomic_uint arrived;     /* 0, then 1 when the first of the two reached it */
   void *block;             /* freed by the destructor: a zero-copy buffer's host block, or NULL */
+  size_t size;             /* block's size, which twin__free_block needs */
   void (*done)(void *arg); /* adopted host memory given back, by the second to arrive */
   void *arg;
 } life;
@@ -31,7 +32,7 @@ static void CL_CALLBACK destroyed(cl_mem mem, void *user) {
   (void)mem;
   life *l = user;
   if (l->block)
-    twin__free(l->block);
+    twin__free_block(l->block, l->size);
   arrive(l);
 }
 
@@ -45,7 +46,7 @@ twin_status twin__cl_make(twin_context *ctx, cl_mem_flags flags, size_t nbytes, 
   life *l = twin__malloc(sizeof *l);
   if (!l)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to follow a cl_mem");
-  *l = (life){0, block, done, arg};
+  *l = (life){0, block, nbytes, done, arg};
   cl_int err;
   cl_mem mem = twin__cl.clCreateBuffer(to_cl(ctx)->context, flags, nbytes, host, &err);
   if (!mem) {
@@ -90,7 +91,7 @@ twin_status twin__cl_alloc(twin_context *ctx, size_t nbytes, void **handle, twin
                         nbytes);
     twin_status s = twin__cl_wrap(ctx, block, nbytes, handle, track);
     if (s != TWIN_OK)
-      twin__free(block);
+      twin__free_block(block, nbytes);
     return s;
   }
   cl_mem mem;
