@@ -15,10 +15,15 @@
  * moved within the pattern's extent instead. */
 #define PIECES_MAX 16
 
-static atomic_size_t resolved_bytes;
+/* Bytes moved beyond what accesses asked for (see twin__coherence_extra_bytes). */
+static atomic_size_t extra_bytes;
 
-size_t twin__coherence_resolved_bytes(void) {
-  return atomic_load_explicit(&resolved_bytes, memory_order_relaxed);
+static void count_extra(size_t n) {
+  atomic_fetch_add_explicit(&extra_bytes, n, memory_order_relaxed);
+}
+
+size_t twin__coherence_extra_bytes(void) {
+  return atomic_load_explicit(&extra_bytes, memory_order_relaxed);
 }
 
 void twin__array_region(const twin_array *a, twin__region *r) {
@@ -88,20 +93,28 @@ static twin_status resolve(twin__buffer *b, int r, twin__side_id keep, const twi
   if (s != TWIN_OK)
     return s;
   twin__dirty_remove(&b->dirty, (unsigned)pick);
-  atomic_fetch_add_explicit(&resolved_bytes, twin__pattern_bytes(&seg.p), memory_order_relaxed);
+  count_extra(twin__pattern_bytes(&seg.p));
   return TWIN_OK;
 }
 
 /* ---- Moving a view's elements ---- */
 
-/* With b->lock held: the pieces of segment s inside pattern v, or within v's extent when the
- * intersection is not describable in PIECES_MAX patterns (more bytes, all newer there). */
-static int pieces_of(const twin__pattern *s, const twin__pattern *v, twin__pattern *out) {
+/* The pieces of segment s inside pattern v; or, when that intersection is not describable in
+ * PIECES_MAX patterns, those within v's extent (more bytes, all newer there: *extra true); or
+ * s whole (-1 from the extent too). */
+static int pieces_of(const twin__pattern *s, const twin__pattern *v, twin__pattern *out,
+                     bool *extra) {
   int n = twin__pattern_intersect(s, v, out, PIECES_MAX);
+  *extra = n < 0;
   if (n >= 0)
     return n;
   twin__pattern extent = twin__pattern_range(v->lo, twin__pattern_end(v));
-  return twin__pattern_intersect(s, &extent, out, PIECES_MAX);
+  n = twin__pattern_intersect(s, &extent, out, PIECES_MAX);
+  if (n < 0) {
+    out[0] = *s;
+    n = 1;
+  }
+  return n;
 }
 
 /* With b->lock held: moves to `which` the bytes of v that the other side holds newer, then
@@ -116,13 +129,13 @@ static twin_status sync_pattern(twin__buffer *b, twin__side_id which, const twin
     if (d.s[i].newer == which)
       continue;
     assert(b->mem[!which]); /* a side is newer only after it was written, so it exists */
-    int n = pieces_of(&d.s[i].p, v, pieces);
-    if (n < 0) { /* too fragmented even within the extent: the whole segment */
-      n = 1;
-      pieces[0] = d.s[i].p;
-    }
-    for (int k = 0; k < n && s == TWIN_OK; k++)
+    bool extra;
+    int n = pieces_of(&d.s[i].p, v, pieces, &extra);
+    for (int k = 0; k < n && s == TWIN_OK; k++) {
       s = twin__buffer_move_pattern(b, which, &pieces[k]);
+      if (s == TWIN_OK && extra)
+        count_extra(twin__pattern_bytes(&pieces[k]));
+    }
     *moved = *moved || (s == TWIN_OK && n > 0);
   }
   /* Cut v from the segments newer on the other side; what cannot be cut is moved whole. */
@@ -207,7 +220,8 @@ void twin__buffer_unwrote(twin__buffer *b, twin__side_id side, const twin__dirty
       continue;
     for (unsigned k = 0; k < view.n; k++) {
       twin__pattern pieces[PIECES_MAX];
-      int n = pieces_of(&before->s[i].p, &view.p[k], pieces);
+      bool extra;
+      int n = pieces_of(&before->s[i].p, &view.p[k], pieces, &extra);
       for (int j = 0; j < n; j++) {
         if (back.n == TWIN__REGION_MAX && mark_region(b, &back, !side, &view) != TWIN_OK)
           return; /* keeping the marking loses that range's newer data: stop, as before */

@@ -352,9 +352,11 @@ twin_status twin__buffer_wrote(twin__buffer *b, twin__side_id which, const twin_
  * happened there, so the other side still holds the newest data. */
 void twin__buffer_unwrote(twin__buffer *b, twin__side_id side, const twin__dirty *before,
                           const twin_array *a);
-/* Bytes moved so far, in every context, to simplify a full dirty map (beyond what accesses
- * asked for), for tests that bound the bytes moved. */
-size_t twin__coherence_resolved_bytes(void);
+/* Bytes moved so far, in every context, beyond the elements accesses asked for: segments
+ * moved whole to simplify a full map, and pieces moved within a view's extent where a
+ * segment's intersection with the view was not describable. For tests that bound the bytes
+ * moved. */
+size_t twin__coherence_extra_bytes(void);
 /* Brings bytes [lo, hi) of side x up to date (locking b), refusing under fn's name while a
  * write access is open on the other side. A buffer with no device memory prefetches its host
  * side. */
