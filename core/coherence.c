@@ -18,7 +18,7 @@
 /* Bytes moved beyond what accesses asked for (see twin__coherence_extra_bytes). */
 static atomic_size_t extra_bytes;
 
-static void count_extra(size_t n) {
+void twin__count_extra(size_t n) {
   atomic_fetch_add_explicit(&extra_bytes, n, memory_order_relaxed);
 }
 
@@ -93,7 +93,7 @@ static twin_status resolve(twin__buffer *b, int r, twin__side_id keep, const twi
   if (s != TWIN_OK)
     return s;
   twin__dirty_remove(&b->dirty, (unsigned)pick);
-  count_extra(twin__pattern_bytes(&seg.p));
+  twin__count_extra(twin__pattern_bytes(&seg.p));
   return TWIN_OK;
 }
 
@@ -134,7 +134,7 @@ static twin_status sync_pattern(twin__buffer *b, twin__side_id which, const twin
     for (int k = 0; k < n && s == TWIN_OK; k++) {
       s = twin__buffer_move_pattern(b, which, &pieces[k]);
       if (s == TWIN_OK && extra)
-        count_extra(twin__pattern_bytes(&pieces[k]));
+        twin__count_extra(twin__pattern_bytes(&pieces[k]));
     }
     *moved = *moved || (s == TWIN_OK && n > 0);
   }

@@ -107,6 +107,8 @@ twin_status twin__buffer_move_pattern(twin__buffer *b, twin__side_id to, const t
   twin_context *ctx = b->ctx;
   if (twin__pattern_contiguous(p))
     return twin__buffer_move(b, to, p->lo, p->lo + p->run);
+  /* Always a rectangle: on PoCL one is never slower than a transfer of its extent beyond the
+   * noise, at any run length, at half density and sparser (twin-bench strided-moves). */
   if (!ctx->ops->to_host_rect)
     return move_runs(b, to, p);
   char *host = b->mem[TWIN__HOST];

@@ -357,6 +357,7 @@ void twin__buffer_unwrote(twin__buffer *b, twin__side_id side, const twin__dirty
  * segment's intersection with the view was not describable. For tests that bound the bytes
  * moved. */
 size_t twin__coherence_extra_bytes(void);
+void twin__count_extra(size_t n);
 /* Brings bytes [lo, hi) of side x up to date (locking b), refusing under fn's name while a
  * write access is open on the other side. A buffer with no device memory prefetches its host
  * side. */
