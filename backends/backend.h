@@ -134,6 +134,14 @@ struct twin_backend_ops {
   twin_status (*to_device)(twin_context *ctx, void *handle, size_t off, size_t n, const void *src);
   /* Copies n bytes at byte offset off of the handle to host memory, complete on return. */
   twin_status (*to_host)(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
+  /* Rectangular transfers (NULL: core moves run by run): copy the bytes of pattern p
+   * (ground.h: count[1] groups stride[1] apart of count[0] runs stride[0] apart of p->run
+   * bytes, from byte p->lo) between the handle and host memory `host`, at the same byte
+   * offsets on both (host + p->lo is the host copy of the handle's byte p->lo), complete on
+   * return. Both are set or neither. */
+  twin_status (*to_device_rect)(twin_context *ctx, void *handle, const twin__pattern *p,
+                                const void *host);
+  twin_status (*to_host_rect)(twin_context *ctx, void *handle, const twin__pattern *p, void *host);
   /* Sets n bytes at byte offset off of the handle to zero (may complete later, in order, and
    * is recorded in track). */
   twin_status (*dev_zero)(twin_context *ctx, void *handle, size_t off, size_t n,

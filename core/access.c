@@ -1,6 +1,6 @@
-/* The access protocol: begin brings an array's byte extent up to date on one side (moving
- * only the parts the other side holds newer) and, for a write, marks that extent newer on
- * this side; end closes it. On a shared (zero-copy) buffer a host access maps the extent instead.
+/* The access protocol: begin brings an array's elements up to date on one side (moving only
+ * those the other side holds newer) and, for a write, marks them newer on this side; end
+ * closes it. On a shared (zero-copy) buffer a host access maps the extent instead.
  *
  * Each buffer keeps a record of every open access (array object, side, mode, who opened it
  * where, and the thread holding it). Reads never conflict; a write conflicts with any other
@@ -186,10 +186,7 @@ static twin_status prepare_side(twin_array *a, twin__side_id side, twin_access a
   twin__buffer *b = a->buf;
   size_t lo, hi;
   twin__array_extent(a, &lo, &hi);
-  bool need_data = (access & TWIN_READ) || !covers_extent(a);
-  twin_status s = twin__buffer_reserve(b);
-  if (s == TWIN_OK)
-    s = twin__buffer_sync(b, side, lo, need_data ? hi : lo);
+  twin_status s = twin__buffer_sync_view(b, side, a, access);
   bool invalidate = access == TWIN_WRITE && covers_extent(a);
   if (s == TWIN_OK && side == TWIN__HOST && b->layout == TWIN__SHARED && a->host_opens == 0)
     s = twin__buffer_map(b, lo, hi, access, invalidate, &a->mapped);
@@ -217,11 +214,13 @@ static twin_status open_locked(const twin__opener *who, bool unowned, twin_array
   }
   if (access & TWIN_WRITE) {
     /* The other side has no open access (admitted above), so it is older from now on. */
-    size_t lo, hi;
-    twin__array_extent(a, &lo, &hi);
     if (before)
       twin__dirty_copy(before, &b->dirty);
-    twin__buffer_wrote(b, side, lo, hi);
+    s = twin__buffer_wrote(b, side, a);
+    if (s != TWIN_OK) {
+      twin__record_free(a, x);
+      return twin__fail_prefix(s, "%s: ", who_text(who, w, sizeof w));
+    }
   }
   twin__record_link(a, x, who, unowned, side, access);
   return TWIN_OK;
@@ -395,11 +394,8 @@ void twin__close_for_op(twin_array *a, twin__side_id side, const twin__dirty *fa
   pthread_mutex_lock(&b->lock);
   twin__access *x =
       twin__record_find(a, side); /* this thread's newest there: the operation's own */
-  if (failed_before && (x->mode & TWIN_WRITE)) {
-    size_t lo, hi;
-    twin__array_extent(a, &lo, &hi);
-    twin__buffer_unwrote(b, side, failed_before, lo, hi);
-  }
+  if (failed_before && (x->mode & TWIN_WRITE))
+    twin__buffer_unwrote(b, side, failed_before, a);
   twin__record_close(a, x); /* a failed unmap (host kernels on zero-copy) has no one to tell */
   pthread_mutex_unlock(&b->lock);
 }

@@ -308,36 +308,112 @@ static inline size_t twin__item_size(twin_dtype dtype) {
 
 /* ---- Dirty maps (dirty.c) ---- */
 
-/* Segments a buffer may track before it moves the smallest to make room. */
+/* A set of bytes of a buffer, as a view's elements make one: count[1] groups stride[1] bytes
+ * apart, each of count[0] runs stride[0] bytes apart, each run `run` contiguous bytes; the
+ * first run starts at byte lo. Runs never overlap (run <= stride[0]) nor do groups (a group's
+ * span, (count[0] - 1) * stride[0] + run, is <= stride[1]). twin__pattern_normal puts one in
+ * its normal form: contiguous runs merged, a level of count 1 has stride 0, a single level is
+ * level 0; so a contiguous range [lo, hi) is {lo, hi - lo, {0, 0}, {1, 1}}. */
+typedef struct twin__pattern {
+  size_t lo;
+  size_t run;
+  size_t stride[2];
+  size_t count[2];
+} twin__pattern;
+
+void twin__pattern_normal(twin__pattern *p);
+/* The contiguous pattern [lo, hi) (hi > lo). */
+static inline twin__pattern twin__pattern_range(size_t lo, size_t hi) {
+  return (twin__pattern){lo, hi - lo, {0, 0}, {1, 1}};
+}
+/* Bytes in p, and one past its last byte. */
+static inline size_t twin__pattern_bytes(const twin__pattern *p) {
+  return p->run * p->count[0] * p->count[1];
+}
+static inline size_t twin__pattern_end(const twin__pattern *p) {
+  return p->lo + (p->count[1] - 1) * p->stride[1] + (p->count[0] - 1) * p->stride[0] + p->run;
+}
+static inline bool twin__pattern_contiguous(const twin__pattern *p) {
+  return p->count[0] == 1 && p->count[1] == 1;
+}
+/* Bytes of p in [lo, hi). */
+size_t twin__pattern_bytes_in(const twin__pattern *p, size_t lo, size_t hi);
+
+/* Segments a buffer's map may hold. An operation whose result would need more (or a pattern
+ * the map cannot describe exactly) fails and leaves the map as it was; the buffer then moves
+ * a segment across to make room (coherence.c), so fragmentation costs extra transfers, never
+ * wrong data. */
 #define TWIN__DIRTY_CAP 32
 
 typedef struct twin__segment {
-  size_t lo, hi;       /* bytes [lo, hi) of the buffer */
+  twin__pattern p;
   twin__side_id newer; /* the side holding the newer data there */
 } twin__segment;
 
-/* Sorted, disjoint segments; touching segments of one side are merged. Zero-initialised is
- * clean. Two slots beyond the cap absorb one operation's splits before the buffer resolves. */
+/* Disjoint segments (as sets of bytes: the spans of strided ones may interleave), sorted by
+ * first byte. Zero-initialised is clean. */
 typedef struct twin__dirty {
   unsigned count;
-  twin__segment s[TWIN__DIRTY_CAP + 2];
+  twin__segment s[TWIN__DIRTY_CAP];
 } twin__dirty;
 
-/* Copies a map: its live segments only (a full copy moves ~1 KiB, mostly unused slots). */
+/* Copies a map: its live segments only (a full copy moves ~2 KiB, mostly unused slots). */
 static inline void twin__dirty_copy(twin__dirty *to, const twin__dirty *from) {
   to->count = from->count;
   for (unsigned i = 0; i < from->count; i++)
     to->s[i] = from->s[i];
 }
 
-/* Records that `newer` holds the newer data in [lo, hi). */
-void twin__dirty_mark(twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
-/* Records that both sides agree in [lo, hi). */
-void twin__dirty_clear(twin__dirty *d, size_t lo, size_t hi);
+/* What an operation on a map did: TWIN__DIRTY_DONE; TWIN__DIRTY_FULL, the result would need
+ * more than TWIN__DIRTY_CAP segments; or the index of a segment whose difference with the
+ * pattern the map cannot describe. The map is unchanged unless DONE. */
+#define TWIN__DIRTY_DONE (-1)
+#define TWIN__DIRTY_FULL (-2)
+/* Records that `newer` holds the newer data in the bytes of p. */
+int twin__dirty_mark_pattern(twin__dirty *d, const twin__pattern *p, twin__side_id newer);
+/* Records that both sides agree in the bytes of p, in the segments newer on `side` alone
+ * (only_side true) or in all of them. */
+int twin__dirty_clear_pattern(twin__dirty *d, const twin__pattern *p, bool only_side,
+                              twin__side_id side);
+/* The contiguous forms: [lo, hi). A clear that fails leaves the range marked (safe: it costs
+ * a move later); a mark that fails must be resolved by the caller. */
+int twin__dirty_mark(twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
+int twin__dirty_clear(twin__dirty *d, size_t lo, size_t hi);
+/* Removes segment i. */
+void twin__dirty_remove(twin__dirty *d, unsigned i);
 /* Index of the smallest segment (count must be > 0). */
 unsigned twin__dirty_smallest(const twin__dirty *d);
 /* Bytes in [lo, hi) where `newer` holds the newer data. */
 size_t twin__dirty_bytes(const twin__dirty *d, size_t lo, size_t hi, twin__side_id newer);
+/* The bytes common to a and b as at most `cap` patterns in out; returns how many, or -1 when
+ * they need more or cannot be described (then the caller treats a as a whole). */
+int twin__pattern_intersect(const twin__pattern *a, const twin__pattern *b, twin__pattern *out,
+                            int cap);
+
+/* Appends p (disjoint from every segment of d, newer on `newer`) as a segment of its own;
+ * false when the map is full. */
+bool twin__dirty_add(twin__dirty *d, const twin__pattern *p, twin__side_id newer);
+
+/* The bytes of a view: patterns that together hold exactly its elements (exact), or, for a
+ * view whose layout does not fit (more than TWIN__REGION_MAX patterns of at most two strided
+ * levels over a contiguous run, or TWIN_MOVE=extent), its extent as one range (exact false,
+ * unless the view is contiguous). An empty view has no pattern. */
+#define TWIN__REGION_MAX 8
+typedef struct twin__region {
+  unsigned n;
+  bool exact;
+  size_t lo, hi; /* the extent */
+  twin__pattern p[TWIN__REGION_MAX];
+} twin__region;
+
+/* The region of the view of ndim axes (shape, strides in elements, any sign) whose element 0
+ * is element `offset` of the buffer, elements of `item` bytes. */
+void twin__region_of(size_t item, size_t offset, int ndim, const size_t *shape,
+                     const ptrdiff_t *strides, twin__region *r);
+/* The region of bytes [lo, hi). */
+void twin__region_range(size_t lo, size_t hi, twin__region *r);
+/* Element bytes of a region's patterns. */
+size_t twin__region_bytes(const twin__region *r);
 
 /* ---- The debug switch (debug.c) ---- */
 

@@ -92,6 +92,34 @@ twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size
   return s;
 }
 
+/* Moves p run by run, for a backend without rectangular transfers. */
+static twin_status move_runs(twin__buffer *b, twin__side_id to, const twin__pattern *p) {
+  twin_status s = TWIN_OK;
+  for (size_t j = 0; j < p->count[1] && s == TWIN_OK; j++)
+    for (size_t i = 0; i < p->count[0] && s == TWIN_OK; i++) {
+      size_t lo = p->lo + j * p->stride[1] + i * p->stride[0];
+      s = twin__buffer_move(b, to, lo, lo + p->run);
+    }
+  return s;
+}
+
+twin_status twin__buffer_move_pattern(twin__buffer *b, twin__side_id to, const twin__pattern *p) {
+  twin_context *ctx = b->ctx;
+  if (twin__pattern_contiguous(p))
+    return twin__buffer_move(b, to, p->lo, p->lo + p->run);
+  /* Always a rectangle: on PoCL one is never slower than a transfer of its extent beyond the
+   * noise, at any run length, at half density and sparser (twin-bench strided-moves). */
+  if (!ctx->ops->to_host_rect)
+    return move_runs(b, to, p);
+  char *host = b->mem[TWIN__HOST];
+  void *dev = b->mem[TWIN__DEVICE];
+  twin_status s = to == TWIN__DEVICE ? ctx->ops->to_device_rect(ctx, dev, p, host)
+                                     : ctx->ops->to_host_rect(ctx, dev, p, host);
+  if (s == TWIN_OK)
+    twin__count_transfer(ctx, to == TWIN__DEVICE, twin__pattern_bytes(p));
+  return s;
+}
+
 /* ---- Freeing ---- */
 
 /* Device memory that outlives twin's release: someone outside twin retained a handle twin

@@ -123,14 +123,16 @@ static twin_status write_back(twin__buffer *x, twin__dirty *map, size_t *written
   twin__dirty_copy(map, &x->dirty);
   if (!had_host && twin__dirty_bytes(map, 0, x->nbytes, TWIN__DEVICE))
     s = twin__buffer_allocate(x, TWIN__HOST);
-  for (unsigned i = 0; i < map->count && s == TWIN_OK; i++) {
-    const twin__segment *seg = &map->s[i];
-    if (seg->newer != TWIN__DEVICE)
+  for (unsigned i = 0; i < x->dirty.count && s == TWIN_OK;) {
+    twin__segment seg = x->dirty.s[i];
+    if (seg.newer != TWIN__DEVICE) {
+      i++;
       continue;
-    s = twin__buffer_move(x, TWIN__HOST, seg->lo, seg->hi);
+    }
+    s = twin__buffer_move_pattern(x, TWIN__HOST, &seg.p);
     if (s == TWIN_OK) {
-      twin__dirty_clear(&x->dirty, seg->lo, seg->hi);
-      *written += seg->hi - seg->lo;
+      twin__dirty_remove(&x->dirty, i); /* both sides agree there now */
+      *written += twin__pattern_bytes(&seg.p);
     }
   }
   if (s != TWIN_OK && !had_host && !*written)
@@ -141,7 +143,8 @@ static twin_status write_back(twin__buffer *x, twin__dirty *map, size_t *written
 /* With x->lock held, its device copy gone: the host copy is newer wherever a device copy made
  * again must be brought up to date. A host copy that existed holds data everywhere (the device
  * copy's initial content no longer matches it anywhere it was written), so all of it; a host
- * copy made for the write-back holds the initial content but for the ranges written back. */
+ * copy made for the write-back holds the initial content but for the ranges written back,
+ * which no segment holds now (they were newer on the device), so each fits as it was. */
 static void mark_spilled(twin__buffer *x, const twin__dirty *map, bool had_host) {
   if (had_host) {
     twin__dirty_mark(&x->dirty, 0, x->nbytes, TWIN__HOST);
@@ -149,7 +152,7 @@ static void mark_spilled(twin__buffer *x, const twin__dirty *map, bool had_host)
   }
   for (unsigned i = 0; i < map->count; i++)
     if (map->s[i].newer == TWIN__DEVICE)
-      twin__dirty_mark(&x->dirty, map->s[i].lo, map->s[i].hi, TWIN__HOST);
+      twin__dirty_add(&x->dirty, &map->s[i].p, TWIN__HOST);
 }
 
 /* Bytes written back count even when the spill then stops (both sides hold them now). */

@@ -261,6 +261,10 @@ twin_status twin__buffer_allocate(twin__buffer *b, twin__side_id which);
 /* With b->lock held, both sides allocated: copies bytes [lo, hi) from the other side into
  * `to`, complete on return, and counts the transfer. The caller fixes the dirty map. */
 twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size_t hi);
+/* With b->lock held: copies the bytes of pattern p to side `to` from the other side (a
+ * rectangular transfer where the backend has one, else run by run), counted in the
+ * statistics. */
+twin_status twin__buffer_move_pattern(twin__buffer *b, twin__side_id to, const twin__pattern *p);
 /* With b->lock held: frees one side's memory, if any (the caller fixes the dirty map). Device
  * memory is released before this returns: it waits for the commands queued on it. */
 void twin__buffer_release_side(twin__buffer *b, twin__side_id which);
@@ -326,19 +330,34 @@ twin_status twin__buffer_ensure(twin__buffer *b, twin__side_id which);
 
 /* ---- Coherence between the two copies (coherence.c) ---- */
 
-/* With b->lock held: allocates `which` if needed and brings bytes [lo, hi) of it up to date,
- * moving only the parts where the other side is newer. */
+/* The bytes array object a views, as patterns (ground.h, twin__region_of). */
+void twin__array_region(const twin_array *a, twin__region *r);
+/* With b->lock held: allocates `which` if needed and brings the bytes of region r up to date
+ * there, moving only the view's elements the other side holds newer (each pattern in one
+ * rectangular transfer where the backend has them). twin__buffer_sync does it for bytes
+ * [lo, hi). */
+twin_status twin__buffer_sync_region(twin__buffer *b, twin__side_id which, const twin__region *r);
 twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
-/* With b->lock held: makes room in the dirty map for one twin__buffer_wrote (moving the
- * smallest dirty segments when it is full). Call before a write access is granted. */
-twin_status twin__buffer_reserve(twin__buffer *b);
-/* With b->lock held: records that bytes [lo, hi) are being written on `which`. */
-void twin__buffer_wrote(twin__buffer *b, twin__side_id which, size_t lo, size_t hi);
-/* With b->lock held: undoes a write's marking of [lo, hi) on `side` where the other side was
- * newer in `before` (the map as it was when the write was granted): the write never happened
- * there, so the other side still holds the newest data. */
-void twin__buffer_unwrote(twin__buffer *b, twin__side_id side, const twin__dirty *before, size_t lo,
-                          size_t hi);
+/* With b->lock held: brings what an access of mode `access` through a on `which` needs up to
+ * date: a's elements for a read; nothing for a write of exactly its elements; its extent for
+ * a write through a view whose elements the map cannot describe (it marks the extent). */
+twin_status twin__buffer_sync_view(twin__buffer *b, twin__side_id which, const twin_array *a,
+                                   twin_access access);
+/* With b->lock held: records that a's elements (its extent, when the map cannot describe
+ * them) are being written on `which`. When the map is full it first moves a segment across
+ * (never one newer on `which` that meets a's elements, nor one a write access is open on). */
+twin_status twin__buffer_wrote(twin__buffer *b, twin__side_id which, const twin_array *a);
+/* With b->lock held: undoes a write's marking of a's elements on `side` where the other side
+ * was newer in `before` (the map as it was when the write was granted): the write never
+ * happened there, so the other side still holds the newest data. */
+void twin__buffer_unwrote(twin__buffer *b, twin__side_id side, const twin__dirty *before,
+                          const twin_array *a);
+/* Bytes moved so far, in every context, beyond the elements accesses asked for: segments
+ * moved whole to simplify a full map, and pieces moved within a view's extent where a
+ * segment's intersection with the view was not describable. For tests that bound the bytes
+ * moved. */
+size_t twin__coherence_extra_bytes(void);
+void twin__count_extra(size_t n);
 /* Brings bytes [lo, hi) of side x up to date (locking b), refusing under fn's name while a
  * write access is open on the other side. A buffer with no device memory prefetches its host
  * side. */

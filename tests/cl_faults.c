@@ -61,6 +61,27 @@ cl_int CL_API_CALL fault_read_buffer(cl_command_queue q, cl_mem m, cl_bool b, si
              : twin__cl_real.clEnqueueReadBuffer(q, m, b, off, n, p, ne, wl, ev);
 }
 
+cl_int CL_API_CALL fault_write_buffer_rect(cl_command_queue q, cl_mem m, cl_bool b,
+                                           const size_t *bo, const size_t *ho, const size_t *r,
+                                           size_t brp, size_t bsp, size_t hrp, size_t hsp,
+                                           const void *p, cl_uint ne, const cl_event *wl,
+                                           cl_event *ev) {
+  return should_fail("clEnqueueWriteBufferRect")
+             ? cl_fail_code
+             : twin__cl_real.clEnqueueWriteBufferRect(q, m, b, bo, ho, r, brp, bsp, hrp, hsp, p, ne,
+                                                      wl, ev);
+}
+
+cl_int CL_API_CALL fault_read_buffer_rect(cl_command_queue q, cl_mem m, cl_bool b, const size_t *bo,
+                                          const size_t *ho, const size_t *r, size_t brp, size_t bsp,
+                                          size_t hrp, size_t hsp, void *p, cl_uint ne,
+                                          const cl_event *wl, cl_event *ev) {
+  return should_fail("clEnqueueReadBufferRect")
+             ? cl_fail_code
+             : twin__cl_real.clEnqueueReadBufferRect(q, m, b, bo, ho, r, brp, bsp, hrp, hsp, p, ne,
+                                                     wl, ev);
+}
+
 cl_int CL_API_CALL fault_fill_buffer(cl_command_queue q, cl_mem m, const void *pat, size_t ps,
                                      size_t off, size_t n, cl_uint ne, const cl_event *wl,
                                      cl_event *ev) {

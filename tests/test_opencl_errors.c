@@ -336,6 +336,8 @@ static void test_opencl_failure_sweep_over_allocations_and_transfers(void **stat
     twin__cl.clCreateBuffer = fault_create_buffer;
     twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
     twin__cl.clEnqueueReadBuffer = fault_read_buffer;
+    twin__cl.clEnqueueWriteBufferRect = fault_write_buffer_rect;
+    twin__cl.clEnqueueReadBufferRect = fault_read_buffer_rect;
     twin__cl.clEnqueueFillBuffer = fault_fill_buffer;
     twin__cl.clSetMemObjectDestructorCallback = fault_destructor;
     twin__cl.clEnqueueMapBuffer = fault_map;

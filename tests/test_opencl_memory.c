@@ -38,6 +38,8 @@ static void cl_wrap(int fail_at) {
   twin__cl.clSetMemObjectDestructorCallback = fault_destructor;
   twin__cl.clEnqueueWriteBuffer = fault_write_buffer;
   twin__cl.clEnqueueReadBuffer = fault_read_buffer;
+  twin__cl.clEnqueueWriteBufferRect = fault_write_buffer_rect;
+  twin__cl.clEnqueueReadBufferRect = fault_read_buffer_rect;
   twin__cl.clEnqueueFillBuffer = fault_fill_buffer;
   twin__cl.clEnqueueCopyBuffer = fault_copy_buffer;
   twin__cl.clEnqueueMapBuffer = fault_map;
@@ -87,14 +89,14 @@ static void test_opencl_failure_sweep_over_a_memory_workload(void **state) {
    * copy to trim, after either of its two calls fails. */
   assert_int_equal(recovered, f->layout == FIXTURE_TWO_COPIES ? 2 : 0);
   /* Zero-copy wraps host blocks and maps them for host access; two copies (on a device that
-   * shares host memory, wrapped blocks too) move data with reads and writes. Both run the
-   * copy kernel. */
+   * shares host memory, wrapped blocks too) move data with reads and writes, the strided
+   * view's elements with a rectangular write. Both run the copy kernel. */
   const char *expected = f->layout == FIXTURE_SHARED
                              ? "clCreateBuffer clSetMemObjectDestructorCallback "
                                "clEnqueueMapBuffer clEnqueueUnmapMemObject clSetKernelArg "
                                "clEnqueueNDRangeKernel "
                              : "clCreateBuffer clSetMemObjectDestructorCallback "
-                               "clEnqueueWriteBuffer clSetKernelArg clEnqueueNDRangeKernel "
+                               "clEnqueueWriteBufferRect clSetKernelArg clEnqueueNDRangeKernel "
                                "clEnqueueReadBuffer ";
   if (strcmp(cl_seen, expected) != 0)
     print_error("failed calls: %s\n", cl_seen);

@@ -58,14 +58,15 @@ void bench_handoff(twin_context *zero_copy, twin_context *copy); /* bench_memory
 void bench_fresh(twin_context *ctx);
 int bench_rss_child(const char *spec, const char *mode);
 double bench_spawn_rss(const char *self, const char *mode, const char *spec);
-void bench_copy(twin_context *ctx);    /* bench_copy.c */
-void bench_launch(twin_context *ctx);  /* bench_launch.c */
-void bench_release(twin_context *ctx); /* bench_release.c */
+void bench_copy(twin_context *ctx);     /* bench_copy.c */
+void bench_launch(twin_context *ctx);   /* bench_launch.c */
+void bench_release(twin_context *ctx);  /* bench_release.c */
 void bench_pressure(twin_context *ctx); /* bench_pressure.c */
 /* bench_dropped.c: rounds of arrays dropped, each column in a child process (`--rounds MODE SPEC`)
  * started before the parent touches OpenCL. */
 int bench_rounds_child(const char *spec, const char *mode);
 void bench_spawn_rounds(const char *self, const char *spec);
 void bench_print_rounds(void);
+void bench_strided(twin_context *ctx); /* bench_strided.c */
 
 #endif

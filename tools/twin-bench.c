@@ -28,9 +28,10 @@ static const struct section {
   const char *name;
   void (*run)(twin_context *ctx);
 } sections[] = {
-    {"views", bench_views},       {"copy", bench_copy},     {"handoff", run_handoff},
-    {"fresh", bench_fresh},       {"launch", bench_launch}, {"release", bench_release},
-    {"pressure", bench_pressure},
+    {"views", bench_views},       {"copy", bench_copy},
+    {"handoff", run_handoff},     {"fresh", bench_fresh},
+    {"launch", bench_launch},     {"release", bench_release},
+    {"pressure", bench_pressure}, {"strided-moves", bench_strided},
 };
 
 static bool wanted(const char *name, int argc, char **argv) {
@@ -64,8 +65,8 @@ static void print_rss(twin_context *ctx, double rss_auto, double rss_copy) {
   printf("| copy | %.0f | %.2f |\n", rss_copy, rss_copy / 512);
 }
 
-/* Usage: twin-bench [--section views|copy|handoff|fresh|launch|release|pressure|rss|dropped]...
- * [device spec] */
+/* Usage: twin-bench [--section views|copy|handoff|fresh|launch|release|pressure|strided-moves|
+ * rss|dropped]... [device spec] */
 int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "--rss") == 0)
     return bench_rss_child(argv[3], argv[2]);

@@ -118,6 +118,31 @@ static twin_status fake_to_host(twin_context *ctx, void *handle, size_t off, siz
   return TWIN_OK;
 }
 
+/* Copies the runs of p from one block to another at the same offsets. */
+static void copy_runs(char *to, const char *from, const twin__pattern *p) {
+  for (size_t j = 0; j < p->count[1]; j++)
+    for (size_t i = 0; i < p->count[0]; i++) {
+      size_t at = p->lo + j * p->stride[1] + i * p->stride[0];
+      memcpy(to + at, from + at, p->run);
+    }
+}
+
+static twin_status fake_to_device_rect(twin_context *ctx, void *handle, const twin__pattern *p,
+                                       const void *host) {
+  pthread_mutex_lock(queue_of(ctx));
+  copy_runs(handle, host, p);
+  pthread_mutex_unlock(queue_of(ctx));
+  return TWIN_OK;
+}
+
+static twin_status fake_to_host_rect(twin_context *ctx, void *handle, const twin__pattern *p,
+                                     void *host) {
+  pthread_mutex_lock(queue_of(ctx));
+  copy_runs(host, handle, p);
+  pthread_mutex_unlock(queue_of(ctx));
+  return TWIN_OK;
+}
+
 static twin_status fake_dev_zero(twin_context *ctx, void *handle, size_t off, size_t n,
                                  twin__track *track) {
   (void)track;
@@ -185,6 +210,8 @@ const struct twin_backend_ops twin__fake_ops = {
     .dev_free = fake_dev_free,
     .to_device = fake_to_device,
     .to_host = fake_to_host,
+    .to_device_rect = fake_to_device_rect,
+    .to_host_rect = fake_to_host_rect,
     .dev_zero = fake_dev_zero,
     .dev_wrap = fake_dev_wrap,
     .map = fake_map,

@@ -26,6 +26,8 @@
   X(clSetMemObjectDestructorCallback)                                                          \
   X(clEnqueueWriteBuffer)                                                                      \
   X(clEnqueueReadBuffer)                                                                       \
+  X(clEnqueueWriteBufferRect)                                                                  \
+  X(clEnqueueReadBufferRect)                                                                   \
   X(clEnqueueFillBuffer)                                                                       \
   X(clEnqueueCopyBuffer)                                                                       \
   X(clEnqueueMapBuffer)                                                                        \
@@ -171,6 +173,10 @@ bool twin__cl_free(twin_context *ctx, void *handle, twin__track *track);
 twin_status twin__cl_to_device(twin_context *ctx, void *handle, size_t off, size_t n,
                                const void *src);
 twin_status twin__cl_to_host(twin_context *ctx, void *handle, size_t off, size_t n, void *dst);
+twin_status twin__cl_to_device_rect(twin_context *ctx, void *handle, const twin__pattern *p,
+                                    const void *host);
+twin_status twin__cl_to_host_rect(twin_context *ctx, void *handle, const twin__pattern *p,
+                                  void *host);
 twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
                           twin__track *track);
 twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle,

@@ -128,6 +128,48 @@ twin_status twin__cl_to_host(twin_context *ctx, void *handle, size_t off, size_t
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueReadBuffer", err);
 }
 
+/* One rectangular transfer of up to three levels: region {run, rows, slices} with the row and
+ * slice pitches given, at the same offsets in the buffer and in host memory. */
+static cl_int rect(twin_context *ctx, void *handle, bool write, size_t lo, const size_t region[3],
+                   size_t row_pitch, size_t slice_pitch, void *host) {
+  const size_t origin[3] = {lo, 0, 0};
+  cl_command_queue q = to_cl(ctx)->queue;
+  if (write)
+    return twin__cl.clEnqueueWriteBufferRect(q, (cl_mem)handle, CL_TRUE, origin, origin, region,
+                                             row_pitch, slice_pitch, row_pitch, slice_pitch, host,
+                                             0, NULL, NULL);
+  return twin__cl.clEnqueueReadBufferRect(q, (cl_mem)handle, CL_TRUE, origin, origin, region,
+                                          row_pitch, slice_pitch, row_pitch, slice_pitch, host, 0,
+                                          NULL, NULL);
+}
+
+/* Moves pattern p: one 3-D rectangle when its group stride is a multiple of its run stride (as
+ * OpenCL asks of a slice pitch), else one 2-D rectangle per group. */
+static cl_int move_rect(twin_context *ctx, void *handle, bool write, const twin__pattern *p,
+                        void *host) {
+  size_t row = p->count[0] > 1 ? p->stride[0] : p->run;
+  size_t region[3] = {p->run, p->count[0], p->count[1]};
+  if (p->count[1] == 1 || p->stride[1] % row == 0)
+    return rect(ctx, handle, write, p->lo, region, row, p->count[1] > 1 ? p->stride[1] : 0, host);
+  region[2] = 1;
+  cl_int err = CL_SUCCESS;
+  for (size_t j = 0; j < p->count[1] && err == CL_SUCCESS; j++)
+    err = rect(ctx, handle, write, p->lo + j * p->stride[1], region, row, 0, host);
+  return err;
+}
+
+twin_status twin__cl_to_device_rect(twin_context *ctx, void *handle, const twin__pattern *p,
+                                    const void *host) {
+  cl_int err = move_rect(ctx, handle, true, p, (void *)host);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueWriteBufferRect", err);
+}
+
+twin_status twin__cl_to_host_rect(twin_context *ctx, void *handle, const twin__pattern *p,
+                                  void *host) {
+  cl_int err = move_rect(ctx, handle, false, p, host);
+  return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueReadBufferRect", err);
+}
+
 twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
                           twin__track *track) {
   static const cl_uchar zero = 0;
