@@ -61,5 +61,7 @@ twin_array *big_zeros(twin_context *ctx, int ndim, const size_t *shape);
 twin_array *big_vector(twin_context *ctx);
 
 double now_ms(void);
+/* The process's resident memory now, in MiB (/proc/self/statm). */
+long resident_mib(void);
 
 #endif
