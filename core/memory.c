@@ -81,7 +81,7 @@ twin_status twin__buffer_allocate(twin__buffer *b, twin__side_id which) {
 
 /* ---- Moving ---- */
 
-twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size_t hi) {
+static twin_status move_bytes(twin__buffer *b, twin__side_id to, size_t lo, size_t hi) {
   twin_context *ctx = b->ctx;
   char *host = b->mem[TWIN__HOST];
   void *dev = b->mem[TWIN__DEVICE];
@@ -89,6 +89,16 @@ twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size
                                      : ctx->ops->to_host(ctx, dev, lo, hi - lo, host + lo);
   if (s == TWIN_OK)
     twin__count_transfer(ctx, to == TWIN__DEVICE, hi - lo);
+  return s;
+}
+
+/* Host pages released because no view reached them hold nothing to move, either way, and a
+ * move into them would make them resident again behind the statistics' back: runs around them
+ * move, and the caller marks the whole range clean. */
+twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size_t hi) {
+  twin_status s = TWIN_OK;
+  for (size_t end; s == TWIN_OK && twin__reach_kept(b, &lo, hi, &end); lo = end)
+    s = move_bytes(b, to, lo, end);
   return s;
 }
 
@@ -109,8 +119,8 @@ twin_status twin__buffer_move_pattern(twin__buffer *b, twin__side_id to, const t
     return twin__buffer_move(b, to, p->lo, p->lo + p->run);
   /* Always a rectangle: on PoCL one is never slower than a transfer of its extent beyond the
    * noise, at any run length, at half density and sparser (twin-bench strided-moves). */
-  if (!ctx->ops->to_host_rect)
-    return move_runs(b, to, p);
+  if (!ctx->ops->to_host_rect || b->released)
+    return move_runs(b, to, p); /* run by run, around released pages (twin__buffer_move) */
   char *host = b->mem[TWIN__HOST];
   void *dev = b->mem[TWIN__DEVICE];
   twin_status s = to == TWIN__DEVICE ? ctx->ops->to_device_rect(ctx, dev, p, host)
@@ -147,7 +157,8 @@ void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
   if (which == TWIN__HOST) {
     if (b->layout != TWIN__SHARED && !twin__is_external(b, TWIN__HOST))
       twin__free_block(mem, twin__alloc_size(b));
-    twin__budget_give(ctx, TWIN__HOST, b->nbytes);
+    /* Its released pages were counted off already. */
+    twin__budget_give(ctx, TWIN__HOST, b->nbytes - twin__reach_forget(b));
   } else {
     /* Waits for the buffer's commands and the memory's destruction: counted off after. */
     if (!ctx->ops->dev_free(ctx, mem, &b->track))
@@ -160,17 +171,17 @@ void twin__buffer_release_side(twin__buffer *b, twin__side_id which) {
 
 /* ---- Trim and evict ---- */
 
-/* With b->lock held: side x of a two-copy buffer holds nothing the other side lacks, is not
- * lent memory and is not in use: freeing it loses nothing. */
-static bool redundant(const twin__buffer *b, twin__side_id x) {
+/* With b->lock held: side x of a two-copy buffer holds nothing the other side lacks where live
+ * views reach (bytes no view reaches are garbage), is not lent memory and is not in use:
+ * freeing it loses nothing. */
+static bool redundant(twin__buffer *b, twin__side_id x) {
   return b->layout == TWIN__TWO_COPIES && !twin__is_external(b, x) && b->mem[x] && b->mem[!x] &&
-         !twin__dirty_bytes(&b->dirty, 0, b->nbytes, x) &&
-         !twin__accesses_open(b, x, TWIN_READ_WRITE);
+         !twin__accesses_open(b, x, TWIN_READ_WRITE) && !twin__reach_newer(b, x);
 }
 
 /* With b->lock held, on a buffer with two copies: can side `x` be freed without losing data?
  * Explains why not. */
-static twin_status evictable(const char *fn, const twin__buffer *b, twin__side_id x) {
+static twin_status evictable(const char *fn, twin__buffer *b, twin__side_id x) {
   if (twin__is_external(b, x))
     return twin__fail(TWIN_ERR_UNSUPPORTED,
                       "%s: the %s side is memory the application lent "
@@ -189,13 +200,15 @@ static twin_status evictable(const char *fn, const twin__buffer *b, twin__side_i
                     fn, twin__side_name(x), twin__side_name(!x));
 }
 
-/* With b->lock held and evictable(): frees side x; the other side now holds everything. */
+/* With b->lock held and evictable(): frees side x; the other side now holds everything. Returns
+ * the bytes that were held (host pages released already are not). */
 static size_t evict(twin__buffer *b, twin__side_id x) {
   if (!b->mem[x])
     return 0;
+  size_t held = x == TWIN__HOST ? b->nbytes - b->released : b->nbytes;
   twin__buffer_release_side(b, x);
   twin__dirty_mark(&b->dirty, 0, b->nbytes, !x);
-  return b->nbytes;
+  return held;
 }
 
 twin_status twin__buffer_evict(twin__buffer *b, twin__side_id x, const char *fn) {
@@ -236,11 +249,22 @@ size_t twin__trim(twin_context *ctx, unsigned what) {
 }
 
 size_t twin__release_unreachable(twin_context *ctx, size_t *pages_bytes) {
-  /* TODO issue 11 item 2 (unreachable bytes are garbage): madvise the host pages of each
-   * buffer that no live view reaches, count them off host_bytes, and return that. Until then
-   * nothing is known to be unreachable, so nothing is released. */
-  (void)ctx;
+  /* As trim: buffer locks only tried, under the context lock. The bitmaps this allocates are a
+   * bit per page, 1/32768 of what they may give back. */
+  size_t freed = 0;
+  /* On a zero-copy device a queued command (an unmap, a kernel on a view dropped since) may
+   * still touch a block's pages: what is queued so far completes first, and a block busy again
+   * by then is skipped (see twin__reach_release). */
+  if (ctx->layout == TWIN__SHARED && ctx->ops->finish)
+    ctx->ops->finish(ctx);
+  pthread_mutex_lock(&ctx->lock);
+  for (twin__buffer *b = twin__buffers_first(ctx); b; b = b->next)
+    if (pthread_mutex_trylock(&b->lock) == 0) {
+      freed += twin__reach_release(b);
+      pthread_mutex_unlock(&b->lock);
+    }
+  pthread_mutex_unlock(&ctx->lock);
   if (pages_bytes)
-    *pages_bytes = 0;
-  return 0;
+    *pages_bytes = freed;
+  return freed;
 }

@@ -23,7 +23,7 @@ static twin_status describe(twin__buffer *b, twin_buffer_info *info) {
   info->file = b->site.file;
   info->line = b->site.line;
   info->coverage = coverage(b);
-  info->reachable = 1.0; /* unreachable bytes are not tracked yet (issue 11 item 2) */
+  twin__buffer_reach(b, &info->reachable, &info->released_bytes);
   twin__buffer_residency(b, 0, b->nbytes, &info->host, &info->device);
   twin__site pinned_at;
   twin__buffer_spill_state(b, &info->spill, &info->pin, &pinned_at, &info->pin_call);
@@ -156,6 +156,11 @@ static bool print_buffer(const twin_buffer_info *b, void *user) {
           b->views == 1 ? "" : "s", b->coverage * 100.0);
   print_site(out, b->file, b->line);
   fprintf(out, "\n");
+  if (b->released_bytes) {
+    char released[32];
+    human(released, sizeof released, b->released_bytes);
+    fprintf(out, "              released: %s of host pages no view reaches\n", released);
+  }
   print_pin(out, b);
   for (size_t i = 0; i < b->views; i++) {
     const twin_view_info *v = &b->view[i];
@@ -229,7 +234,7 @@ static void add_owned(const twin_buffer_info *b, const char *owner, twin_stats *
   st->buffers++;
   st->zero_copy_buffers += b->zero_copy;
   if (b->host != TWIN_RESIDENT_NONE)
-    st->host_bytes += b->nbytes;
+    st->host_bytes += b->nbytes - b->released_bytes;
   if (b->device != TWIN_RESIDENT_NONE && !b->zero_copy)
     st->device_bytes += b->nbytes;
   if (b->coverage < 1.0 / TWIN__HELD_BY_VIEWS_SHARE)

@@ -3,8 +3,9 @@
  * (keeping the two copies coherent, prefetch, residency), pressure.c (allocation under the
  * memory pressure order and the out-of-memory explanation), spill.c (spilling device copies to
  * the host, and what pins one), memory.c (allocating, moving and freeing a side within the
- * budgets, trim and evict), records.c (the records of open accesses, which trim, evict and
- * spill consult, and host mappings) and waits.c (threads waiting for other threads' accesses).
+ * budgets, trim and evict), reach.c (the bytes live views reach, and the release of the host
+ * pages they do not), records.c (the records of open accesses, which trim, evict and spill
+ * consult, and host mappings) and waits.c (threads waiting for other threads' accesses).
  * The only caller of the backend's memory members. Above the context layer; calls nothing of
  * the public objects above it. Never installed. */
 #ifndef TWIN_STORAGE_H
@@ -83,6 +84,11 @@ typedef struct twin__buffer {
   size_t nviews;
   atomic_size_t view_bytes;
   struct twin_array *views[TWIN__VIEW_LISTS];
+  /* Set under views_lock (and lock) by a release of host pages no view reaches, before the
+   * release begins, and cleared under lock once no page is released: a view made later that
+   * can reach any byte of the buffer (twin_array_as_strided) reads it after linking itself, and
+   * when set takes back the pages it reaches (twin__reach_restore). Read without a lock. */
+  atomic_bool has_released;
   pthread_mutex_t lock; /* guards everything below */
   void *mem[2];         /* [TWIN__HOST] host pointer, [TWIN__DEVICE] the backend's handle */
   bool zero_init;       /* initial content is zero: a side is zeroed when it is allocated */
@@ -111,6 +117,12 @@ typedef struct twin__buffer {
   unsigned char external; /* bit 1u << twin__side_id per adopted side; 0: twin owns both */
   void (*external_release)(void *user);
   void *external_user;
+  /* Host pages given back to the OS because no live view reaches them (reach.c): their bytes,
+   * counted off host_bytes and the host budget, and a bitmap of them, one bit per whole page of
+   * the host block (NULL until the first release). A released page reads as zeros and no move
+   * writes into it; both are reset when the host side is freed. Lent memory is never released. */
+  size_t released;
+  unsigned char *released_map;
   /* Two-copy buffers only. Last, so a new buffer zeroes everything before its segment array
    * and leaves the ~800 bytes of segments untouched (count 0 makes them unused); a one-copy
    * buffer's object ends at the segments (twin__buffer_new allocates TWIN__ONE_COPY_BYTES),
@@ -240,6 +252,40 @@ static inline twin__buffer *twin__buffers_first(twin_context *ctx) {
 twin_status twin__hold_buffers(twin_context *ctx, twin__buffer ***out, size_t *count);
 void twin__drop_buffers(twin__buffer **list, size_t n);
 
+/* ---- What live views reach, and the host pages they do not (reach.c) ----
+ * Bytes of a buffer that no live view can reach are garbage: nothing needs them moved, kept
+ * newer on a side, or resident. Reach is counted in pages of the system's size, each view's
+ * elements walked as byte runs (a contiguous view is one run; elements less than a page apart
+ * are one run), so the cost follows the pages, not the elements. Memory the application lent
+ * (either side) is its own: every byte of a buffer with lent memory counts as reached. */
+
+/* The page size reach counts in (the system's). */
+size_t twin__page_size(void);
+/* With b->lock held: does some byte that a live view reaches hold newer data on side x? (Any
+ * newer byte counts for a buffer with lent memory or without views.) What trim and evict ask
+ * before freeing the other side. */
+bool twin__reach_newer(twin__buffer *b, twin__side_id x);
+/* With b->lock held (the caller also holds ctx->lock): gives the OS back b's host pages that no
+ * live view reaches (madvise MADV_DONTNEED: they read as zeros after) and counts them off
+ * host_bytes; in a two-copy buffer also drops the dirty map's ranges outside the pages views
+ * reach. Returns the bytes released now. Nothing for lent host memory, a block that is not
+ * page-aligned, a buffer without views, or a shared block with a command in flight. */
+size_t twin__reach_release(twin__buffer *b);
+/* After view a of a buffer with released pages was made by a call that can reach any byte of
+ * the buffer (twin_array_as_strided): counts the released pages a reaches back into host_bytes
+ * (locking a->buf); their content is undefined, as a new array's. Nothing when none is
+ * released. */
+void twin__reach_restore(twin_array *a);
+/* With b->lock held: the next run of bytes [*lo, hi) outside released pages: *lo moves past
+ * released pages, *end gets the run's end; false when none is left. A move goes run by run. */
+bool twin__reach_kept(const twin__buffer *b, size_t *lo, size_t hi, size_t *end);
+/* With b->lock held (or b unreachable by other threads), as its host side is freed: forgets its
+ * released pages and returns their bytes, already counted off host_bytes. */
+size_t twin__reach_forget(twin__buffer *b);
+/* The share of b's bytes in pages some live view reaches (1 for an empty buffer), and the bytes
+ * of its host pages released now (locking b). */
+void twin__buffer_reach(twin__buffer *b, double *reachable, size_t *released);
+
 /* ---- Allocating, moving and freeing a side; trim and evict (memory.c) ---- */
 
 /* A side's allocation is at least 1 byte (a device handle needs one), while the statistics
@@ -277,10 +323,11 @@ twin_status twin__buffer_evict(twin__buffer *b, twin__side_id x, const char *fn)
  * held. */
 size_t twin__trim(twin_context *ctx, unsigned what);
 /* The third step of the pressure order, and TWIN_TRIM_UNREACHABLE: returns to the OS the host
- * pages of buffers that no live view can reach. Returns the bytes counted off host_bytes (and
- * so off the host budget); *pages_bytes (may be NULL) gets the bytes of whole pages given back.
- * May be called with one buffer lock held (the caller's, mid-allocation): only tries others.
- * For now a no-op returning 0 (TODO issue 11 item 2: unreachable bytes are garbage). */
+ * pages of buffers that no live view can reach (twin__reach_release on every buffer whose lock
+ * is free). Returns the bytes counted off host_bytes (and so off the host budget); *pages_bytes
+ * (may be NULL) gets the bytes of whole pages given back, the same figure: only whole pages are
+ * released. May be called with one buffer lock held (the caller's, mid-allocation): only tries
+ * others. */
 size_t twin__release_unreachable(twin_context *ctx, size_t *pages_bytes);
 
 /* ---- Spilling device copies to the host (spill.c) ---- */

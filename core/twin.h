@@ -289,8 +289,7 @@ TWIN_API twin_status twin_context_stats_reset(twin_context *ctx);
 typedef enum twin_side { TWIN_HOST = 1, TWIN_DEVICE = 2 } twin_side;
 
 /* twin_context_trim flags. TWIN_TRIM_UNREACHABLE returns to the OS the host pages of buffers
- * that no live view can reach (the third step of the pressure order); it is accepted and, until
- * issue 11 item 2 lands, frees nothing. */
+ * that no live view can reach (the third step of the pressure order). */
 #define TWIN_TRIM_HOST 1u
 #define TWIN_TRIM_DEVICE 2u
 #define TWIN_TRIM_UNREACHABLE 4u
@@ -350,13 +349,16 @@ typedef struct twin_buffer_info {
   double coverage; /* their element bytes summed (overlaps count twice) / nbytes, at most 1 */
   const twin_view_info *view; /* `views` entries, valid only during the callback */
   twin_spill_state spill;     /* its device copy: none, present or spilled */
-  /* The share of its bytes some live view can reach. Always 1.0 for now: unreachable bytes are
-   * not tracked yet (issue 11 item 2). */
+  /* The share of its bytes in memory pages (the system's size) that some live view reaches:
+   * what TWIN_TRIM_UNREACHABLE cannot give back (a column of a matrix with rows of 8 pages
+   * reaches 1/8 of it; any view of a buffer under a page reaches all of it). 0 with no view. */
   double reachable;
   twin_pin pin;         /* why its device copy cannot be spilled now, TWIN_PIN_NONE if it can */
   const char *pin_file; /* where (see twin_pin); NULL when unknown or not pinned */
   int pin_line;
-  const char *pin_call; /* the public call that opened the access or made the export, or NULL */
+  const char *pin_call;  /* the public call that opened the access or made the export, or NULL */
+  size_t released_bytes; /* host pages TWIN_TRIM_UNREACHABLE gave back to the OS, no longer
+                            counted in host_bytes */
 } twin_buffer_info;
 
 /* Called once per buffer; return false to stop the walk. */
@@ -369,17 +371,25 @@ TWIN_API twin_status twin_context_walk(twin_context *ctx, twin_walk_fn fn, void 
 /* Frees, now, every redundant copy on the sides in `what` (TWIN_TRIM_HOST, TWIN_TRIM_DEVICE or
  * both): a host mirror whose data the device copy also holds and no host access has open, or a
  * device copy whose data the host also holds and no device access has open (the runtime frees
- * it once queued commands using it are done). Data is never lost: a later access allocates
- * the copy again and moves the data back. Zero-copy buffers have nothing redundant. Buffers
- * another thread is working on at that instant are skipped. TWIN_TRIM_UNREACHABLE (alone or
- * with the others) releases the host pages no live view can reach; it frees nothing yet (issue
- * 11 item 2). *freed_bytes (may be NULL) gets the bytes freed. Thread-safe. */
+ * it once queued commands using it are done). Only bytes some live view can reach count: newer
+ * data no view reaches is garbage and keeps no copy alive. Data is never lost: a later access
+ * allocates the copy again and moves the data back. Zero-copy buffers have nothing redundant.
+ * Buffers another thread is working on at that instant are skipped.
+ * TWIN_TRIM_UNREACHABLE (alone or with the others, after them) gives back to the OS the whole
+ * host pages that no live view reaches (madvise MADV_DONTNEED: the resident size drops now),
+ * on every layout, zero-copy included; every view keeps its shape, strides and data. Released
+ * pages no longer count in host_bytes nor against the host budget, never move, and stay
+ * released until a view reaches them again, which only twin_array_as_strided can: they read as
+ * zeros then, undefined content as in a new array. Memory the application lent (wrapped or
+ * imported) is never released, nor a zero-copy block while a command on it runs.
+ * *freed_bytes (may be NULL) gets the bytes freed. Thread-safe. */
 TWIN_API twin_status twin_context_trim(twin_context *ctx, unsigned what, size_t *freed_bytes);
 
 /* Prints the live report to out: a summary line (with what spilling moved this period), then
  * one line per live buffer, largest first (size, host and device state, where "device spilled"
- * is a device copy spilled under pressure, the share of it live views can reach, live views and
- * the share of the buffer they cover, where it was made), a line saying why its device copy
+ * is a device copy spilled under pressure, the share of it in pages live views reach, live views
+ * and the share of the buffer they cover, where it was made), a line with the host pages
+ * TWIN_TRIM_UNREACHABLE released when there are some, a line saying why its device copy
  * cannot be spilled when something pins it (twin_pin, with the file:line), and one line per
  * live view (dtype, shape, where it was made, owner). Thread-safe. */
 TWIN_API void twin_context_report(twin_context *ctx, FILE *out);
@@ -496,10 +506,13 @@ TWIN_API bool twin_array_is_contiguous(const twin_array *a);
 /* A view of ndim axes with the given shape and strides (in elements, any sign, 0 allowed),
  * whose first element is `offset` elements from a's first element. Every element the view can
  * address must lie inside a's buffer, or it is TWIN_ERR_INVALID_ARGUMENT; unlike NumPy's
- * as_strided it cannot reach outside. It is TWIN_ERR_OVERFLOW when the arithmetic overflows:
- * every stride times the element size, and the extent of the axes that have elements, must fit
- * in ptrdiff_t, also for a length-1 axis or a view with no element (so that every view made
- * from this one can be computed). The view is read-only when a is. Thread-safe. */
+ * as_strided it cannot reach outside. Like NumPy's it may reach past a's own elements, to any
+ * byte of the buffer: to host pages TWIN_TRIM_UNREACHABLE released too, which then count as host
+ * memory again and hold undefined content (zeros). It is TWIN_ERR_OVERFLOW when the arithmetic
+ * overflows: every stride times the element size, and the extent of the axes that have
+ * elements, must fit in ptrdiff_t, also for a length-1 axis or a view with no element (so that
+ * every view made from this one can be computed). The view is read-only when a is.
+ * Thread-safe. */
 TWIN_API twin_status twin_array_as_strided(twin_array *a, int ndim, const size_t *shape,
                                            const ptrdiff_t *strides, ptrdiff_t offset,
                                            twin_array **out);

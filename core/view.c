@@ -94,7 +94,11 @@ twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shap
   ptrdiff_t start;
   if (__builtin_add_overflow((ptrdiff_t)a->offset, offset, &start))
     return twin__fail(TWIN_ERR_OVERFLOW, "%s: offset %td overflows", fn, offset);
-  return twin__array_view(fn, a, ndim, shape, strides, start, (twin__site){file, line}, out);
+  twin_status s =
+      twin__array_view(fn, a, ndim, shape, strides, start, (twin__site){file, line}, out);
+  if (s == TWIN_OK) /* the one view that may reach past its parent: into released pages, too */
+    twin__reach_restore(*out);
+  return s;
 }
 
 twin_status(twin_array_as_strided)(twin_array *a, int ndim, const size_t *shape,

@@ -34,6 +34,7 @@ CORE = {
     "core/context.c": ("context", 1),
     "core/waits.c": ("storage", 0),
     "core/records.c": ("storage", 1),
+    "core/reach.c": ("storage", 1),
     "core/memory.c": ("storage", 2),
     "core/spill.c": ("storage", 3),
     "core/pressure.c": ("storage", 4),

@@ -13,7 +13,7 @@
 static atomic_int destroyed_flags[256];
 static int flags_used;
 
-static long resident_mib(void) {
+long resident_mib(void) {
   long size = 0, resident = 0;
   FILE *f = fopen("/proc/self/statm", "r");
   assert_non_null(f);

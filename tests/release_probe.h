@@ -65,5 +65,7 @@ double now_ms(void);
  * to the page: /proc/self/smaps_rollup walks the page tables, where the counters behind
  * /proc/self/statm are kept per CPU and may lag by tens of pages. */
 long anon_resident_kib(void);
+/* The process's resident memory now, in MiB (/proc/self/statm). */
+long resident_mib(void);
 
 #endif

@@ -6,9 +6,11 @@
  * making room spills it). Reported per pass: the bytes moved each way against the minimum (each
  * array's bytes once to the device, and for the update once back, per pass), spills, and the
  * time against the same loop with no budget, where every array stays on the device after the
- * first pass. Needs a device that runs OpenCL C. */
+ * first pass. Needs a device that runs OpenCL C. Before it, on any device: the cost of a
+ * TWIN_TRIM_UNREACHABLE on the issue's 256 MiB matrix with one column, then one row, kept. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -121,8 +123,77 @@ static double memcpy_ms(void) {
   return s * 1e3;
 }
 
+/* ---- Unreachable pages: the cost of TWIN_TRIM_UNREACHABLE ---- */
+
+#define MATRIX 8192 /* an 8192 x 8192 f32 matrix: 256 MiB, rows of 32 KiB */
+
+static double resident_mib(void) {
+  long size = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f || fscanf(f, "%ld %ld", &size, &resident) != 2)
+    resident = 0;
+  if (f)
+    fclose(f);
+  return (double)resident * (double)sysconf(_SC_PAGESIZE) / (1 << 20);
+}
+
+typedef struct trimmed {
+  double ms, write_ms, freed_mib, rss_drop_mib;
+} trimmed;
+
+/* The matrix written on the host (all of it resident), one column (axis 1) or one row (axis 0)
+ * of it kept and the rest dropped; then one TWIN_TRIM_UNREACHABLE, timed. */
+static trimmed trim_once(twin_context *ctx, int axis) {
+  twin_array *huge, *kept;
+  void *p;
+  trimmed t;
+  bench_check(twin_array_new(ctx, TWIN_F32, 2, (size_t[]){MATRIX, MATRIX}, &huge),
+              "twin_array_new");
+  double t0 = bench_now();
+  bench_check(twin_host_begin(huge, TWIN_WRITE, &p), "twin_host_begin");
+  memset(p, 1, (size_t)MATRIX * MATRIX * sizeof(float));
+  bench_check(twin_host_end(huge), "twin_host_end");
+  t.write_ms = (bench_now() - t0) * 1e3;
+  bench_check(twin_array_index(huge, axis, 100, &kept), "twin_array_index");
+  twin_array_unref(huge);
+  bench_check(twin_context_finish(ctx), "twin_context_finish");
+  double rss = resident_mib();
+  size_t freed;
+  t0 = bench_now();
+  bench_check(twin_context_trim(ctx, TWIN_TRIM_UNREACHABLE, &freed), "twin_context_trim");
+  t.ms = (bench_now() - t0) * 1e3;
+  t.rss_drop_mib = rss - resident_mib();
+  t.freed_mib = (double)freed / (1 << 20);
+  twin_array_unref(kept);
+  return t;
+}
+
+static int by_ms(const void *a, const void *b) {
+  double x = ((const trimmed *)a)->ms, y = ((const trimmed *)b)->ms;
+  return (x > y) - (x < y);
+}
+
+static void bench_unreachable(twin_context *ctx) {
+  printf("\n## Unreachable pages: TWIN_TRIM_UNREACHABLE on an 8192 x 8192 f32 matrix (256 MiB, "
+         "rows of 32 KiB) with one view kept (median of 3)\n\n");
+  printf(
+      "| kept | trim ms | freed MiB | freed / 256 MiB | resident drop MiB | writing the 256 MiB, "
+      "ms | trim / write |\n");
+  printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  for (int axis = 1; axis >= 0; axis--) {
+    trimmed t[3];
+    for (int i = 0; i < 3; i++)
+      t[i] = trim_once(ctx, axis);
+    qsort(t, 3, sizeof t[0], by_ms);
+    const char *kept = axis ? "one column, huge[:, 100]" : "one row, huge[100]";
+    printf("| %s | %.1f | %.0f | %.4f | %.0f | %.1f | %.2f |\n", kept, t[1].ms, t[1].freed_mib,
+           t[1].freed_mib / 256, t[1].rss_drop_mib, t[1].write_ms, t[1].ms / t[1].write_ms);
+  }
+}
+
 void bench_pressure(twin_context *ctx) {
   const char *spec = twin_context_device(ctx)->spec;
+  bench_unreachable(ctx);
   twin_program *probe;
   if (twin_program_new(ctx, source, NULL, &probe) != TWIN_OK) {
     printf("\n## Memory pressure: skipped (%s runs no OpenCL C)\n", spec);
