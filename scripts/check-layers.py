@@ -25,6 +25,7 @@ CORE = {
     "core/alloc.c": ("ground", 0),
     "core/dtype.c": ("ground", 0),
     "core/dirty.c": ("ground", 0),
+    "core/region.c": ("ground", 1),
     "core/version.c": ("ground", 0),
     "core/debug.c": ("ground", 1),
     "core/strided.c": ("ground", 1),
