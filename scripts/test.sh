@@ -48,7 +48,7 @@ if CC=clang build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
   # Should LeakSanitizer's tracer itself crash at exit (a fault of the checker, not a finding),
   # lsan-retry.sh reruns that test; it retries nothing else.
   meson test -C build-asan --print-errorlogs --num-processes "$jobs" \
-    --wrapper "$PWD/scripts/lsan-retry.sh"
+    --wrapper "$PWD/scripts/lsan-retry.sh" --logbase testlog # (a wrapper renames the log)
 fi
 
 # ThreadSanitizer: the threaded tests (views of one buffer shared across threads, concurrent
