@@ -210,6 +210,30 @@ twin_stats fixture_stats(const twin_fixture *f) {
   return st;
 }
 
+typedef struct found {
+  const char *file;
+  int line;
+  bool seen;
+  twin_buffer_info info;
+} found;
+
+static bool find_line(const twin_buffer_info *b, void *user) {
+  found *x = user;
+  if (b->line != x->line || !b->file || !strstr(b->file, x->file))
+    return true;
+  x->info = *b;
+  x->info.view = NULL;
+  x->seen = true;
+  return false;
+}
+
+twin_buffer_info fixture_walk_find(twin_context *ctx, const char *file, int line) {
+  found x = {.file = file, .line = line};
+  assert_int_equal(twin_context_walk(ctx, find_line, &x), TWIN_OK);
+  assert_true(x.seen);
+  return x.info;
+}
+
 int twin_fixture_teardown(void **state) {
   twin_fixture *f = fixture(state);
   restore_hooks();

@@ -87,6 +87,11 @@ twin_stats fixture_stats(const twin_fixture *f);
 /* Statistics of any context. */
 twin_stats fixture_ctx_stats(twin_context *ctx);
 
+/* The walk's record of the buffer made at `line` of a file whose path ends in `file` (its view
+ * pointer cleared: the view may be gone by the time it is read); fails the test when no live
+ * buffer was made there. */
+twin_buffer_info fixture_walk_find(twin_context *ctx, const char *file, int line);
+
 /* A new i32 array of n elements (n <= 1024) holding first + i, and the check that an array
  * (any layout) reads back so. */
 twin_array *fixture_i32(twin_context *ctx, size_t n, int first);

@@ -85,27 +85,8 @@ static size_t trim(twin_context *ctx) {
 }
 
 /* The walk's record of the buffer made at `line` of this file. */
-typedef struct found {
-  int line;
-  bool seen;
-  twin_buffer_info info;
-} found;
-
-static bool find_line(const twin_buffer_info *b, void *user) {
-  found *x = user;
-  if (b->line != x->line || !b->file || !strstr(b->file, "test_unreachable.c"))
-    return true;
-  x->info = *b;
-  x->info.view = NULL;
-  x->seen = true;
-  return false;
-}
-
 static twin_buffer_info walk_find(twin_context *ctx, int line) {
-  found x = {.line = line};
-  assert_ok(twin_context_walk(ctx, find_line, &x));
-  assert_true(x.seen);
-  return x.info;
+  return fixture_walk_find(ctx, "test_unreachable.c", line);
 }
 
 static void report_text(twin_context *ctx, char *text, size_t cap) {
