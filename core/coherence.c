@@ -145,13 +145,39 @@ static twin_status sync_pattern(twin__buffer *b, twin__side_id which, const twin
   return s;
 }
 
-twin_status twin__buffer_sync_region(twin__buffer *b, twin__side_id which, const twin__region *r) {
+/* ---- Packed moves ---- */
+
+/* With b->lock held, both sides allocated: does a read of view a (region r, not exact) move
+ * its elements packed on the device rather than r's extent? When the backend packs, the view
+ * holds at most a quarter of its extent's bytes (the packed move leaves the map as it was, so
+ * rereading the view moves it again: four reads still cost no more than one extent move), no
+ * page of the host copy is released, and no byte of the extent is newer on `which` (the
+ * packed move overwrites all of the view's elements there). */
+static bool packs(const twin__buffer *b, twin__side_id which, const twin_array *a,
+                  const twin__region *r) {
+  const struct twin_backend_ops *ops = b->ctx->ops;
+  return ops->to_host_packed && !r->exact && r->n > 0 && !b->released &&
+         twin__view_element_bytes(a) <= (r->hi - r->lo) / 4 &&
+         twin__dirty_bytes(&b->dirty, r->lo, r->hi, !which) &&
+         !twin__dirty_bytes(&b->dirty, r->lo, r->hi, which);
+}
+
+/* Brings side `which` up to date for region r (of view a when a is not NULL: a read that may
+ * move packed). A packed move changes no segment of the map: the view's elements now agree on
+ * both sides while the map still says the other side is newer there, which costs a move
+ * again later and never data (the map cannot describe a view no few patterns fit, so it can
+ * be cleared exactly only where nothing but whole ranges moved). When packing fails (no
+ * device memory for the staging buffer, say), the extent moves instead. */
+static twin_status sync(twin__buffer *b, twin__side_id which, const twin__region *r,
+                        const twin_array *a) {
   bool was_missing = b->mem[which] == NULL;
   if (which == TWIN__DEVICE)
     twin__buffer_used(b); /* every device access, launch and prefetch comes through here */
   twin_status s = twin__buffer_ensure(b, which);
   if (s != TWIN_OK || b->layout != TWIN__TWO_COPIES)
     return s;
+  if (a && packs(b, which, a, r) && twin__buffer_move_packed(b, which, a) == TWIN_OK)
+    return TWIN_OK;
   bool moved = false;
   for (unsigned i = 0; i < r->n && s == TWIN_OK; i++)
     if (twin__dirty_bytes(&b->dirty, r->p[i].lo, twin__pattern_end(&r->p[i]), !which))
@@ -159,6 +185,10 @@ twin_status twin__buffer_sync_region(twin__buffer *b, twin__side_id which, const
   if (s != TWIN_OK && was_missing && !moved)
     twin__buffer_release_side(b, which); /* nothing moved yet: leave the buffer as it was */
   return s;
+}
+
+twin_status twin__buffer_sync_region(twin__buffer *b, twin__side_id which, const twin__region *r) {
+  return sync(b, which, r, NULL);
 }
 
 twin_status twin__buffer_sync(twin__buffer *b, twin__side_id which, size_t lo, size_t hi) {
@@ -173,7 +203,9 @@ twin_status twin__buffer_sync_view(twin__buffer *b, twin__side_id which, const t
   twin__array_region(a, &r);
   if (!(access & TWIN_READ) && r.exact)
     r.n = 0; /* a write of exactly the view's elements needs none of them first */
-  return twin__buffer_sync_region(b, which, &r);
+  /* Only a read may move packed: a write marks the extent of a view that is not exact newer
+   * on its side, so the whole extent must be current there first. */
+  return sync(b, which, &r, access == TWIN_READ ? a : NULL);
 }
 
 /* ---- Marking writes ---- */

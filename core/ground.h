@@ -464,6 +464,10 @@ typedef struct twin__view {
  * alone. The result may have ndim 0 (one element). */
 void twin__view_simplify(twin__view *dst, twin__view *src);
 
+/* The view of v's elements packed contiguously in C order of v's shape at `packed` (offset
+ * 0, no track): what packed transfers move (backend.h). */
+twin__view twin__view_packed(const twin__view *v, void *packed);
+
 /* The host implementations of copy and fill, on host memory (mem is a host pointer), with the
  * conversions twin_copy documents. They are the host backend's members, what core runs when a
  * backend has no copy or fill of its own, and the reference the OpenCL kernels must match bit

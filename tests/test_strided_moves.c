@@ -97,6 +97,87 @@ static void test_sibling_columns_move_their_own_then_the_rest_moves_once(void **
   twin_array_unref(a);
 }
 
+/* ---- Views no rectangle fits: packed on the device ---- */
+
+#define E 16 /* a 16^4 f32 array (256 KiB); its [::2, ::2, ::2, ::2] view holds 16 KiB */
+#define E4 (E * E * E * E)
+
+static twin_array *every_other_4d(twin_array *a) {
+  twin_slice s[4];
+  for (int i = 0; i < 4; i++)
+    s[i] = (twin_slice){0, E, 2};
+  twin_array *v;
+  assert_ok(twin_array_slice(a, s, &v));
+  return v;
+}
+
+/* The buffer index of element i (C order) of the [::2, ::2, ::2, ::2] view. */
+static size_t every_other_at(size_t i) {
+  size_t h = E / 2, at = 0, scale = 1;
+  for (int d = 0; d < 4; d++, i /= h, scale *= E)
+    at += (i % h) * 2 * scale;
+  return at;
+}
+
+static void test_4d_view_of_device_newer_array_moves_its_element_bytes(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {E, E, E, E};
+  static float values[E4];
+  for (size_t i = 0; i < E4; i++)
+    values[i] = (float)i;
+  twin_array *src, *a;
+  assert_ok(twin_array_from_host(f->ctx, TWIN_F32, 4, shape, values, &src));
+  assert_ok(twin_array_new(f->ctx, TWIN_F32, 4, shape, &a));
+  assert_ok(twin_copy(a, src)); /* on the device: a is newer there */
+  twin_array *v = every_other_4d(a);
+  float *p;
+  uint64_t before = moved_bytes(f);
+  assert_ok(twin_host_begin(v, TWIN_READ, (void **)&p));
+  assert_int_equal(moved_bytes(f) - before, on_two_copies(f, 16 * KiB));
+  for (size_t i = 0; i < E4 / 16; i++) {
+    size_t at = every_other_at(i);
+    if (p[at - v->offset] != (float)at)
+      fail_msg("element %zu holds %g, expected %zu", at, (double)p[at - v->offset], at);
+  }
+  assert_ok(twin_host_end(v));
+  assert_ok(twin_host_begin(a, TWIN_READ, (void **)&p)); /* the rest is still moved when read */
+  assert_memory_equal(p, values, sizeof values);
+  assert_ok(twin_host_end(a));
+  twin_array_unref(v);
+  twin_array_unref(a);
+  twin_array_unref(src);
+}
+
+static void test_host_write_of_4d_view_then_device_read_moves_its_element_bytes(void **state) {
+  twin_fixture *f = fixture(state);
+  size_t shape[] = {E, E, E, E};
+  static float values[E4], got[E4 / 16];
+  for (size_t i = 0; i < E4; i++)
+    values[i] = (float)i;
+  twin_array *a, *copy;
+  assert_ok(twin_array_from_host(f->ctx, TWIN_F32, 4, shape, values, &a));
+  fixture_device_touch(f, a, TWIN_READ); /* both sides agree */
+  twin_array *v = every_other_4d(a);
+  float *p;
+  twin_stats before = fixture_stats(f);
+  assert_ok(twin_host_begin(v, TWIN_WRITE, (void **)&p));
+  for (size_t i = 0; i < E4 / 16; i++)
+    p[every_other_at(i) - v->offset] = -(float)i;
+  assert_ok(twin_host_end(v));
+  assert_ok(twin_array_copy(v, &copy)); /* on the device */
+  twin_stats after = fixture_stats(f);
+  assert_int_equal(after.bytes_to_host - before.bytes_to_host, 0);
+  assert_int_equal(after.bytes_to_device - before.bytes_to_device, on_two_copies(f, 16 * KiB));
+  assert_ok(twin_array_read(copy, got, sizeof got));
+  for (size_t i = 0; i < E4 / 16; i++)
+    if (got[i] != -(float)i)
+      fail_msg("element %zu of the view reads %g on the device, expected %g", i, (double)got[i],
+               -(double)i);
+  twin_array_unref(copy);
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
 /* ---- The differential test ---- */
 
 #define D0 6
@@ -307,6 +388,8 @@ static const struct CMUnitTest tests[] = {
     TWIN_TEST(test_block_of_device_newer_array_moves_its_16_kib),
     TWIN_TEST(test_host_column_write_then_device_read_moves_the_column),
     TWIN_TEST(test_sibling_columns_move_their_own_then_the_rest_moves_once),
+    TWIN_TEST(test_4d_view_of_device_newer_array_moves_its_element_bytes),
+    TWIN_TEST(test_host_write_of_4d_view_then_device_read_moves_its_element_bytes),
     TWIN_TEST(test_random_accesses_on_random_views_match_a_shared_memory),
 };
 
