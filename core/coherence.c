@@ -151,12 +151,12 @@ static twin_status sync_pattern(twin__buffer *b, twin__side_id which, const twin
  * its elements packed on the device rather than r's extent? When the backend packs, the view
  * holds at most a quarter of its extent's bytes (the packed move leaves the map as it was, so
  * rereading the view moves it again: four reads still cost no more than one extent move), no
- * page of the host copy is released, and no byte of the extent is newer on `which` (the
- * packed move overwrites all of the view's elements there). */
+ * page of the host copy is released, TWIN_MOVE=extent is not set, and no byte of the extent
+ * is newer on `which` (the packed move overwrites all of the view's elements there). */
 static bool packs(const twin__buffer *b, twin__side_id which, const twin_array *a,
                   const twin__region *r) {
   const struct twin_backend_ops *ops = b->ctx->ops;
-  return ops->to_host_packed && !r->exact && r->n > 0 && !b->released &&
+  return ops->to_host_packed && !r->exact && r->n > 0 && !b->released && !twin__move_extent() &&
          twin__view_element_bytes(a) <= (r->hi - r->lo) / 4 &&
          twin__dirty_bytes(&b->dirty, r->lo, r->hi, !which) &&
          !twin__dirty_bytes(&b->dirty, r->lo, r->hi, which);

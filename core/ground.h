@@ -412,6 +412,8 @@ void twin__region_of(size_t item, size_t offset, int ndim, const size_t *shape,
                      const ptrdiff_t *strides, twin__region *r);
 /* The region of bytes [lo, hi). */
 void twin__region_range(size_t lo, size_t hi, twin__region *r);
+/* TWIN_MOVE=extent is set: every view moves by its extent (also none packed). */
+bool twin__move_extent(void);
 /* Element bytes of a region's patterns. */
 size_t twin__region_bytes(const twin__region *r);
 
