@@ -142,6 +142,13 @@ struct twin_backend_ops {
   twin_status (*to_device_rect)(twin_context *ctx, void *handle, const twin__pattern *p,
                                 const void *host);
   twin_status (*to_host_rect)(twin_context *ctx, void *handle, const twin__pattern *p, void *host);
+  /* Packed transfers (NULL: core moves the view's extent instead): the elements of view v (on
+   * the handle v->mem, no axis of stride 0) gathered on the device into a contiguous staging
+   * buffer in C order of v's shape and read into `packed`; or `packed` written to staging and
+   * scattered on the device into v's elements. packed holds the view's elements, item bytes
+   * each. Complete on return, or recorded in v->track. Both are set or neither. */
+  twin_status (*to_host_packed)(twin_context *ctx, const twin__view *v, void *packed);
+  twin_status (*to_device_packed)(twin_context *ctx, const twin__view *v, const void *packed);
   /* Sets n bytes at byte offset off of the handle to zero (may complete later, in order, and
    * is recorded in track). */
   twin_status (*dev_zero)(twin_context *ctx, void *handle, size_t off, size_t n,

@@ -412,6 +412,8 @@ void twin__region_of(size_t item, size_t offset, int ndim, const size_t *shape,
                      const ptrdiff_t *strides, twin__region *r);
 /* The region of bytes [lo, hi). */
 void twin__region_range(size_t lo, size_t hi, twin__region *r);
+/* TWIN_MOVE=extent is set: every view moves by its extent (also none packed). */
+bool twin__move_extent(void);
 /* Element bytes of a region's patterns. */
 size_t twin__region_bytes(const twin__region *r);
 
@@ -463,6 +465,10 @@ typedef struct twin__view {
  * that are contiguous across each other in both views merge. A view of no elements is left
  * alone. The result may have ndim 0 (one element). */
 void twin__view_simplify(twin__view *dst, twin__view *src);
+
+/* The view of v's elements packed contiguously in C order of v's shape at `packed` (offset
+ * 0, no track): what packed transfers move (backend.h). */
+twin__view twin__view_packed(const twin__view *v, void *packed);
 
 /* The host implementations of copy and fill, on host memory (mem is a host pointer), with the
  * conversions twin_copy documents. They are the host backend's members, what core runs when a

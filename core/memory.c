@@ -130,6 +130,50 @@ twin_status twin__buffer_move_pattern(twin__buffer *b, twin__side_id to, const t
   return s;
 }
 
+/* The view of a's elements on side x, without the axes that repeat elements (stride 0) or
+ * have one, so that packing holds each element once. */
+static twin__view side_view(twin__buffer *b, twin__side_id x, const twin_array *a) {
+  twin__view v = {b->mem[x], x == TWIN__DEVICE ? &b->track : NULL, a->dtype, 0, a->offset, {0},
+                  {0}};
+  for (int i = 0; i < a->ndim; i++)
+    if (a->shape[i] > 1 && a->strides[i] != 0) {
+      v.shape[v.ndim] = a->shape[i];
+      v.strides[v.ndim++] = a->strides[i];
+    }
+  return v;
+}
+
+size_t twin__view_element_bytes(const twin_array *a) {
+  size_t n = twin__item_size(a->dtype);
+  for (int i = 0; i < a->ndim; i++)
+    n *= a->strides[i] != 0 ? a->shape[i] : 1;
+  return n;
+}
+
+twin_status twin__buffer_move_packed(twin__buffer *b, twin__side_id to, const twin_array *a) {
+  twin_context *ctx = b->ctx;
+  size_t n = twin__view_element_bytes(a);
+  void *packed = twin__malloc(n);
+  if (!packed)
+    return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "no memory to pack %zu bytes of a view", n);
+  twin__view dev = side_view(b, TWIN__DEVICE, a), host = side_view(b, TWIN__HOST, a),
+             pack = twin__view_packed(&host, packed);
+  twin_status s;
+  if (to == TWIN__DEVICE) {
+    s = twin__host_copy(ctx, &pack, &host);
+    if (s == TWIN_OK)
+      s = ctx->ops->to_device_packed(ctx, &dev, packed);
+  } else {
+    s = ctx->ops->to_host_packed(ctx, &dev, packed);
+    if (s == TWIN_OK)
+      s = twin__host_copy(ctx, &host, &pack);
+  }
+  twin__free(packed);
+  if (s == TWIN_OK)
+    twin__count_transfer(ctx, to == TWIN__DEVICE, n);
+  return s;
+}
+
 /* ---- Freeing ---- */
 
 /* Device memory that outlives twin's release: someone outside twin retained a handle twin

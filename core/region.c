@@ -8,7 +8,7 @@
 
 /* TWIN_MOVE=extent: every view moves and is marked by its extent, as before element-exact
  * moves (for comparisons in twin-bench). Read once. */
-static bool move_extent(void) {
+bool twin__move_extent(void) {
   static atomic_int mode = -1;
   int m = atomic_load_explicit(&mode, memory_order_relaxed);
   if (m < 0) {
@@ -115,7 +115,7 @@ void twin__region_of(size_t item, size_t offset, int ndim, const size_t *shape,
   r->lo = first;
   r->hi = first + span;
   bool contiguous = n == 0 || (n == 1 && ax[0].stride == item);
-  if (!contiguous && !move_extent() && patterns_of(item, n, ax, first, r)) {
+  if (!contiguous && !twin__move_extent() && patterns_of(item, n, ax, first, r)) {
     r->exact = true;
     return;
   }

@@ -311,6 +311,13 @@ twin_status twin__buffer_move(twin__buffer *b, twin__side_id to, size_t lo, size
  * rectangular transfer where the backend has one, else run by run), counted in the
  * statistics. */
 twin_status twin__buffer_move_pattern(twin__buffer *b, twin__side_id to, const twin__pattern *p);
+/* With b->lock held, both sides allocated, the backend's packed transfers set: copies the
+ * elements of view a of b to side `to` from the other side, packed on the device into one
+ * contiguous transfer (and on the host through a staging block), complete on return, and
+ * counts the packed bytes. The caller fixes the dirty map. */
+twin_status twin__buffer_move_packed(twin__buffer *b, twin__side_id to, const twin_array *a);
+/* Bytes of a's distinct elements (a broadcast axis holds one). */
+size_t twin__view_element_bytes(const twin_array *a);
 /* With b->lock held: frees one side's memory, if any (the caller fixes the dirty map). Device
  * memory is released before this returns: it waits for the commands queued on it. */
 void twin__buffer_release_side(twin__buffer *b, twin__side_id which);

@@ -122,3 +122,16 @@ void twin__view_simplify(twin__view *dst, twin__view *src) {
     }
   }
 }
+
+twin__view twin__view_packed(const twin__view *v, void *packed) {
+  twin__view p = *v;
+  p.mem = packed;
+  p.track = NULL;
+  p.offset = 0;
+  ptrdiff_t stride = 1;
+  for (int i = v->ndim - 1; i >= 0; i--) {
+    p.strides[i] = stride;
+    stride *= (ptrdiff_t)v->shape[i];
+  }
+  return p;
+}

@@ -143,6 +143,26 @@ static twin_status fake_to_host_rect(twin_context *ctx, void *handle, const twin
   return TWIN_OK;
 }
 
+/* Packed transfers: the gather into (or scatter from) contiguous memory, here straight
+ * between the device block and the host's packed elements. */
+static twin_status packed_copy(twin_context *ctx, const twin__view *to, const twin__view *from) {
+  pthread_mutex_lock(queue_of(ctx));
+  twin_status s = twin__host_copy(ctx, to, from);
+  pthread_mutex_unlock(queue_of(ctx));
+  return s;
+}
+
+static twin_status fake_to_host_packed(twin_context *ctx, const twin__view *v, void *packed) {
+  twin__view p = twin__view_packed(v, (void *)packed);
+  return packed_copy(ctx, &p, v);
+}
+
+static twin_status fake_to_device_packed(twin_context *ctx, const twin__view *v,
+                                         const void *packed) {
+  twin__view p = twin__view_packed(v, (void *)packed);
+  return packed_copy(ctx, v, &p);
+}
+
 static twin_status fake_dev_zero(twin_context *ctx, void *handle, size_t off, size_t n,
                                  twin__track *track) {
   (void)track;
@@ -212,6 +232,8 @@ const struct twin_backend_ops twin__fake_ops = {
     .to_host = fake_to_host,
     .to_device_rect = fake_to_device_rect,
     .to_host_rect = fake_to_host_rect,
+    .to_device_packed = fake_to_device_packed,
+    .to_host_packed = fake_to_host_packed,
     .dev_zero = fake_dev_zero,
     .dev_wrap = fake_dev_wrap,
     .map = fake_map,

@@ -177,6 +177,8 @@ twin_status twin__cl_to_device_rect(twin_context *ctx, void *handle, const twin_
                                     const void *host);
 twin_status twin__cl_to_host_rect(twin_context *ctx, void *handle, const twin__pattern *p,
                                   void *host);
+twin_status twin__cl_to_host_packed(twin_context *ctx, const twin__view *v, void *packed);
+twin_status twin__cl_to_device_packed(twin_context *ctx, const twin__view *v, const void *packed);
 twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
                           twin__track *track);
 twin_status twin__cl_wrap(twin_context *ctx, void *host, size_t nbytes, void **handle,

@@ -170,6 +170,61 @@ twin_status twin__cl_to_host_rect(twin_context *ctx, void *handle, const twin__p
   return err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueReadBufferRect", err);
 }
 
+/* ---- Packed transfers: a gather (or scatter) kernel between the view and a staging buffer,
+ * and one contiguous transfer of the staging bytes ---- */
+
+static size_t packed_bytes(const twin__view *v) {
+  size_t n = twin_dtype_size(v->dtype);
+  for (int i = 0; i < v->ndim; i++)
+    n *= v->shape[i];
+  return n;
+}
+
+/* A staging buffer for v's packed elements, and the view of them there; the copy kernels
+ * built first. */
+static twin_status staging(twin_context *ctx, const twin__view *v, twin__view *packed) {
+  twin_status s = twin__cl_prepare_ops(ctx);
+  if (s != TWIN_OK)
+    return s;
+  cl_int err;
+  cl_mem mem =
+      twin__cl.clCreateBuffer(to_cl(ctx)->context, CL_MEM_READ_WRITE, packed_bytes(v), NULL, &err);
+  if (!mem)
+    return twin__cl_fail("clCreateBuffer(staging)", err);
+  *packed = twin__view_packed(v, mem);
+  return TWIN_OK;
+}
+
+twin_status twin__cl_to_host_packed(twin_context *ctx, const twin__view *v, void *packed) {
+  twin__view stage;
+  twin_status s = staging(ctx, v, &stage);
+  if (s != TWIN_OK)
+    return s;
+  s = twin__cl_copy(ctx, &stage, v); /* the gather, then the read in queue order */
+  if (s == TWIN_OK) {
+    cl_int err = twin__cl.clEnqueueReadBuffer(to_cl(ctx)->queue, stage.mem, CL_TRUE, 0,
+                                              packed_bytes(v), packed, 0, NULL, NULL);
+    s = err == CL_SUCCESS ? TWIN_OK : twin__cl_fail("clEnqueueReadBuffer(staging)", err);
+  }
+  twin__cl.clReleaseMemObject(stage.mem);
+  return s;
+}
+
+/* The scatter is recorded in v's track; the staging buffer goes when it is done (a runtime
+ * keeps a released cl_mem until the commands using it complete). */
+twin_status twin__cl_to_device_packed(twin_context *ctx, const twin__view *v, const void *packed) {
+  twin__view stage;
+  twin_status s = staging(ctx, v, &stage);
+  if (s != TWIN_OK)
+    return s;
+  cl_int err = twin__cl.clEnqueueWriteBuffer(to_cl(ctx)->queue, stage.mem, CL_TRUE, 0,
+                                             packed_bytes(v), packed, 0, NULL, NULL);
+  s = err == CL_SUCCESS ? twin__cl_copy(ctx, v, &stage)
+                        : twin__cl_fail("clEnqueueWriteBuffer(staging)", err);
+  twin__cl.clReleaseMemObject(stage.mem);
+  return s;
+}
+
 twin_status twin__cl_zero(twin_context *ctx, void *handle, size_t off, size_t n,
                           twin__track *track) {
   static const cl_uchar zero = 0;
