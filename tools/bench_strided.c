@@ -3,7 +3,8 @@
  * issue 14: a raw clEnqueueReadBuffer of the extent) and against a raw clEnqueueReadBufferRect
  * of the same elements. Views of a 4096 x 4096 f32 array (a column, a 64 x 64 block, every
  * other row, the transpose of a 512 x 512 block) and a 64^3 sub-box of a 256^3 f32 array.
- * Then the crossover: raw rectangular reads against raw reads of their extent, by run length. */
+ * Then 4-D views no rectangle fits (packed moves), and the crossover: raw rectangular reads
+ * against raw reads of their extent, by run length. */
 #include <stdio.h>
 #include <string.h>
 
@@ -179,6 +180,40 @@ static void one_case(twin_context *ctx, const view_case *c) {
   twin_array_unref(a);
 }
 
+/* A view no rectangle fits: every step-th element on each axis of a 64^4 f32 array (64 MiB).
+ * Twin gathers it on the device when it is at most an eighth of its extent (packed moves);
+ * against one raw read of its extent. */
+static void packed_case(twin_context *ctx, ptrdiff_t step) {
+  size_t shape[4] = {64, 64, 64, 64};
+  twin_slice s[4];
+  for (int i = 0; i < 4; i++)
+    s[i] = (twin_slice){TWIN_NONE, TWIN_NONE, step};
+  twin_array *a, *v;
+  bench_check(twin_array_zeros(ctx, TWIN_F32, 4, shape, &a), "twin_array_zeros");
+  bench_check(twin_array_slice(a, s, &v), "twin_array_slice");
+  uint64_t bytes;
+  double t = twin_read(ctx, a, v, &bytes), t_ext = 0;
+  size_t last = (size_t)(63 / step * step),
+         ext = (((last * 64 + last) * 64 + last) * 64 + last + 1) * 4;
+#ifdef TWIN_HAVE_OPENCL
+  cl_command_queue q = twin_context_cl_queue(ctx);
+  if (q) {
+    cl_mem mem;
+    size_t off;
+    char *host = host_block(twin_array_nbytes(a));
+    bench_check(twin_device_begin(a, TWIN_READ, &mem, &off), "twin_device_begin");
+    t_ext = raw_extent(q, mem, 0, ext, host);
+    bench_check(twin_device_end(a), "twin_device_end");
+    free(host);
+  }
+#endif
+  printf("| a[::%td] on 4 axes of 64^4 | %zu | %llu | %zu | %.1f | %.1f | %.2f |\n", step,
+         twin_array_nbytes(v), (unsigned long long)bytes, ext, t * 1e6, t_ext * 1e6,
+         t_ext > 0 ? t_ext / t : 0);
+  twin_array_unref(v);
+  twin_array_unref(a);
+}
+
 #ifdef TWIN_HAVE_OPENCL
 /* Raw rectangular reads of runs of `run` bytes at `density` (run / stride) over 64 MiB against
  * one read of their extent. */
@@ -224,6 +259,11 @@ void bench_strided(twin_context *ctx) {
   printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     one_case(cp, &cases[i]);
+  printf("\n| 4-D view (packed when at most 1/8 of its extent) | element bytes | bytes twin "
+         "moved | extent bytes | twin µs | extent read µs | extent / twin time |\n");
+  printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  for (ptrdiff_t step = 2; step <= 8; step *= 2)
+    packed_case(cp, step);
 #ifdef TWIN_HAVE_OPENCL
   if (twin_context_cl_queue(cp))
     crossover(cp);
