@@ -48,7 +48,7 @@ if CC=clang build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
   # Should LeakSanitizer's tracer itself crash at exit (a fault of the checker, not a finding),
   # lsan-retry.sh reruns that test; it retries nothing else.
   meson test -C build-asan --print-errorlogs --num-processes "$jobs" \
-    --wrapper "$PWD/scripts/lsan-retry.sh" --logbase testlog # (a wrapper renames the log)
+    --wrapper "$PWD/scripts/lsan-retry.sh" # its log: meson-logs/testlog-lsan-retry.sh.json
 fi
 
 # ThreadSanitizer: the threaded tests (views of one buffer shared across threads, concurrent
@@ -84,7 +84,8 @@ if scripts/fuzz.sh 60; then
   fuzz_result=1/0
 fi
 
-python3 scripts/summary.py build build/meson-logs/mpi.json build-asan build-tsan build-host-only \
+python3 scripts/summary.py build build/meson-logs/mpi.json \
+  build-asan/meson-logs/testlog-lsan-retry.sh.json build-tsan build-host-only \
   build-matrix/matrix.json \
   "install=$install_result" \
   "fuzz=$fuzz_result"
