@@ -48,8 +48,11 @@ static bool quick_inside(twin_dtype dtype, int ndim, const size_t *shape, const 
   for (int i = 0; i < ndim; i++) {
     if (shape[i] == 0 || shape[i] > (size_t)limit || __builtin_mul_overflow(n, shape[i], &n) ||
         strides[i] > limit || strides[i] < -limit ||
-        __builtin_mul_overflow(strides[i], (ptrdiff_t)shape[i] - 1, &span) ||
-        __builtin_add_overflow(span < 0 ? lo : hi, span, span < 0 ? &lo : &hi))
+        __builtin_mul_overflow(strides[i], (ptrdiff_t)shape[i] - 1, &span))
+      return false;
+    /* Two branches rather than one sum through a pointer to lo or hi, which would keep both in
+     * memory (a store-to-load stall per axis, measured). */
+    if (span < 0 ? __builtin_add_overflow(lo, span, &lo) : __builtin_add_overflow(hi, span, &hi))
       return false;
   }
   *size = n;
@@ -184,10 +187,15 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
   bool empty = false;
   for (int i = 0; i < ndim; i++) {
     twin_slice sl = per_axis[i];
-    axis_fault fault = slice_axis(a, i, &sl, &shape[i], &strides[i], &offset);
+    size_t len;
+    ptrdiff_t stride, at = offset; /* in registers: no store-to-load stall per axis */
+    axis_fault fault = slice_axis(a, i, &sl, &len, &stride, &at);
     if (fault != AXIS_OK)
       return slice_fault(fn, a, i, sl, fault);
-    empty |= shape[i] == 0;
+    shape[i] = len;
+    strides[i] = stride;
+    offset = at;
+    empty |= len == 0;
   }
   /* An empty slice keeps its base's offset, which is inside the buffer (NumPy: any slice of an
    * empty array is empty). */
