@@ -40,39 +40,55 @@ static twin_status check_inside(const char *fn, twin_dtype dtype, int ndim, cons
  * storing its element count in *size. Anything else, an empty view or one in doubt, goes
  * through check_inside, which names what is wrong. In elements, with the element size a power
  * of 2: a count, stride or extent in [-limit, limit] fits in ptrdiff_t as bytes, and an extent
- * summed from spans of one sign bounds each of its partial sums. */
-static bool quick_inside(twin_dtype dtype, int ndim, const size_t *shape, const ptrdiff_t *strides,
-                         ptrdiff_t offset, size_t elements, size_t *size) {
-  ptrdiff_t limit = PTRDIFF_MAX >> twin__item_shift(dtype), lo = 0, hi = 0, span;
-  size_t n = 1;
-  for (int i = 0; i < ndim; i++) {
-    if (shape[i] == 0 || shape[i] > (size_t)limit || __builtin_mul_overflow(n, shape[i], &n) ||
-        strides[i] > limit || strides[i] < -limit ||
-        __builtin_mul_overflow(strides[i], (ptrdiff_t)shape[i] - 1, &span))
-      return false;
-    /* Two branches rather than one sum through a pointer to lo or hi, which would keep both in
-     * memory (a store-to-load stall per axis, measured). */
-    if (span < 0 ? __builtin_add_overflow(lo, span, &lo) : __builtin_add_overflow(hi, span, &hi))
-      return false;
-  }
-  *size = n;
-  return n <= (size_t)limit && lo >= -limit && hi <= limit && offset >= -lo &&
-         offset <= (ptrdiff_t)elements - 1 - hi;
+ * summed from spans of one sign bounds each of its partial sums. In two parts, so that a slice
+ * runs the axes' part in its own loop over the axes: a quick gate (quick_start), each axis
+ * added (quick_axis: false when it has no element or may overflow), then the whole view's
+ * count and extent against the buffer (quick_end). */
+typedef struct quick_gate {
+  ptrdiff_t limit, lo, hi;
+  size_t n;
+} quick_gate;
+
+static inline quick_gate quick_start(twin_dtype dtype) {
+  return (quick_gate){PTRDIFF_MAX >> twin__item_shift(dtype), 0, 0, 1};
 }
 
-twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
-                             const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
-                             twin_array **out) {
-  twin__debug_check(a, fn);
-  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
-                      TWIN_MAX_DIMS);
-  size_t size = 0, elements = a->buf->nbytes >> twin__item_shift(a->dtype);
-  if (!quick_inside(a->dtype, ndim, shape, strides, offset, elements, &size)) {
-    twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
-    if (s != TWIN_OK)
-      return s;
-  }
+static inline bool quick_axis(quick_gate *g, size_t len, ptrdiff_t stride) {
+  ptrdiff_t span;
+  if (len == 0 || len > (size_t)g->limit || __builtin_mul_overflow(g->n, len, &g->n) ||
+      stride > g->limit || stride < -g->limit ||
+      __builtin_mul_overflow(stride, (ptrdiff_t)len - 1, &span))
+    return false;
+  /* Two branches rather than one sum through a pointer to lo or hi, which would keep both in
+   * memory (a store-to-load stall per axis, measured). */
+  return span < 0 ? !__builtin_add_overflow(g->lo, span, &g->lo)
+                  : !__builtin_add_overflow(g->hi, span, &g->hi);
+}
+
+static inline bool quick_end(const quick_gate *g, ptrdiff_t offset, size_t elements) {
+  return g->n <= (size_t)g->limit && g->lo >= -g->limit && g->hi <= g->limit && offset >= -g->lo &&
+         offset <= (ptrdiff_t)elements - 1 - g->hi;
+}
+
+static bool quick_inside(twin_dtype dtype, int ndim, const size_t *shape, const ptrdiff_t *strides,
+                         ptrdiff_t offset, size_t elements, size_t *size) {
+  quick_gate g = quick_start(dtype);
+  for (int i = 0; i < ndim; i++)
+    if (!quick_axis(&g, shape[i], strides[i]))
+      return false;
+  *size = g.n;
+  return quick_end(&g, offset, elements);
+}
+
+/* The elements of a's buffer, in a's dtype. */
+static inline size_t buffer_elements(const twin_array *a) {
+  return a->buf->nbytes >> twin__item_shift(a->dtype);
+}
+
+/* A new view on a's buffer whose geometry passed the gate, of size elements. */
+__attribute__((always_inline)) static inline twin_status
+make_view(const char *fn, twin_array *a, int ndim, const size_t *shape, const ptrdiff_t *strides,
+          size_t size, ptrdiff_t offset, twin__site site, twin_array **out) {
   twin_array *v = twin__array_alloc();
   if (!v)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for a view", fn);
@@ -82,6 +98,22 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
   twin__array_attach(v, false); /* a keeps the buffer alive meanwhile */
   *out = v;
   return TWIN_OK;
+}
+
+twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
+                             const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
+                             twin_array **out) {
+  twin__debug_check(a, fn);
+  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
+                      TWIN_MAX_DIMS);
+  size_t size = 0, elements = buffer_elements(a);
+  if (!quick_inside(a->dtype, ndim, shape, strides, offset, elements, &size)) {
+    twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
+    if (s != TWIN_OK)
+      return s;
+  }
+  return make_view(fn, a, ndim, shape, strides, size, offset, site, out);
 }
 
 twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape,
@@ -181,10 +213,12 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
                       !a     ? "a"
                       : !out ? "out"
                              : "per_axis");
+  twin__debug_check(a, fn);
   int ndim = a->ndim;
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
-  bool empty = false;
+  bool empty = false, quick = true;
+  quick_gate g = quick_start(a->dtype); /* the view gate's axes, in this loop */
   for (int i = 0; i < ndim; i++) {
     twin_slice sl = per_axis[i];
     size_t len;
@@ -196,12 +230,16 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
     strides[i] = stride;
     offset = at;
     empty |= len == 0;
+    quick = quick && quick_axis(&g, len, stride);
   }
+  twin__site site = {file, line};
+  if (quick && quick_end(&g, offset, buffer_elements(a)))
+    return make_view(fn, a, ndim, shape, strides, g.n, offset, site, out);
   /* An empty slice keeps its base's offset, which is inside the buffer (NumPy: any slice of an
    * empty array is empty). */
   if (empty)
     offset = (ptrdiff_t)a->offset;
-  return twin__array_view(fn, a, ndim, shape, strides, offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, ndim, shape, strides, offset, site, out);
 }
 
 twin_status(twin_array_slice)(twin_array *a, const twin_slice *per_axis, twin_array **out) {
