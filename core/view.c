@@ -149,7 +149,8 @@ static ptrdiff_t clamp(ptrdiff_t x, ptrdiff_t lo, ptrdiff_t hi) {
  * of elements the slice selects. A negative bound counts from the end; what still falls
  * outside clamps to [0, len] for a positive step and to [-1, len - 1] for a negative one,
  * where an omitted bound is the first or the last of that range. */
-static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrdiff_t step) {
+__attribute__((always_inline)) static inline size_t adjust_slice(size_t len_u, ptrdiff_t *start,
+                                                                 ptrdiff_t *stop, ptrdiff_t step) {
   ptrdiff_t len = (ptrdiff_t)len_u, lo = step < 0 ? -1 : 0, hi = step < 0 ? len - 1 : len;
   /* len fits ptrdiff_t (twin__check_shape) and TWIN_NONE is the only bound that cannot take
    * it added, so neither sum overflows. */
@@ -182,7 +183,9 @@ static axis_fault slice_axis(const twin_array *a, int i, twin_slice *sl, size_t 
   ptrdiff_t step = sl->step == TWIN_NONE ? 1 : sl->step, move;
   if (step == 0)
     return AXIS_STEP_ZERO;
-  *shape = adjust_slice(a->shape[i], &sl->start, &sl->stop, step);
+  /* The usual step apart: adjust_slice specialised for it, without the sign tests. */
+  *shape = step == 1 ? adjust_slice(a->shape[i], &sl->start, &sl->stop, 1)
+                     : adjust_slice(a->shape[i], &sl->start, &sl->stop, step);
   *stride = a->strides[i];
   if (step != 1 && !twin__scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
     return AXIS_STRIDE;
