@@ -55,8 +55,9 @@ static inline quick_gate quick_start(twin_dtype dtype) {
 
 static inline bool quick_axis(quick_gate *g, size_t len, ptrdiff_t stride) {
   ptrdiff_t span;
-  if (len == 0 || len > (size_t)g->limit || __builtin_mul_overflow(g->n, len, &g->n) ||
-      stride > g->limit || stride < -g->limit ||
+  /* len in [1, limit] and stride in [-limit, limit], one unsigned comparison each. */
+  if (len - 1 >= (size_t)g->limit || (size_t)stride + (size_t)g->limit > 2 * (size_t)g->limit ||
+      __builtin_mul_overflow(g->n, len, &g->n) ||
       __builtin_mul_overflow(stride, (ptrdiff_t)len - 1, &span))
     return false;
   /* Two branches rather than one sum through a pointer to lo or hi, which would keep both in
