@@ -63,6 +63,13 @@ __attribute__((noipa)) static void zero(void *p, size_t n) {
   memset(p, 0, n);
 }
 
+/* Views covering fewer bytes than this hold b (twin__held_by_views): the quotient rounded up,
+ * kept in the buffer, since every view compares its cover with it twice. */
+static size_t held_below(size_t nbytes) {
+  size_t share = TWIN__HELD_BY_VIEWS_SHARE;
+  return nbytes / share + (nbytes % share != 0);
+}
+
 static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin__layout layout,
                           twin__site site, twin__buffer **out) {
   /* A one-copy buffer has no dirty map: its object stops before the segments (storage.h). */
@@ -79,6 +86,7 @@ static twin_status create(twin_context *ctx, size_t nbytes, bool zero_init, twin
   twin__ref_init(&b->refs);
   b->ctx = twin__context_hold(ctx);
   b->nbytes = nbytes;
+  b->held_below = held_below(nbytes);
   b->zero_init = zero_init;
   b->layout = layout;
   b->site = site;
@@ -150,12 +158,6 @@ void twin__buffer_unref(twin__buffer *b) {
 
 /* ---- The views of a buffer ---- */
 
-/* Views covering fewer bytes than this hold b (twin__held_by_views). */
-static inline size_t held_below(const twin__buffer *b) {
-  size_t share = TWIN__HELD_BY_VIEWS_SHARE;
-  return b->nbytes / share + (b->nbytes % share != 0);
-}
-
 /* With b->views_lock held: b's views covered `before` bytes while `was` told whether they held
  * it (twin__held_by_views) and now cover `after` bytes, holding it when `is`; the context's
  * figure counts the buffer while its views hold it. */
@@ -181,7 +183,7 @@ void twin__buffer_attach(twin_array *a, bool adopt) {
     twin__buffer_ref(b); /* the views' reference, which the caller's keeps above 0 */
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
          after = before + bytes;
-  covered(b, had && before < held_below(b), after, after < held_below(b));
+  covered(b, had && before < b->held_below, after, after < b->held_below);
   twin__spin_unlock(&b->views_lock);
   twin__count_add(&b->ctx->counters.live[a->thread_slot].arrays, 1);
   if (had && adopt)
@@ -202,7 +204,7 @@ bool twin__buffer_detach(twin_array *a) {
   size_t before = atomic_load_explicit(&b->view_bytes, memory_order_relaxed),
          after = before - bytes;
   assert(before >= bytes && "a buffer's view bytes dropped below 0");
-  covered(b, before < held_below(b), after, has && after < held_below(b));
+  covered(b, before < b->held_below, after, has && after < b->held_below);
   twin__spin_unlock(&b->views_lock);
   twin__count_sub(&b->ctx->counters.live[a->thread_slot].arrays, 1);
   return !has;
