@@ -5,10 +5,6 @@
 
 #include "objects.h"
 
-twin_array *twin__array_alloc(void) {
-  return twin__take(TWIN__KEEP_ARRAY, sizeof(twin_array));
-}
-
 /* Checks the arguments every constructor shares and computes the element count and byte
  * size with overflow checks. */
 twin_status twin__check_geometry(const char *fn, const twin_context *ctx, twin_dtype dtype,

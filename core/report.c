@@ -40,7 +40,7 @@ static twin_status describe(twin__buffer *b, twin_buffer_info *info) {
       memcpy(v->owner, a->owner, sizeof v->owner);
       v->dtype = a->dtype;
       v->ndim = a->ndim;
-      memcpy(v->shape, a->shape, sizeof v->shape);
+      memcpy(v->shape, a->shape, (size_t)a->ndim * sizeof *v->shape); /* the rest: calloc's 0 */
       v->nbytes = twin_array_nbytes(a);
     }
   twin__spin_unlock(&b->views_lock);

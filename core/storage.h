@@ -67,6 +67,7 @@ typedef struct twin__buffer {
   atomic_size_t refs;  /* one for its views while it has some (twin__buffer_attach), plus holders */
   twin_context *ctx;   /* holds a reference */
   size_t nbytes;       /* logical size; allocations are at least 1 byte */
+  size_t held_below;   /* views covering fewer bytes hold it (twin__held_by_views), from nbytes */
   twin__layout layout; /* fixed at creation */
   struct twin__buffer *prev, *next; /* in ctx->listed, under ctx->lock */
   /* The slot of threads (ground.h) of the thread that made it: its fresh stack and the slot

@@ -40,36 +40,56 @@ static twin_status check_inside(const char *fn, twin_dtype dtype, int ndim, cons
  * storing its element count in *size. Anything else, an empty view or one in doubt, goes
  * through check_inside, which names what is wrong. In elements, with the element size a power
  * of 2: a count, stride or extent in [-limit, limit] fits in ptrdiff_t as bytes, and an extent
- * summed from spans of one sign bounds each of its partial sums. */
-static bool quick_inside(twin_dtype dtype, int ndim, const size_t *shape, const ptrdiff_t *strides,
-                         ptrdiff_t offset, size_t elements, size_t *size) {
-  ptrdiff_t limit = PTRDIFF_MAX >> twin__item_shift(dtype), lo = 0, hi = 0, span;
-  size_t n = 1;
-  for (int i = 0; i < ndim; i++) {
-    if (shape[i] == 0 || shape[i] > (size_t)limit || __builtin_mul_overflow(n, shape[i], &n) ||
-        strides[i] > limit || strides[i] < -limit ||
-        __builtin_mul_overflow(strides[i], (ptrdiff_t)shape[i] - 1, &span) ||
-        __builtin_add_overflow(span < 0 ? lo : hi, span, span < 0 ? &lo : &hi))
-      return false;
-  }
-  *size = n;
-  return n <= (size_t)limit && lo >= -limit && hi <= limit && offset >= -lo &&
-         offset <= (ptrdiff_t)elements - 1 - hi;
+ * summed from spans of one sign bounds each of its partial sums. In two parts, so that a slice
+ * runs the axes' part in its own loop over the axes: a quick gate (quick_start), each axis
+ * added (quick_axis: false when it has no element or may overflow), then the whole view's
+ * count and extent against the buffer (quick_end). */
+typedef struct quick_gate {
+  ptrdiff_t limit, lo, hi;
+  size_t n;
+} quick_gate;
+
+static inline quick_gate quick_start(twin_dtype dtype) {
+  return (quick_gate){PTRDIFF_MAX >> twin__item_shift(dtype), 0, 0, 1};
 }
 
-twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
-                             const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
-                             twin_array **out) {
-  twin__debug_check(a, fn);
-  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
-    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
-                      TWIN_MAX_DIMS);
-  size_t size = 0, elements = a->buf->nbytes >> twin__item_shift(a->dtype);
-  if (!quick_inside(a->dtype, ndim, shape, strides, offset, elements, &size)) {
-    twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
-    if (s != TWIN_OK)
-      return s;
-  }
+static inline bool quick_axis(quick_gate *g, size_t len, ptrdiff_t stride) {
+  ptrdiff_t span;
+  /* len in [1, limit] and stride in [-limit, limit], one unsigned comparison each. */
+  if (len - 1 >= (size_t)g->limit || (size_t)stride + (size_t)g->limit > 2 * (size_t)g->limit ||
+      __builtin_mul_overflow(g->n, len, &g->n) ||
+      __builtin_mul_overflow(stride, (ptrdiff_t)len - 1, &span))
+    return false;
+  /* Two branches rather than one sum through a pointer to lo or hi, which would keep both in
+   * memory (a store-to-load stall per axis, measured). */
+  return span < 0 ? !__builtin_add_overflow(g->lo, span, &g->lo)
+                  : !__builtin_add_overflow(g->hi, span, &g->hi);
+}
+
+static inline bool quick_end(const quick_gate *g, ptrdiff_t offset, size_t elements) {
+  return g->n <= (size_t)g->limit && g->lo >= -g->limit && g->hi <= g->limit && offset >= -g->lo &&
+         offset <= (ptrdiff_t)elements - 1 - g->hi;
+}
+
+static bool quick_inside(twin_dtype dtype, int ndim, const size_t *shape, const ptrdiff_t *strides,
+                         ptrdiff_t offset, size_t elements, size_t *size) {
+  quick_gate g = quick_start(dtype);
+  for (int i = 0; i < ndim; i++)
+    if (!quick_axis(&g, shape[i], strides[i]))
+      return false;
+  *size = g.n;
+  return quick_end(&g, offset, elements);
+}
+
+/* The elements of a's buffer, in a's dtype. */
+static inline size_t buffer_elements(const twin_array *a) {
+  return a->buf->nbytes >> twin__item_shift(a->dtype);
+}
+
+/* A new view on a's buffer whose geometry passed the gate, of size elements. */
+__attribute__((always_inline)) static inline twin_status
+make_view(const char *fn, twin_array *a, int ndim, const size_t *shape, const ptrdiff_t *strides,
+          size_t size, ptrdiff_t offset, twin__site site, twin_array **out) {
   twin_array *v = twin__array_alloc();
   if (!v)
     return twin__fail(TWIN_ERR_OUT_OF_HOST_MEMORY, "%s: no memory for a view", fn);
@@ -79,6 +99,22 @@ twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size
   twin__array_attach(v, false); /* a keeps the buffer alive meanwhile */
   *out = v;
   return TWIN_OK;
+}
+
+twin_status twin__array_view(const char *fn, twin_array *a, int ndim, const size_t *shape,
+                             const ptrdiff_t *strides, ptrdiff_t offset, twin__site site,
+                             twin_array **out) {
+  twin__debug_check(a, fn);
+  if (ndim < 0 || ndim > TWIN_MAX_DIMS)
+    return twin__fail(TWIN_ERR_INVALID_ARGUMENT, "%s: ndim is %d, outside 0..%d", fn, ndim,
+                      TWIN_MAX_DIMS);
+  size_t size = 0, elements = buffer_elements(a);
+  if (!quick_inside(a->dtype, ndim, shape, strides, offset, elements, &size)) {
+    twin_status s = check_inside(fn, a->dtype, ndim, shape, strides, offset, elements, &size);
+    if (s != TWIN_OK)
+      return s;
+  }
+  return make_view(fn, a, ndim, shape, strides, size, offset, site, out);
 }
 
 twin_status twin_array_as_strided_at(twin_array *a, int ndim, const size_t *shape,
@@ -114,7 +150,8 @@ static ptrdiff_t clamp(ptrdiff_t x, ptrdiff_t lo, ptrdiff_t hi) {
  * of elements the slice selects. A negative bound counts from the end; what still falls
  * outside clamps to [0, len] for a positive step and to [-1, len - 1] for a negative one,
  * where an omitted bound is the first or the last of that range. */
-static size_t adjust_slice(size_t len_u, ptrdiff_t *start, ptrdiff_t *stop, ptrdiff_t step) {
+__attribute__((always_inline)) static inline size_t adjust_slice(size_t len_u, ptrdiff_t *start,
+                                                                 ptrdiff_t *stop, ptrdiff_t step) {
   ptrdiff_t len = (ptrdiff_t)len_u, lo = step < 0 ? -1 : 0, hi = step < 0 ? len - 1 : len;
   /* len fits ptrdiff_t (twin__check_shape) and TWIN_NONE is the only bound that cannot take
    * it added, so neither sum overflows. */
@@ -147,7 +184,9 @@ static axis_fault slice_axis(const twin_array *a, int i, twin_slice *sl, size_t 
   ptrdiff_t step = sl->step == TWIN_NONE ? 1 : sl->step, move;
   if (step == 0)
     return AXIS_STEP_ZERO;
-  *shape = adjust_slice(a->shape[i], &sl->start, &sl->stop, step);
+  /* The usual step apart: adjust_slice specialised for it, without the sign tests. */
+  *shape = step == 1 ? adjust_slice(a->shape[i], &sl->start, &sl->stop, 1)
+                     : adjust_slice(a->shape[i], &sl->start, &sl->stop, step);
   *stride = a->strides[i];
   if (step != 1 && !twin__scaled_stride(a->strides[i], step, *shape, a->dtype, stride))
     return AXIS_STRIDE;
@@ -178,22 +217,33 @@ twin_status twin_array_slice_at(twin_array *a, const twin_slice *per_axis, twin_
                       !a     ? "a"
                       : !out ? "out"
                              : "per_axis");
+  twin__debug_check(a, fn);
   int ndim = a->ndim;
   size_t shape[TWIN_MAX_DIMS];
   ptrdiff_t strides[TWIN_MAX_DIMS], offset = (ptrdiff_t)a->offset;
-  bool empty = false;
+  bool empty = false, quick = true;
+  quick_gate g = quick_start(a->dtype); /* the view gate's axes, in this loop */
   for (int i = 0; i < ndim; i++) {
     twin_slice sl = per_axis[i];
-    axis_fault fault = slice_axis(a, i, &sl, &shape[i], &strides[i], &offset);
+    size_t len;
+    ptrdiff_t stride, at = offset; /* in registers: no store-to-load stall per axis */
+    axis_fault fault = slice_axis(a, i, &sl, &len, &stride, &at);
     if (fault != AXIS_OK)
       return slice_fault(fn, a, i, sl, fault);
-    empty |= shape[i] == 0;
+    shape[i] = len;
+    strides[i] = stride;
+    offset = at;
+    empty |= len == 0;
+    quick = quick && quick_axis(&g, len, stride);
   }
+  twin__site site = {file, line};
+  if (quick && quick_end(&g, offset, buffer_elements(a)))
+    return make_view(fn, a, ndim, shape, strides, g.n, offset, site, out);
   /* An empty slice keeps its base's offset, which is inside the buffer (NumPy: any slice of an
    * empty array is empty). */
   if (empty)
     offset = (ptrdiff_t)a->offset;
-  return twin__array_view(fn, a, ndim, shape, strides, offset, (twin__site){file, line}, out);
+  return twin__array_view(fn, a, ndim, shape, strides, offset, site, out);
 }
 
 twin_status(twin_array_slice)(twin_array *a, const twin_slice *per_axis, twin_array **out) {
