@@ -56,10 +56,16 @@ static void count_buffer(twin__buffer *b, bool live) {
   }
 }
 
-/* memset through a call the compiler cannot see the size of: with the size known it inlines
+/* memset through a call the compiler cannot see the size of: with the size known GCC inlines
  * `rep stos`, whose start-up cost (measured: three quarters of a new buffer's making) is well
- * above the C library's vector loop for a few hundred bytes. */
-__attribute__((noipa)) static void zero(void *p, size_t n) {
+ * above the C library's vector loop for a few hundred bytes. (noipa is GCC's; clang knows only
+ * noinline, and calls memset for such sizes anyway.) */
+#if defined(__clang__)
+#define OPAQUE __attribute__((noinline))
+#else
+#define OPAQUE __attribute__((noipa))
+#endif
+OPAQUE static void zero(void *p, size_t n) {
   memset(p, 0, n);
 }
 
