@@ -11,6 +11,7 @@
  * With TWIN_SPILL=off the fifth array fails, with the error that says why: the size asked, the
  * budget, what trimming and spilling freed, and the four arrays holding the device memory with
  * the line that made them. Exit status 1 on any failure or wrong value. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, under -std=c11 */
 #include <stdint.h>
 #include <stdio.h>
 #include <time.h>
